@@ -1,0 +1,572 @@
+"""
+The ``energy`` execution module: configuration, validation and placement of the energy-monitoring
+stack (hwpc-sensor -> MongoDB -> SmartWatts -> InfluxDB -> Grafana).
+
+Everything that needs no ``__salt__`` is a plain function (``placement``, ``validate``,
+``build_plan``, ``cpu_slug``) that unit tests import directly; the Salt functions
+(``facts``, ``config``, ``plan``, ``hostname_to_influx``) only gather mine and pillar data and
+call them.
+
+.. code-block:: bash
+
+    salt-call energy.plan
+"""
+
+import copy
+import hashlib
+import logging
+import re
+
+try:
+    import yaml
+
+    HAS_YAML = True
+except ImportError:  # pragma: no cover
+    HAS_YAML = False
+
+try:
+    from salt.exceptions import CommandExecutionError
+except ImportError:  # pragma: no cover - unit tests without Salt
+
+    class CommandExecutionError(Exception):
+        pass
+
+
+log = logging.getLogger(__name__)
+
+__virtualname__ = "energy"
+
+ROLES = ("sensors", "mongos", "formulas", "influxdbs", "grafana")
+COMPONENTS = ("sensor", "mongo", "formula", "influxdb", "grafana")
+# the top-level keys of energy: in defaults.yaml (a unit test keeps the two equal)
+KNOWN_KEYS = ("control", "roles", "facts", "config_dir", "restart_policy", "sensor", "mongo", "formula",
+              "influxdb", "grafana", "clean")
+FACT_KEYS = ("cpu_name", "cpu_vendor", "cpu_family", "cpu_model", "cpu_count", "cpu_base_freq_mhz",
+             "tdp_w", "rapl_domains", "pmu_events", "virtual", "cgroup_version", "address")
+RESTART_POLICIES = ("no", "always", "unless-stopped", "on-failure")
+MINE_FUNCTION = "energy.facts"
+
+
+def __virtual__():
+    if not HAS_YAML:
+        return (False, "the energy module needs PyYAML")
+    return __virtualname__
+
+
+class PlanError(ValueError):
+    """Bad configuration or mine data; the message names the pillar key, the value and the fix."""
+
+
+# --------------------------------------------------------------------------- pure functions
+
+
+def placement(cpus, roles):
+    """
+    Place one formula, one MongoDB and one InfluxDB per CPU name.
+
+    ``cpus`` maps sensor minion id -> CPU name; ``roles`` maps ``mongos``, ``formulas``,
+    ``influxdbs`` (and ``grafana``) to lists of minion ids. CPU names are taken in sorted order;
+    the i-th gets ``mongos[i % len(mongos)]`` and so on over the sorted host lists, wrapping
+    around when CPU names outnumber hosts. The result does not depend on input order.
+
+    Returns ``{"cpus": {cpu_name: {"sensors", "mongo", "formula", "influxdb", "slots"}},
+    "grafana": id or None}``; ``slots`` numbers the containers of one kind on one host
+    (0, 1, ...), which the plan turns into distinct ports.
+
+    CLI Example:
+
+    .. code-block:: bash
+
+        salt-call energy.placement '{"m1": "Xeon"}' '{"mongos": ["c"], "formulas": ["c"], "influxdbs": ["c"]}'
+    """
+    by_cpu = {}
+    for minion in sorted(cpus):
+        by_cpu.setdefault(cpus[minion], []).append(minion)
+    names = sorted(by_cpu)
+    hosts = {role: sorted(set(roles.get(role) or [])) for role in ("mongos", "formulas", "influxdbs")}
+    if names:
+        for role, members in hosts.items():
+            if not members:
+                raise PlanError(
+                    f"energy:roles:{role} matches no minion, but {len(names)} CPU name(s) need one "
+                    f"({', '.join(names)}). Fix: target at least one minion that publishes its energy "
+                    f"facts in the mine (energy:roles:{role} or energy:control)."
+                )
+    result = {"cpus": {}, "grafana": (sorted(roles.get("grafana") or []) or [None])[0]}
+    used = {}  # (kind, host) -> next slot
+    for i, name in enumerate(names):
+        entry = {"sensors": by_cpu[name], "slots": {}}
+        for role, kind in (("mongos", "mongo"), ("formulas", "formula"), ("influxdbs", "influxdb")):
+            host = hosts[role][i % len(hosts[role])]
+            entry[kind] = host
+            entry["slots"][kind] = used.get((kind, host), 0)
+            used[(kind, host)] = entry["slots"][kind] + 1
+        result["cpus"][name] = entry
+    return result
+
+
+def cpu_slug(cpu_name):
+    """A short identifier for a CPU name, for database and container names.
+
+    ``Intel(R) Xeon(R) Gold 6130 CPU @ 2.10GHz`` -> ``intel_xeon_gold_6130``.
+    """
+    short = re.sub(r"\((R|TM|r|tm)\)", " ", cpu_name)
+    short = re.sub(r"@.*$", " ", short)
+    short = re.sub(r"\b(CPU|Processor|[0-9]+-Core)\b", " ", short, flags=re.IGNORECASE)
+    short = re.sub(r"[^a-z0-9]+", "_", short.lower()).strip("_")
+    return short or "cpu_" + hashlib.sha1(cpu_name.encode()).hexdigest()[:8]
+
+
+def cpu_slugs(names):
+    """Slugs for a set of CPU names, unique: colliding short names get a hash of the full name."""
+    short = {name: cpu_slug(name) for name in names}
+    counts = {}
+    for slug in short.values():
+        counts[slug] = counts.get(slug, 0) + 1
+    return {
+        name: slug if counts[slug] == 1 else f"{slug}_{hashlib.sha1(name.encode()).hexdigest()[:6]}"
+        for name, slug in short.items()
+    }
+
+
+def _is_port(value):
+    return isinstance(value, int) and not isinstance(value, bool) and 0 < value < 65536
+
+
+def _describe(value):
+    return repr(value) if not isinstance(value, str) else f"'{value}'"
+
+
+def validate(conf):
+    """
+    Check a merged ``energy`` configuration; return the list of problems (empty when fine).
+
+    Each problem names the pillar key, the bad value and the fix.
+
+    CLI Example:
+
+    .. code-block:: bash
+
+        salt-call energy.validate
+    """
+    if conf is None:
+        conf = {}
+    if not isinstance(conf, dict):
+        return [f"energy: must be a mapping, got {_describe(conf)}. Fix: see pillar.example."]
+    errors = []
+
+    def err(key, value, fix):
+        errors.append(f"energy:{key}: bad value {_describe(value)}. Fix: {fix}")
+
+    for key in sorted(set(conf) - set(KNOWN_KEYS)):
+        err(key, conf[key], f"unknown key; remove it or use one of {', '.join(KNOWN_KEYS)}.")
+
+    control = conf.get("control")
+    if control is not None and not isinstance(control, str):
+        err("control", control, "give the control minion's id (or a compound target) as a string.")
+    roles = conf.get("roles") or {}
+    if not isinstance(roles, dict):
+        err("roles", roles, f"a mapping of {', '.join(ROLES)} to targets.")
+        roles = {}
+    for role in sorted(set(roles) - set(ROLES)):
+        err(f"roles:{role}", roles[role], f"unknown role; the roles are {', '.join(ROLES)}.")
+    for role in ROLES:
+        target = roles.get(role)
+        if target is None:
+            if role != "sensors" and not control and not (role == "grafana" and not _grafana_enabled(conf)):
+                err(f"roles:{role}", target,
+                    "set energy:control to the id of the minion that runs the databases and formulas, "
+                    f"or set energy:roles:{role} to a compound target or a list of minion ids.")
+        elif isinstance(target, list):
+            if not target or not all(isinstance(m, str) and m for m in target):
+                err(f"roles:{role}", target, "a non-empty list of minion ids (strings), or a compound target.")
+        elif not isinstance(target, str) or not target.strip():
+            err(f"roles:{role}", target, "a compound target string (e.g. 'G@energy:cpu_vendor:intel') "
+                "or a list of minion ids.")
+
+    facts = conf.get("facts") or {}
+    if not isinstance(facts, dict):
+        err("facts", facts, f"a mapping of fact names ({', '.join(FACT_KEYS)}) to values.")
+    else:
+        for key in sorted(set(facts) - set(FACT_KEYS)):
+            err(f"facts:{key}", facts[key], f"unknown fact; the facts are {', '.join(FACT_KEYS)}.")
+
+    for key in ("config_dir",):
+        if not isinstance(conf.get(key), str) or not conf.get(key, "").startswith("/"):
+            err(key, conf.get(key), "an absolute directory path on the minions.")
+    policy = conf.get("restart_policy")
+    if not isinstance(policy, str) or policy.split(":")[0] not in RESTART_POLICIES:
+        err("restart_policy", policy, f"one of {', '.join(RESTART_POLICIES)} (on-failure:N allowed).")
+
+    for comp in COMPONENTS:
+        section = conf.get(comp)
+        if not isinstance(section, dict):
+            err(comp, section, "a mapping; see pillar.example.")
+            continue
+        for key in ("image", "tag"):
+            value = section.get(key)
+            if not isinstance(value, str) or not value.strip():
+                hint = " Quote it in YAML (e.g. tag: '2.1')." if isinstance(value, (int, float)) else ""
+                err(f"{comp}:{key}", value, f"a non-empty string.{hint}")
+        if "port" in section and not _is_port(section["port"]):
+            err(f"{comp}:port", section["port"], "an integer from 1 to 65535.")
+        for key in ("env", "options"):
+            value = section.get(key, {})
+            if not isinstance(value, dict):
+                err(f"{comp}:{key}", value, "a mapping (name: value).")
+            elif key == "env":
+                for name, val in value.items():
+                    if not isinstance(val, (str, int, float, bool)):
+                        err(f"{comp}:env:{name}", val, "a scalar (string or number).")
+    sensor = conf.get("sensor") if isinstance(conf.get("sensor"), dict) else {}
+    freq = sensor.get("frequency_ms")
+    if not (isinstance(freq, int) and not isinstance(freq, bool) and freq >= 10):
+        err("sensor:frequency_ms", freq, "an integer number of milliseconds, at least 10 (1000 = 1 Hz).")
+    formula = conf.get("formula") if isinstance(conf.get("formula"), dict) else {}
+    threshold = formula.get("cpu_error_threshold")
+    if not (isinstance(threshold, (int, float)) and not isinstance(threshold, bool) and threshold > 0):
+        err("formula:cpu_error_threshold", threshold, "a positive number of Watts.")
+    grafana = conf.get("grafana") if isinstance(conf.get("grafana"), dict) else {}
+    if not isinstance(grafana.get("enabled"), bool):
+        err("grafana:enabled", grafana.get("enabled"), "true or false.")
+    clean = conf.get("clean") if isinstance(conf.get("clean"), dict) else {}
+    if not isinstance(clean.get("purge_data"), bool):
+        err("clean:purge_data", clean.get("purge_data"), "true or false.")
+    return errors
+
+
+def _grafana_enabled(conf):
+    grafana = conf.get("grafana")
+    return isinstance(grafana, dict) and grafana.get("enabled") is True
+
+
+def check(conf):
+    """Raise PlanError listing every problem of ``conf``."""
+    errors = validate(conf)
+    if errors:
+        raise PlanError("invalid energy pillar:\n  - " + "\n  - ".join(errors))
+
+
+def role_target(conf, role):
+    """The compound target of a role (a list of ids becomes ``L@a,b``; unset roles use energy:control)."""
+    target = (conf.get("roles") or {}).get(role)
+    if target is None:
+        target = "*" if role == "sensors" else conf.get("control")
+    if isinstance(target, list):
+        target = "L@" + ",".join(target)
+    return target
+
+
+def _container_name(minion, component, slug=None):
+    safe = re.sub(r"[^a-zA-Z0-9_.-]", "-", minion)
+    return f"energy-{safe}-{component}" + (f"-{slug}" if slug else "")
+
+
+def _image(section):
+    return f"{section['image']}:{section['tag']}"
+
+
+def _labels(component, minion, cpu=None):
+    labels = {"energy.component": component, "energy.minion": minion}
+    if cpu is not None:
+        labels["energy.cpu"] = cpu
+    return labels
+
+
+def _container(conf, component, minion, cpu=None, slug=None, run=None, **meta):
+    """A container of the plan: ``run`` holds the docker_container.running kwargs, the rest is ours."""
+    section = conf[component]
+    run = dict(run or {})
+    env = dict(section.get("env") or {})
+    env.update(run.pop("environment", {}))
+    run.update({
+        "image": _image(section),
+        "labels": _labels(component, minion, cpu),
+        "restart_policy": conf["restart_policy"],
+        "environment": {k: str(v) for k, v in sorted(env.items())},
+    })
+    run.update(copy.deepcopy(section.get("options") or {}))  # pillar has the last word
+    container = {"name": _container_name(minion, component, slug), "component": component, "cpu": cpu,
+                 "image_repo": section["image"], "image_tag": str(section["tag"]), "run": run}
+    container.update(meta)
+    return container
+
+
+def sensor_config(conf, minion, cpu, entry):
+    """The hwpc-sensor JSON config for one sensor minion (the real sensor's --config-file format)."""
+    facts = entry["facts"]
+    rapl_events = ["RAPL_ENERGY_PKG"] + (["RAPL_ENERGY_DRAM"] if "dram" in facts.get("rapl_domains", []) else [])
+    events = conf["sensor"].get("events") or facts.get("pmu_events") or []
+    cgroup_base = "/sys/fs/cgroup" if facts.get("cgroup_version") == 2 else "/sys/fs/cgroup/perf_event"
+    return {
+        "name": minion,
+        "verbose": False,
+        "frequency": conf["sensor"]["frequency_ms"],
+        "cgroup_basepath": cgroup_base,
+        "output": {"type": "mongodb", "uri": entry["mongo_uri"], "database": entry["database"],
+                   "collection": entry["collection"]},
+        "system": {"rapl": {"events": rapl_events, "monitoring_type": "MONITOR_ONE_CPU_PER_SOCKET"},
+                   "msr": {"events": ["TSC", "APERF", "MPERF"]}},
+        "container": {"core": {"events": list(events)}},
+    }
+
+
+def formula_command(conf, cpu, entry):
+    """SmartWatts arguments for one CPU name (same for the upstream image and the test image)."""
+    facts = entry["facts"]
+    formula = conf["formula"]
+    args = [
+        "--verbose" if formula.get("verbose") else None,
+        "--stream",
+        "--input", "mongodb", "--model", "HWPCReport", "--name", "puller",
+        "--uri", entry["mongo_uri"], "--db", entry["database"], "--collection", entry["collection"],
+        "--output", "influxdb", "--model", "PowerReport", "--name", "pusher_power",
+        "--uri", entry["influxdb_address"], "--port", str(entry["influxdb_port"]),
+        "--db", entry["influxdb_database"], "--tags", "scope,socket",
+        "--cpu-base-freq", str(facts.get("cpu_base_freq_mhz") or formula["default_base_freq_mhz"]),
+        "--cpu-error-threshold", str(formula["cpu_error_threshold"]),
+        "--sensor-reports-frequency", str(conf["sensor"]["frequency_ms"]),
+    ]
+    if facts.get("tdp_w"):
+        args += ["--cpu-tdp", str(facts["tdp_w"])]
+    if "dram" not in facts.get("rapl_domains", []):
+        args.append("--disable-dram-formula")
+    args += [str(a) for a in formula.get("extra_args") or []]
+    return [a for a in args if a is not None]
+
+
+def build_plan(conf, role_facts):
+    """
+    The whole deployment from a validated configuration and the mine's facts (pure).
+
+    ``role_facts`` maps each role to ``{minion id: energy facts}`` of the minions its target
+    matches. Returns ``{"cpus": {cpu_name: {...}}, "hosts": {minion: {"containers": [...],
+    "sensor_configs": {...}}}, "grafana": id or None}``.
+    """
+    sensors = role_facts.get("sensors") or {}
+    cpus = {m: f["cpu_name"] for m, f in sensors.items() if f.get("cpu_name")}
+    roles = {role: sorted(role_facts.get(role) or {}) for role in ROLES if role != "sensors"}
+    if not _grafana_enabled(conf):
+        roles["grafana"] = []
+    placed = placement(cpus, roles)
+    address = {}
+    for members in role_facts.values():
+        for minion, facts in members.items():
+            address[minion] = facts.get("address") or minion
+    slugs = cpu_slugs(placed["cpus"])
+    plan = {"cpus": {}, "hosts": {}, "grafana": placed["grafana"]}
+
+    def host(minion):
+        return plan["hosts"].setdefault(minion, {"containers": [], "sensor_configs": {}})
+
+    for cpu, entry in sorted(placed["cpus"].items()):
+        slug = slugs[cpu]
+        mongo_port = conf["mongo"]["port"] + entry["slots"]["mongo"]
+        influx_port = conf["influxdb"]["port"] + entry["slots"]["influxdb"]
+        info = {
+            "slug": slug,
+            "sensors": entry["sensors"],
+            "mongo": entry["mongo"],
+            "formula": entry["formula"],
+            "influxdb": entry["influxdb"],
+            # facts of the first sensor host stand for the CPU name (same model, same facts)
+            "facts": sensors[entry["sensors"][0]],
+            "mongo_uri": f"mongodb://{address[entry['mongo']]}:{mongo_port}",
+            "mongo_port": mongo_port,
+            "database": f"sensors_{slug}",
+            "collection": "hwpc",
+            "influxdb_address": address[entry["influxdb"]],
+            "influxdb_port": influx_port,
+            "influxdb_url": f"http://{address[entry['influxdb']]}:{influx_port}",
+            "influxdb_database": f"power_{slug}",
+        }
+        plan["cpus"][cpu] = info
+
+        host(entry["mongo"])["containers"].append(_container(
+            conf, "mongo", entry["mongo"], cpu, slug,
+            run={"port_bindings": [f"{address[entry['mongo']]}:{mongo_port}:27017"],
+                 "binds": [f"{_container_name(entry['mongo'], 'mongo', slug)}:/data/db"]},
+            volume=_container_name(entry["mongo"], "mongo", slug),
+            port=mongo_port, address=address[entry["mongo"]],
+        ))
+        host(entry["influxdb"])["containers"].append(_container(
+            conf, "influxdb", entry["influxdb"], cpu, slug,
+            run={"port_bindings": [f"{address[entry['influxdb']]}:{influx_port}:8086"],
+                 "binds": [f"{_container_name(entry['influxdb'], 'influxdb', slug)}:/var/lib/influxdb"]},
+            volume=_container_name(entry["influxdb"], "influxdb", slug),
+            port=influx_port, address=address[entry["influxdb"]], database=info["influxdb_database"],
+        ))
+        for minion in entry["sensors"]:
+            config_file = f"{conf['config_dir']}/{_container_name(minion, 'sensor')}.json"
+            host(minion)["sensor_configs"][config_file] = sensor_config(conf, minion, cpu, info)
+            host(minion)["containers"].append(_container(
+                conf, "sensor", minion, cpu, None,
+                run={"command": ["--config-file", "/etc/hwpc-sensor/config.json"],
+                     "binds": [f"{config_file}:/etc/hwpc-sensor/config.json:ro", "/sys:/sys",
+                               "/var/lib/docker/containers:/var/lib/docker/containers:ro"],
+                     "network_mode": "host", "pid_mode": "host", "privileged": True},
+                config_file=config_file,
+            ))
+        host(entry["formula"])["containers"].append(_container(
+            conf, "formula", entry["formula"], cpu, slug,
+            run={"command": formula_command(conf, cpu, info), "network_mode": "host"},
+            mongo_uri=info["mongo_uri"],
+        ))
+    if placed["grafana"]:
+        grafana = placed["grafana"]
+        port = conf["grafana"]["port"]
+        host(grafana)["containers"].append(_container(
+            conf, "grafana", grafana, None, None,
+            run={"port_bindings": [f"{address[grafana]}:{port}:3000"],
+                 "binds": [f"{_container_name(grafana, 'grafana')}:/var/lib/grafana"]},
+            volume=_container_name(grafana, "grafana"), port=port, address=address[grafana],
+        ))
+    return plan
+
+
+# --------------------------------------------------------------------------- Salt functions
+
+
+def facts():
+    """
+    This minion's energy facts as the mine publishes them: the ``energy`` grain, overridden by
+    pillar ``energy:facts``, plus the ``address`` other minions reach it on.
+
+    CLI Example:
+
+    .. code-block:: bash
+
+        salt-call energy.facts
+    """
+    result = dict(__grains__.get("energy") or {})
+    pillar = __pillar__.get("energy")
+    overrides = (pillar.get("facts") if isinstance(pillar, dict) else None) or {}
+    result.update({k: v for k, v in overrides.items() if k in FACT_KEYS})
+    if not result.get("address"):
+        candidates = [ip for ip in (__grains__.get("fqdn_ip4") or []) + (__grains__.get("ipv4") or [])
+                      if not ip.startswith("127.")]
+        result["address"] = candidates[0] if candidates else "127.0.0.1"
+    return result
+
+
+def _defaults():
+    text = __salt__["cp.get_file_str"]("salt://energy/defaults.yaml")
+    if not text:
+        raise CommandExecutionError("salt://energy/defaults.yaml not found: is the energy formula on the file roots?")
+    return yaml.safe_load(text)["energy"]
+
+
+def config(defaults=None):
+    """
+    The merged configuration: ``defaults.yaml`` overridden by pillar ``energy``, validated.
+
+    CLI Example:
+
+    .. code-block:: bash
+
+        salt-call energy.config
+    """
+    import salt.utils.dictupdate  # pylint: disable=import-outside-toplevel
+
+    merged = copy.deepcopy(defaults if defaults is not None else _defaults())
+    # __pillar__, not pillar.get: since Salt 3008 pillar.get masks values when a module calls it
+    pillar = __pillar__.get("energy", {})
+    if pillar is not None and not isinstance(pillar, dict):
+        raise CommandExecutionError(f"invalid energy pillar:\n  - energy: must be a mapping, got {pillar!r}")
+    merged = salt.utils.dictupdate.merge(merged, pillar or {}, merge_lists=False)
+    try:
+        check(merged)
+    except PlanError as exc:
+        raise CommandExecutionError(str(exc)) from None
+    return merged
+
+
+def _role_facts(conf):
+    result = {}
+    for role in ROLES:
+        target = role_target(conf, role)
+        if not target:
+            result[role] = {}
+            continue
+        found = __salt__["mine.get"](target, MINE_FUNCTION, tgt_type="compound") or {}
+        result[role] = {m: f for m, f in found.items() if isinstance(f, dict)}
+    return result
+
+
+def plan(conf=None):
+    """
+    The deployment plan computed from the mine: which minion runs which containers.
+
+    Every node computes the same plan from the same mine data. Raises with a message naming the
+    pillar key when the configuration or the placement is invalid.
+
+    CLI Example:
+
+    .. code-block:: bash
+
+        salt-call energy.plan
+    """
+    conf = conf if conf is not None else config()
+    try:
+        check(conf)
+        return build_plan(conf, _role_facts(conf))
+    except PlanError as exc:
+        raise CommandExecutionError(str(exc)) from None
+
+
+def summary(conf=None):
+    """
+    Which minion runs which containers, per CPU name (a short view of ``energy.plan``).
+
+    CLI Example:
+
+    .. code-block:: bash
+
+        salt-call energy.summary
+    """
+    full = plan(conf)
+    return {
+        "cpus": {cpu: {k: info[k] for k in ("sensors", "mongo", "formula", "influxdb", "mongo_uri",
+                                             "influxdb_url", "influxdb_database")}
+                 for cpu, info in full["cpus"].items()},
+        "hosts": {minion: sorted(c["name"] for c in h["containers"]) for minion, h in full["hosts"].items()},
+        "grafana": full["grafana"],
+    }
+
+
+CLEAN_ORDER = ("grafana", "formula", "influxdb", "sensor", "mongo")
+
+
+def deployed(conf=None):
+    """
+    What the energy formula has deployed on this minion, in removal order: the containers labelled
+    ``energy.minion=<this id>``, the data volumes and the sensor config files.
+
+    CLI Example:
+
+    .. code-block:: bash
+
+        salt-call energy.deployed
+    """
+    import glob  # pylint: disable=import-outside-toplevel
+
+    conf = conf if conf is not None else config()
+    minion = __opts__["id"]
+    found = __salt__["docker.ps"](all=True, filters={"label": [f"energy.minion={minion}"]}) or {}
+    containers = []
+    for info in found.values():
+        if not isinstance(info, dict):
+            continue
+        labels = info.get("Labels") or {}
+        name = (info.get("Names") or ["?"])[0].lstrip("/")
+        containers.append({"name": name, "component": labels.get("energy.component", "unknown"),
+                           "cpu": labels.get("energy.cpu")})
+    rank = {component: i for i, component in enumerate(CLEAN_ORDER)}
+    containers.sort(key=lambda c: (rank.get(c["component"], len(rank)), c["name"]))
+    prefixes = tuple(_container_name(minion, component) + "-" for component in ("mongo", "influxdb"))
+    grafana_volume = _container_name(minion, "grafana")
+    volumes = (__salt__["docker.volumes"]() or {}).get("Volumes") or []
+    names = sorted(v["Name"] for v in volumes
+                   if v.get("Name", "").startswith(prefixes) or v.get("Name") == grafana_volume)
+    config_file = f"{conf['config_dir']}/{_container_name(minion, 'sensor')}.json"
+    return {"containers": containers, "volumes": names, "config_files": sorted(glob.glob(config_file))}

@@ -1,0 +1,37 @@
+{#- Removes what the energy formula deployed on this minion: the containers labelled with this
+    minion's id (grafana, formulas, influxdbs, sensors, mongos: the reverse of the deployment), the
+    sensor config files, and the data volumes only when energy:clean:purge_data is true. #}
+{%- from tpldir ~ "/map.jinja" import energy with context %}
+{%- set deployed = salt['energy.deployed']() %}
+{%- set ns = namespace(previous=none) %}
+{%- for c in deployed.containers %}
+energy-{{ c.component }}-container-absent-{{ c.name }}:
+  docker_container.absent:
+    - name: {{ c.name }}
+    - force: True
+{%- if ns.previous %}
+    - require:
+      - docker_container: {{ ns.previous }}
+{%- endif %}
+{%- set ns.previous = 'energy-' ~ c.component ~ '-container-absent-' ~ c.name %}
+{% endfor %}
+{%- for path in deployed.config_files %}
+energy-sensor-config-absent-{{ path }}:
+  file.absent:
+    - name: {{ path }}
+{% endfor %}
+{%- if energy.clean.purge_data %}
+{%- for volume in deployed.volumes %}
+energy-data-volume-absent-{{ volume }}:
+  docker_volume.absent:
+    - name: {{ volume }}
+{%- if ns.previous %}
+    - require:
+      - docker_container: {{ ns.previous }}
+{%- endif %}
+{% endfor %}
+{%- endif %}
+
+energy-clean-done-nop:
+  test.nop:
+    - name: energy stack removed from {{ grains['id'] }}{{ '' if energy.clean.purge_data else ' (data volumes kept)' }}

@@ -1,0 +1,10 @@
+{#- SmartWatts per CPU name on the minions the plan chose; each starts once its MongoDB answers. #}
+{%- from tpldir ~ "/plan.jinja" import mine with context %}
+{%- from tpldir ~ "/macros.jinja" import deploy with context %}
+{%- for c in mine.containers if c.component == 'formula' %}
+energy-formula-mongo-reachable-{{ c.name }}:
+  energy.reachable:
+    - name: {{ c.mongo_uri }}
+    - service: {{ ("mongo for " ~ c.cpu) | json }}
+{% endfor %}
+{{ deploy('formula', mine, require=['energy: energy-formula-mongo-reachable-NAME']) }}

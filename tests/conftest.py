@@ -1,0 +1,27 @@
+"""Shared test helpers: where the formula lives, the images built by tests/images/build.sh."""
+
+import json
+import pathlib
+
+import pytest
+
+ROOT = pathlib.Path(__file__).resolve().parent.parent
+
+
+def built_images():
+    path = ROOT / ".cache" / "images.json"
+    if not path.exists():
+        raise RuntimeError(f"{path} is missing: run `make images` (tests/images/build.sh) first")
+    return json.loads(path.read_text())
+
+
+@pytest.fixture(scope="session")
+def images():
+    return built_images()
+
+
+@pytest.fixture(scope="session")
+def defaults():
+    import yaml
+
+    return yaml.safe_load((ROOT / "energy" / "defaults.yaml").read_text())["energy"]

@@ -1,0 +1,196 @@
+"""
+A real Salt master and four minions (pytest-salt-factories) sharing the real Docker engine.
+
+Each minion plays one machine: its own CPU name (through the ``energy_facts`` minion config the
+grain module reads) and its own loopback address, so that two minions publishing the same port
+do not collide on the one engine. The formula is served from the repository itself.
+"""
+
+import os
+import pathlib
+
+import docker
+import pytest
+import yaml
+
+from tests.conftest import ROOT, built_images
+
+XEON_GOLD = "Intel(R) Xeon(R) Gold 6130 CPU @ 2.10GHz"
+EPYC = "AMD EPYC 7452 32-Core Processor"
+XEON_E5 = "Intel(R) Xeon(R) CPU E5-2630 v3 @ 2.40GHz"
+
+# minion id -> (address, CPU facts); ctl is the control minion and also a sensor host
+MINIONS = {
+    "ctl": ("127.0.0.11", {"cpu_name": XEON_GOLD, "cpu_vendor": "intel", "cpu_base_freq_mhz": 2100,
+                           "rapl_domains": ["dram", "package"]}),
+    "node-a": ("127.0.0.12", {"cpu_name": XEON_GOLD, "cpu_vendor": "intel", "cpu_base_freq_mhz": 2100,
+                              "rapl_domains": ["dram", "package"]}),
+    "node-b": ("127.0.0.13", {"cpu_name": EPYC, "cpu_vendor": "amd", "cpu_base_freq_mhz": 2350,
+                              "rapl_domains": ["package"]}),  # no DRAM domain
+    "node-c": ("127.0.0.14", {"cpu_name": XEON_E5, "cpu_vendor": "intel", "cpu_base_freq_mhz": 2400,
+                              "rapl_domains": ["dram", "package"]}),
+}
+
+
+def base_pillar(images, config_dir):
+    """The pillar a user would write for this cluster, with the locally built images."""
+
+    def image(key):
+        repo, tag = images[key].rsplit(":", 1)
+        return {"image": repo, "tag": tag}
+
+    return {
+        "energy": {
+            "control": "ctl",
+            "roles": {
+                "sensors": "L@" + ",".join(sorted(MINIONS)),
+                # two mongo hosts for three CPU names: the third wraps around to the first
+                "mongos": ["ctl", "node-a"],
+                "formulas": ["ctl"],
+                "influxdbs": ["ctl", "node-b"],
+            },
+            "config_dir": str(config_dir),
+            # the stand-in needs no privilege, and this sandbox refuses privileged containers
+            "sensor": dict(image("hwpc-sensor-sim"), env={"SIM_CONTAINERS": "app-a:50,app-b:30,app-c:20"},
+                           options={"privileged": False}),
+            "mongo": image("mongo"),
+            "formula": image("smartwatts"),
+            "influxdb": image("influxdb"),
+            "grafana": {"enabled": False},
+        }
+    }
+
+
+def docker_client():
+    return docker.DockerClient(base_url=os.environ.get("DOCKER_HOST", "unix:///var/run/docker.sock"))
+
+
+def remove_stack(client, minions=MINIONS):
+    """Remove every container and volume the formula made for these minions (test hygiene)."""
+    for minion in minions:
+        for container in client.containers.list(all=True, filters={"label": f"energy.minion={minion}"}):
+            container.remove(force=True)
+        for volume in client.volumes.list():
+            if volume.name.startswith(f"energy-{minion}-"):
+                volume.remove(force=True)
+
+
+@pytest.fixture(scope="session")
+def docker_engine():
+    client = docker_client()
+    client.ping()
+    remove_stack(client)
+    yield client
+    remove_stack(client)
+    client.close()
+
+
+@pytest.fixture(scope="session")
+def pillar_tree(tmp_path_factory):
+    return tmp_path_factory.mktemp("pillar")
+
+
+@pytest.fixture(scope="session")
+def config_dir(tmp_path_factory):
+    return tmp_path_factory.mktemp("energy-config")
+
+
+def write_pillar(pillar_tree, pillar):
+    (pillar_tree / "top.sls").write_text(yaml.safe_dump({"base": {"*": ["energy"]}}))
+    (pillar_tree / "energy.sls").write_text(yaml.safe_dump(pillar))
+
+
+@pytest.fixture(scope="session")
+def pillar(images_built, pillar_tree, config_dir):
+    data = base_pillar(images_built, config_dir)
+    write_pillar(pillar_tree, data)
+    return data
+
+
+@pytest.fixture(scope="session")
+def images_built():
+    return built_images()
+
+
+@pytest.fixture(scope="session")
+def salt_master(salt_factories, pillar_tree, pillar):
+    config = {
+        "file_roots": {"base": [str(ROOT)]},
+        "pillar_roots": {"base": [str(pillar_tree)]},
+        "open_mode": True,
+        "timeout": 30,
+    }
+    factory = salt_factories.salt_master_daemon("energy-master", overrides=config)
+    with factory.started(start_timeout=120):
+        yield factory
+
+
+@pytest.fixture(scope="session")
+def salt_minions(salt_master, docker_engine):
+    factories = []
+    for minion_id, (address, facts) in sorted(MINIONS.items()):
+        factory = salt_master.salt_minion_daemon(
+            minion_id, overrides={"energy_facts": dict(facts, address=address)}
+        )
+        factories.append(factory)
+    started = []
+    try:
+        for factory in factories:
+            factory.start(start_timeout=120)
+            started.append(factory)
+        yield {f.id: f for f in factories}
+    finally:
+        for factory in reversed(started):  # minions before their master
+            factory.terminate()
+
+
+@pytest.fixture(scope="session")
+def salt_run_cli(salt_master):
+    return salt_master.salt_run_cli(timeout=600)
+
+
+@pytest.fixture(scope="session")
+def salt_cli(salt_master):
+    return salt_master.salt_cli(timeout=300)
+
+
+def state_changes(orch_ret):
+    """{state id: changes} of every salt.state step of an orchestrate return, per minion."""
+    changed = {}
+    data = orch_ret.get("data", orch_ret)
+    for _master, steps in data.items():
+        if not isinstance(steps, dict):
+            continue
+        for step_id, step in steps.items():
+            if "salt_|-" not in step_id or "_|-state" not in step_id:
+                continue
+            for minion, states in ((step.get("changes") or {}).get("ret") or {}).items():
+                for state_id, result in (states or {}).items():
+                    if result.get("changes"):
+                        changed[f"{minion}: {state_id}"] = result["changes"]
+    return changed
+
+
+def failed_steps(orch_ret):
+    """{step id: comment and failed minion states} of the steps that failed."""
+    data = orch_ret.get("data", orch_ret)
+    return {
+        step_id: (step.get("comment"), {
+            f"{minion}: {sid}": r.get("comment")
+            for minion, states in ((step.get("changes") or {}).get("ret") or {}).items()
+            if isinstance(states, dict)
+            for sid, r in states.items() if isinstance(r, dict) and r.get("result") is False
+        })
+        for steps in data.values() if isinstance(steps, dict)
+        for step_id, step in steps.items()
+        if isinstance(step, dict) and step.get("result") is False
+    }
+
+
+@pytest.fixture(scope="session")
+def deployed(salt_minions, salt_run_cli, docker_engine):
+    """The first orchestrate run, shared by the tests that inspect its result."""
+    ret = salt_run_cli.run("state.orchestrate", "energy.orch")
+    assert ret.returncode == 0, failed_steps(ret.data) if isinstance(ret.data, dict) else ret.stdout
+    return ret.data
+

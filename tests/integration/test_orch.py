@@ -1,0 +1,78 @@
+"""One orchestrate run deploys the whole stack, placed by CPU name, on the real Docker engine."""
+
+from tests.integration.conftest import EPYC, MINIONS, XEON_E5, XEON_GOLD, failed_steps, state_changes
+
+# The placement the pillar asks for: CPU names sorted -> AMD, Xeon E5, Xeon Gold; mongos [ctl, node-a]
+# wrap around, influxdbs [ctl, node-b] wrap around, one formula host.
+EXPECTED = {
+    EPYC: {"mongo": "ctl", "influxdb": "ctl", "formula": "ctl", "sensors": ["node-b"]},
+    XEON_E5: {"mongo": "node-a", "influxdb": "node-b", "formula": "ctl", "sensors": ["node-c"]},
+    XEON_GOLD: {"mongo": "ctl", "influxdb": "ctl", "formula": "ctl", "sensors": ["ctl", "node-a"]},
+}
+
+
+def running(docker_engine, **labels):
+    filters = {"label": [f"{k.replace('_', '.')}={v}" for k, v in labels.items()], "status": "running"}
+    return docker_engine.containers.list(filters=filters)
+
+
+def test_orchestrate_places_every_container_on_the_planned_minion(deployed, docker_engine):
+    assert not failed_steps(deployed)
+    for cpu, where in EXPECTED.items():
+        for component in ("mongo", "influxdb", "formula"):
+            found = running(docker_engine, energy_component=component, energy_cpu=cpu)
+            assert [c.labels["energy.minion"] for c in found] == [where[component]], (component, cpu)
+        sensors = running(docker_engine, energy_component="sensor", energy_cpu=cpu)
+        assert sorted(c.labels["energy.minion"] for c in sensors) == where["sensors"]
+
+
+def test_wrapped_hosts_run_one_container_per_cpu_name_on_distinct_ports(deployed, docker_engine):
+    mongos = running(docker_engine, energy_component="mongo", energy_minion="ctl")
+    assert len(mongos) == 2  # AMD and Xeon Gold both wrapped onto ctl
+    ports = sorted(c.attrs["HostConfig"]["PortBindings"]["27017/tcp"][0]["HostPort"] for c in mongos)
+    assert ports == ["27017", "27018"]
+    bound = {c.attrs["HostConfig"]["PortBindings"]["27017/tcp"][0]["HostIp"] for c in mongos}
+    assert bound == {MINIONS["ctl"][0]}
+
+
+def test_formula_reads_its_cpu_mongo_and_base_frequency(deployed, docker_engine):
+    (amd,) = running(docker_engine, energy_component="formula", energy_cpu=EPYC)
+    args = amd.attrs["Args"]
+    assert args[args.index("--cpu-base-freq") + 1] == "2350"
+    assert "--disable-dram-formula" in args  # the EPYC has no DRAM RAPL domain
+    assert f"mongodb://{MINIONS['ctl'][0]}:27017" in args
+    (e5,) = running(docker_engine, energy_component="formula", energy_cpu=XEON_E5)
+    assert f"mongodb://{MINIONS['node-a'][0]}:27017" in e5.attrs["Args"]
+    assert "--disable-dram-formula" not in e5.attrs["Args"]
+
+
+def test_sensor_config_names_the_database_of_its_cpu(deployed, docker_engine, config_dir):
+    import json
+
+    config = json.loads((config_dir / "energy-node-c-sensor.json").read_text())
+    assert config["name"] == "node-c"
+    assert config["output"] == {"type": "mongodb", "uri": f"mongodb://{MINIONS['node-a'][0]}:27017",
+                                "database": "sensors_intel_xeon_e5_2630_v3", "collection": "hwpc"}
+    assert config["system"]["rapl"]["events"] == ["RAPL_ENERGY_PKG", "RAPL_ENERGY_DRAM"]
+
+
+def test_second_run_changes_nothing(deployed, salt_run_cli):
+    ret = salt_run_cli.run("state.orchestrate", "energy.orch")
+    assert ret.returncode == 0, ret.stdout
+    assert state_changes(ret.data) == {}
+
+
+def test_test_mode_changes_nothing_and_lists_what_would_change(deployed, salt_run_cli, docker_engine):
+    (victim,) = running(docker_engine, energy_component="formula", energy_cpu=XEON_E5)
+    victim.remove(force=True)
+    try:
+        ret = salt_run_cli.run("state.orchestrate", "energy.orch", "test=True")
+        assert ret.returncode == 0, ret.stdout
+        assert not running(docker_engine, energy_component="formula", energy_cpu=XEON_E5)
+        text = str(ret.data)
+        assert "energy-formula-container-running-energy-ctl-formula-intel_xeon_e5_2630_v3" in text
+        assert "would be created" in text.lower() or "will be created" in text.lower()
+    finally:
+        ret = salt_run_cli.run("state.orchestrate", "energy.orch")
+        assert ret.returncode == 0, ret.stdout
+    assert running(docker_engine, energy_component="formula", energy_cpu=XEON_E5)
