@@ -352,7 +352,10 @@ def build_plan(conf, role_facts):
     address = {}
     for members in role_facts.values():
         for minion, facts in members.items():
-            address[minion] = facts.get("address") or minion
+            if facts.get("address"):
+                address[minion] = facts["address"]
+            else:
+                address.setdefault(minion, minion)
     slugs = cpu_slugs(placed["cpus"])
     plan = {"cpus": {}, "hosts": {}, "grafana": placed["grafana"]}
 

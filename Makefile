@@ -1,0 +1,47 @@
+# energy formula: `make demo` deploys a local demo cluster, `make test` runs every test.
+# Both set up what they need on a fresh Debian 12 machine as root.
+SHELL := /bin/bash
+VENV := .venv
+PY := $(VENV)/bin/python
+PYTEST_ARGS ?=
+
+.PHONY: all deps venv engine images test unit integration demo stop bench clean
+all: test
+
+deps:
+	@command -v debootstrap >/dev/null && python3 -m venv --help >/dev/null 2>&1 || { \
+	  apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq debootstrap python3-venv >/dev/null; }
+
+$(VENV)/.installed: requirements.txt
+	python3 -m venv $(VENV)
+	$(PY) -m pip install -q --disable-pip-version-check -r requirements.txt
+	touch $@
+
+venv: deps $(VENV)/.installed
+
+engine: deps
+	bash scripts/engine.sh
+
+images: venv engine
+	PYTHON=$(abspath $(PY)) bash tests/images/build.sh
+
+unit: venv
+	$(PY) -m pytest tests/unit tests/functional -q $(PYTEST_ARGS)
+
+integration: images
+	$(PY) -m pytest tests/integration -q -p no:cacheprovider $(PYTEST_ARGS)
+
+test: images
+	$(PY) -m pytest tests -q -p no:cacheprovider $(PYTEST_ARGS)
+
+demo: images
+	$(PY) scripts/demo.py up
+
+stop: venv
+	$(PY) scripts/demo.py down
+
+bench: venv
+	$(PY) benchmarks/placement.py
+
+clean: stop
+	rm -rf .cache/wheels

@@ -1,0 +1,93 @@
+"""The grain, the execution module and the state module through Salt's real loaders."""
+
+import copy
+import socket
+
+import pytest
+import salt.config
+from salt.exceptions import CommandExecutionError
+from saltfactories.utils.functional import Loaders
+
+from tests.conftest import ROOT
+
+
+@pytest.fixture(scope="module")
+def minion_opts(tmp_path_factory):
+    root = tmp_path_factory.mktemp("minion")
+    opts = salt.config.minion_config(None)
+    opts.update({
+        "id": "func-minion",
+        "file_client": "local",
+        "file_roots": {"base": [str(ROOT)]},
+        "grains_dirs": [str(ROOT / "_grains")],
+        "module_dirs": [str(ROOT / "_modules")],
+        "states_dirs": [str(ROOT / "_states")],
+        "cachedir": str(root / "cache"),
+        "pki_dir": str(root / "pki"),
+        "sock_dir": str(root / "sock"),
+        "energy_facts": {"cpu_name": "Test CPU 9000", "rapl_domains": ["package"]},
+        "pillar": {"energy": {"control": "ctl", "facts": {"address": "10.1.2.3"}, "mongo": {"port": 27100}}},
+    })
+    return opts
+
+
+@pytest.fixture
+def loaders(minion_opts):
+    loaders = Loaders(copy.deepcopy(minion_opts))
+    try:
+        yield loaders
+    finally:
+        loaders.reset_state()
+
+
+def test_grain_is_loaded_and_minion_config_overrides_it(loaders):
+    energy = loaders.grains["energy"]
+    assert energy["cpu_name"] == "Test CPU 9000"
+    assert energy["rapl_domains"] == ["package"]
+    assert energy["cgroup_version"] in (1, 2)
+
+
+def test_facts_add_pillar_overrides_for_the_mine(loaders):
+    facts = loaders.modules.energy.facts()
+    assert facts["cpu_name"] == "Test CPU 9000"
+    assert facts["address"] == "10.1.2.3"
+
+
+def test_config_merges_defaults_yaml_and_pillar(loaders):
+    conf = loaders.modules.energy.config()
+    assert conf["mongo"]["port"] == 27100  # pillar
+    assert conf["influxdb"]["port"] == 8086  # defaults.yaml
+    assert conf["mongo"]["image"] == "mongo"
+
+
+def test_config_rejects_bad_pillar_naming_the_key(minion_opts):
+    opts = copy.deepcopy(minion_opts)
+    opts["pillar"] = {"energy": {"control": "ctl", "influxdb": {"port": "http"}}}
+    loaders = Loaders(opts)
+    try:
+        with pytest.raises(CommandExecutionError, match=r"energy:influxdb:port: bad value 'http'"):
+            loaders.modules.energy.config()
+    finally:
+        loaders.reset_state()
+
+
+@pytest.fixture
+def listening():
+    server = socket.socket()
+    server.bind(("127.0.0.1", 0))
+    server.listen()
+    yield server.getsockname()[1]
+    server.close()
+
+
+def test_reachable_passes_on_an_open_port(loaders, listening):
+    ret = loaders.states.energy.reachable(f"mongodb://127.0.0.1:{listening}", service="mongo for X")
+    assert ret.result is True
+    assert "answers" in ret.comment
+
+
+def test_reachable_fails_naming_service_and_minion(loaders, listening):
+    closed = listening + 1 if listening < 65535 else listening - 1
+    ret = loaders.states.energy.reachable(f"mongodb://127.0.0.1:{closed}", service="mongo for X", timeout=1)
+    assert ret.result is False
+    assert "mongo for X" in ret.comment and "func-minion" in ret.comment

@@ -1,0 +1,91 @@
+"""Bad pillar gets an error naming the key, the value and the fix."""
+
+import copy
+import importlib.util
+
+import pytest
+import yaml
+
+from tests.conftest import ROOT
+
+spec = importlib.util.spec_from_file_location("energy_module", ROOT / "_modules" / "energy.py")
+energy = importlib.util.module_from_spec(spec)
+spec.loader.exec_module(energy)
+
+
+@pytest.fixture
+def good(defaults):
+    conf = copy.deepcopy(defaults)
+    conf["control"] = "ctl"
+    return conf
+
+
+def test_defaults_with_a_control_minion_are_valid(good):
+    assert energy.validate(good) == []
+
+
+def test_known_keys_are_the_keys_of_defaults_yaml(defaults):
+    assert sorted(energy.KNOWN_KEYS) == sorted(defaults)
+
+
+def test_pillar_example_is_valid(defaults):
+    example = yaml.safe_load((ROOT / "pillar.example").read_text())["energy"]
+    import salt.utils.dictupdate
+
+    merged = salt.utils.dictupdate.merge(copy.deepcopy(defaults), example, merge_lists=False)
+    assert energy.validate(merged) == []
+
+
+def setp(conf, path, value):
+    *parents, last = path.split(":")
+    node = conf
+    for key in parents:
+        node = node[key]
+    node[last] = value
+
+
+BAD = [
+    # (pillar key, bad value, words the message must contain)
+    ("roles:monitors", "*", "unknown role"),
+    ("roles:mongos", 42, "compound target"),
+    ("roles:influxdbs", [], "non-empty list"),
+    ("roles:formulas", ["ctl", 7], "non-empty list"),
+    ("mongo:port", 70000, "1 to 65535"),
+    ("influxdb:port", "8086", "1 to 65535"),
+    ("grafana:port", True, "1 to 65535"),
+    ("mongo:image", "", "non-empty string"),
+    ("formula:tag", 2.1, "Quote it"),
+    ("sensors", {"image": "x"}, "unknown key"),
+    ("sensor:frequency_ms", 0, "milliseconds"),
+    ("restart_policy", "sometimes", "unless-stopped"),
+    ("config_dir", "relative/dir", "absolute"),
+    ("sensor:env", ["A=1"], "mapping"),
+    ("facts:cpu_nmae", "Xeon", "unknown fact"),
+    ("clean:purge_data", "yes", "true or false"),
+    ("formula:cpu_error_threshold", -1, "positive"),
+    ("control", ["ctl"], "string"),
+]
+
+
+@pytest.mark.parametrize("key,value,words", BAD, ids=[b[0] for b in BAD])
+def test_bad_input_names_key_value_and_fix(good, key, value, words):
+    setp(good, key, value)
+    errors = energy.validate(good)
+    assert len(errors) == 1, errors
+    assert errors[0].startswith(f"energy:{key}: bad value")
+    assert repr(value) in errors[0] or f"'{value}'" in errors[0]
+    assert "Fix:" in errors[0] and words in errors[0]
+
+
+def test_missing_control_names_every_role_it_leaves_empty(defaults):
+    errors = energy.validate(copy.deepcopy(defaults))
+    assert [e.split(":")[1] for e in errors] == ["roles"] * 4
+    assert all("energy:control" in e for e in errors)
+
+
+def test_check_raises_with_every_problem(good):
+    good["mongo"]["port"] = 0
+    good["bogus"] = 1
+    with pytest.raises(energy.PlanError) as exc:
+        energy.check(good)
+    assert "energy:mongo:port" in str(exc.value) and "energy:bogus" in str(exc.value)
