@@ -364,6 +364,14 @@ def build_plan(conf, role_facts):
 
     for cpu, entry in sorted(placed["cpus"].items()):
         slug = slugs[cpu]
+        representative = sensors[entry["sensors"][0]]
+        if not (conf["sensor"].get("events") or representative.get("pmu_events")):
+            raise PlanError(
+                f"energy:roles:sensors: CPU name {cpu!r} (minions {', '.join(entry['sensors'])}) has no usable "
+                "PMU events (a virtual machine, or a CPU the grain does not know), so SmartWatts could "
+                "never attribute power to containers. Fix: leave these minions out of energy:roles:sensors, "
+                "or give the events in energy:sensor:events or energy:facts:pmu_events."
+            )
         mongo_port = conf["mongo"]["port"] + entry["slots"]["mongo"]
         influx_port = conf["influxdb"]["port"] + entry["slots"]["influxdb"]
         info = {
@@ -373,7 +381,7 @@ def build_plan(conf, role_facts):
             "formula": entry["formula"],
             "influxdb": entry["influxdb"],
             # facts of the first sensor host stand for the CPU name (same model, same facts)
-            "facts": sensors[entry["sensors"][0]],
+            "facts": representative,
             "mongo_uri": f"mongodb://{address[entry['mongo']]}:{mongo_port}",
             "mongo_port": mongo_port,
             "database": f"sensors_{slug}",

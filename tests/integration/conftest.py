@@ -20,15 +20,24 @@ EPYC = "AMD EPYC 7452 32-Core Processor"
 XEON_E5 = "Intel(R) Xeon(R) CPU E5-2630 v3 @ 2.40GHz"
 
 # minion id -> (address, CPU facts); ctl is the control minion and also a sensor host
+# the core events the simulated CPUs have (the grain's tables; shared/platform.md)
+SKYLAKE = ["CPU_CLK_THREAD_UNHALTED:REF_P", "CPU_CLK_THREAD_UNHALTED:THREAD_P", "LLC_MISSES", "INSTRUCTIONS_RETIRED"]
+HASWELL = ["CPU_CLK_UNHALTED:REF_P", "CPU_CLK_UNHALTED:THREAD_P", "LLC_MISSES", "INSTRUCTIONS_RETIRED"]
+ZEN2 = ["CYCLES_NOT_IN_HALT", "RETIRED_INSTRUCTIONS", "RETIRED_UOPS"]
+
 MINIONS = {
     "ctl": ("127.0.0.11", {"cpu_name": XEON_GOLD, "cpu_vendor": "intel", "cpu_base_freq_mhz": 2100,
-                           "rapl_domains": ["dram", "package"]}),
+                           "rapl_domains": ["dram", "package"],
+                              "pmu_events": SKYLAKE}),
     "node-a": ("127.0.0.12", {"cpu_name": XEON_GOLD, "cpu_vendor": "intel", "cpu_base_freq_mhz": 2100,
-                              "rapl_domains": ["dram", "package"]}),
+                              "rapl_domains": ["dram", "package"],
+                              "pmu_events": SKYLAKE}),
     "node-b": ("127.0.0.13", {"cpu_name": EPYC, "cpu_vendor": "amd", "cpu_base_freq_mhz": 2350,
-                              "rapl_domains": ["package"]}),  # no DRAM domain
+                              "rapl_domains": ["package"],
+                              "pmu_events": ZEN2}),  # no DRAM domain
     "node-c": ("127.0.0.14", {"cpu_name": XEON_E5, "cpu_vendor": "intel", "cpu_base_freq_mhz": 2400,
-                              "rapl_domains": ["dram", "package"]}),
+                              "rapl_domains": ["dram", "package"],
+                              "pmu_events": HASWELL}),
 }
 
 

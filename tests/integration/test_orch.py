@@ -76,3 +76,48 @@ def test_test_mode_changes_nothing_and_lists_what_would_change(deployed, salt_ru
         ret = salt_run_cli.run("state.orchestrate", "energy.orch")
         assert ret.returncode == 0, ret.stdout
     assert running(docker_engine, energy_component="formula", energy_cpu=XEON_E5)
+
+
+def container_ids(docker_engine):
+    return sorted(c.id for m in MINIONS for c in docker_engine.containers.list(
+        all=True, filters={"label": f"energy.minion={m}"}))
+
+
+def test_bad_pillar_fails_before_any_container_is_touched(deployed, salt_run_cli, salt_cli, docker_engine,
+                                                          pillar_tree, pillar):
+    import copy
+
+    from tests.integration.conftest import write_pillar
+
+    before = container_ids(docker_engine)
+    bad = copy.deepcopy(pillar)
+    bad["energy"]["mongo"]["port"] = 70000
+    bad["energy"]["roles"]["mongos"] = ["ctl", "node-a"]
+    write_pillar(pillar_tree, bad)
+    try:
+        salt_cli.run("saltutil.refresh_pillar", "wait=True", minion_tgt="*")
+        ret = salt_run_cli.run("state.orchestrate", "energy.orch")
+        assert ret.returncode != 0
+        failed = failed_steps(ret.data)
+        assert list(failed) == ["salt_|-energy-orch-plan-check-function_|-energy.plan_|-function"]
+        text = str(ret.data)
+        assert "energy:mongo:port: bad value 70000" in text and "1 to 65535" in text
+        assert "energy-mongo-deploy-orch" not in text  # no deploy phase ran
+        assert container_ids(docker_engine) == before
+    finally:
+        write_pillar(pillar_tree, pillar)
+        salt_cli.run("saltutil.refresh_pillar", "wait=True", minion_tgt="*")
+
+
+def test_clean_removes_containers_in_reverse_order_and_keeps_data(deployed, salt_run_cli, docker_engine):
+    volumes_before = sorted(v.name for v in docker_engine.volumes.list() if v.name.startswith("energy-ctl-mongo-"))
+    assert volumes_before
+    ret = salt_run_cli.run("state.orchestrate", "energy.clean_orch")
+    assert ret.returncode == 0, failed_steps(ret.data)
+    assert container_ids(docker_engine) == []
+    volumes_after = sorted(v.name for v in docker_engine.volumes.list() if v.name.startswith("energy-ctl-mongo-"))
+    assert volumes_after == volumes_before  # energy:clean:purge_data is false
+    # and the stack comes back on the kept volumes
+    ret = salt_run_cli.run("state.orchestrate", "energy.orch")
+    assert ret.returncode == 0, failed_steps(ret.data)
+    assert len(running(docker_engine, energy_component="formula")) == 3

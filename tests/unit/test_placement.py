@@ -11,6 +11,7 @@ spec = importlib.util.spec_from_file_location("energy_module", ROOT / "_modules"
 energy = importlib.util.module_from_spec(spec)
 spec.loader.exec_module(energy)
 
+EVENTS = ["CYCLES_NOT_IN_HALT", "RETIRED_INSTRUCTIONS", "RETIRED_UOPS"]
 ROLES = {"mongos": ["db2", "db1"], "formulas": ["f1"], "influxdbs": ["i1", "i2", "i3"], "grafana": ["g"]}
 
 
@@ -67,7 +68,8 @@ def test_cpu_slugs_are_short_and_unique():
 
 def test_build_plan_gives_each_wrapped_container_its_own_port_and_volume(defaults):
     conf = dict(defaults, control="ctl")
-    facts = {"sensors": {"a": {"cpu_name": "X", "address": "10.0.0.1"}, "b": {"cpu_name": "Y", "address": "10.0.0.2"}},
+    facts = {"sensors": {"a": {"cpu_name": "X", "address": "10.0.0.1", "pmu_events": EVENTS},
+                         "b": {"cpu_name": "Y", "address": "10.0.0.2", "pmu_events": EVENTS}},
              "mongos": {"ctl": {"address": "10.0.0.9"}}, "formulas": {"ctl": {}}, "influxdbs": {"ctl": {}},
              "grafana": {"ctl": {}}}
     plan = energy.build_plan(conf, facts)
@@ -81,9 +83,20 @@ def test_build_plan_gives_each_wrapped_container_its_own_port_and_volume(default
 
 def test_pillar_options_override_container_arguments(defaults):
     conf = dict(defaults, control="ctl", sensor=dict(defaults["sensor"], options={"privileged": False}))
-    facts = {"sensors": {"a": {"cpu_name": "X"}}, "mongos": {"ctl": {}}, "formulas": {"ctl": {}},
-             "influxdbs": {"ctl": {}}}
+    facts = {"sensors": {"a": {"cpu_name": "X", "pmu_events": EVENTS}}, "mongos": {"ctl": {}},
+             "formulas": {"ctl": {}}, "influxdbs": {"ctl": {}}}
     plan = energy.build_plan(conf, facts)
     (sensor,) = plan["hosts"]["a"]["containers"]
     assert sensor["run"]["privileged"] is False
     assert sensor["run"]["labels"] == {"energy.component": "sensor", "energy.minion": "a", "energy.cpu": "X"}
+
+
+def test_cpu_without_pmu_events_is_refused_with_the_fix(defaults):
+    conf = dict(defaults, control="ctl")
+    facts = {"sensors": {"vm1": {"cpu_name": "AMD EPYC", "pmu_events": [], "virtual": True}},
+             "mongos": {"ctl": {}}, "formulas": {"ctl": {}}, "influxdbs": {"ctl": {}}}
+    with pytest.raises(energy.PlanError, match=r"'AMD EPYC' \(minions vm1\) has no usable PMU events.*Fix:"):
+        energy.build_plan(conf, facts)
+    conf["sensor"] = dict(defaults["sensor"], events=EVENTS)  # the user names them: accepted
+    (sensor,) = energy.build_plan(conf, facts)["hosts"]["vm1"]["sensor_configs"].values()
+    assert sensor["container"]["core"]["events"] == EVENTS

@@ -1,0 +1,199 @@
+"""The demo cluster: a local salt-master and 4 salt-minions (3 CPU names) on this machine's Docker.
+
+    python scripts/demo.py up     # start master + minions, salt-run state.orchestrate energy.orch
+    python scripts/demo.py down   # salt-run state.orchestrate energy.clean_orch, stop minions, master
+
+Each minion plays one machine: its CPU through the `energy_facts` minion config, its address on
+the loopback range (ctl, the control minion, on 127.0.0.1: InfluxDB is published there). The
+sensor and MongoDB images are the test stand-ins (no RAPL and no MongoDB server here); SmartWatts
+and InfluxDB are the real ones.
+"""
+
+import json
+import os
+import pathlib
+import signal
+import subprocess
+import sys
+import time
+import urllib.parse
+import urllib.request
+
+import yaml
+
+ROOT = pathlib.Path(__file__).resolve().parent.parent
+DEMO = ROOT / ".demo"
+BIN = pathlib.Path(sys.executable).parent
+MASTER_CONF = DEMO / "master" / "conf"
+PUBLISH_PORT, RET_PORT = 14505, 14506
+
+# the core events the simulated CPUs have (the grain's tables; shared/platform.md)
+SKYLAKE = ["CPU_CLK_THREAD_UNHALTED:REF_P", "CPU_CLK_THREAD_UNHALTED:THREAD_P", "LLC_MISSES", "INSTRUCTIONS_RETIRED"]
+HASWELL = ["CPU_CLK_UNHALTED:REF_P", "CPU_CLK_UNHALTED:THREAD_P", "LLC_MISSES", "INSTRUCTIONS_RETIRED"]
+ZEN2 = ["CYCLES_NOT_IN_HALT", "RETIRED_INSTRUCTIONS", "RETIRED_UOPS"]
+
+MINIONS = {
+    "ctl": ("127.0.0.1", {"cpu_name": "Intel(R) Xeon(R) Gold 6130 CPU @ 2.10GHz", "cpu_vendor": "intel",
+                          "cpu_base_freq_mhz": 2100, "rapl_domains": ["dram", "package"],
+                          "pmu_events": SKYLAKE}),
+    "node-a": ("127.0.0.12", {"cpu_name": "Intel(R) Xeon(R) Gold 6130 CPU @ 2.10GHz", "cpu_vendor": "intel",
+                              "cpu_base_freq_mhz": 2100, "rapl_domains": ["dram", "package"],
+                              "pmu_events": SKYLAKE}),
+    "node-b": ("127.0.0.13", {"cpu_name": "AMD EPYC 7452 32-Core Processor", "cpu_vendor": "amd",
+                              "cpu_base_freq_mhz": 2350, "rapl_domains": ["package"],
+                              "pmu_events": ZEN2}),
+    "node-c": ("127.0.0.14", {"cpu_name": "Intel(R) Xeon(R) CPU E5-2630 v3 @ 2.40GHz", "cpu_vendor": "intel",
+                              "cpu_base_freq_mhz": 2400, "rapl_domains": ["dram", "package"],
+                              "pmu_events": HASWELL}),
+}
+
+
+def write_yaml(path, data):
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(yaml.safe_dump(data, sort_keys=False))
+
+
+def pillar():
+    images = json.loads((ROOT / ".cache" / "images.json").read_text())
+
+    def image(key, **extra):
+        repo, tag = images[key].rsplit(":", 1)
+        return dict(image=repo, tag=tag, **extra)
+
+    return {"energy": {
+        "control": "ctl",
+        "roles": {"sensors": "*", "mongos": ["ctl", "node-a"], "formulas": ["ctl"], "influxdbs": ["ctl"]},
+        "config_dir": str(DEMO / "etc"),
+        "sensor": image("hwpc-sensor-sim", env={"SIM_CONTAINERS": "web:50,db:30,batch:20"},
+                        options={"privileged": False}),
+        "mongo": image("mongo"),
+        "formula": image("smartwatts"),
+        "influxdb": image("influxdb"),
+        "grafana": {"enabled": False},  # no Grafana image can be had here
+    }}
+
+
+def configure():
+    common = {"user": "root", "log_level_logfile": "info", "publish_port": PUBLISH_PORT, "ret_port": RET_PORT}
+    write_yaml(MASTER_CONF / "master", dict(
+        common, root_dir=str(DEMO / "master"), interface="127.0.0.1", auto_accept=True,
+        pidfile=str(DEMO / "master" / "master.pid"), file_roots={"base": [str(ROOT)]},
+        pillar_roots={"base": [str(DEMO / "pillar")]}, timeout=30))
+    write_yaml(DEMO / "pillar" / "top.sls", {"base": {"*": ["energy"]}})
+    write_yaml(DEMO / "pillar" / "energy.sls", pillar())
+    for minion, (address, facts) in MINIONS.items():
+        write_yaml(DEMO / minion / "conf" / "minion", dict(
+            common, id=minion, root_dir=str(DEMO / minion), master="127.0.0.1", master_port=RET_PORT,
+            pidfile=str(DEMO / minion / "minion.pid"), energy_facts=dict(facts, address=address)))
+
+
+def salt(tool, *args, check=True, capture=False):
+    cmd = [str(BIN / tool), "-c", str(MASTER_CONF), *args]
+    print("+", " ".join(cmd[0:1] + [tool] + list(args)), flush=True)
+    return subprocess.run(cmd, check=check, text=True, capture_output=capture)
+
+
+def running(pidfile):
+    try:
+        pid = int(pidfile.read_text().strip())
+        os.kill(pid, 0)
+        return pid
+    except (OSError, ValueError):
+        return None
+
+
+def up():
+    configure()
+    if not running(DEMO / "master" / "master.pid"):
+        subprocess.run([str(BIN / "salt-master"), "-c", str(MASTER_CONF), "-d"], check=True)
+    for minion in MINIONS:
+        stop(DEMO / minion / "minion.pid")  # a minion reads its config (energy_facts) only at start
+        subprocess.run([str(BIN / "salt-minion"), "-c", str(DEMO / minion / "conf"), "-d"], check=True)
+    deadline = time.time() + 120
+    while True:
+        ret = salt("salt", "--out=json", "--static", "-t", "10", "*", "test.ping", check=False, capture=True)
+        try:
+            answered = json.loads(ret.stdout or "{}")
+        except json.JSONDecodeError:
+            answered = {}
+        if set(answered) >= set(MINIONS) and all(v is True for v in answered.values()):
+            break
+        if time.time() > deadline:
+            sys.exit(f"demo: minions did not answer in 120 s: {ret.stdout} {ret.stderr}")
+        time.sleep(3)
+    salt("salt", "*", "saltutil.refresh_pillar", "wait=True", capture=True)
+    ret = salt("salt-run", "state.orchestrate", "energy.orch", "--state-output=terse", check=False)
+    if ret.returncode:
+        sys.exit("demo: the orchestrate run failed (see above)")
+    show()
+
+
+def show():
+    ret = salt("salt", "--out=json", "ctl", "energy.summary", capture=True)
+    summary = json.loads(ret.stdout)["ctl"]
+    print("\nWhich minion runs which containers:")
+    for minion, names in sorted(summary["hosts"].items()):
+        print(f"  {minion:8} {', '.join(names)}")
+    print("\nPower data per CPU name (InfluxDB, measurement power_consumption, field power, tag target):")
+    for cpu, info in sorted(summary["cpus"].items()):
+        print(f"  {cpu}\n    sensors {', '.join(info['sensors'])} -> mongo on {info['mongo']} "
+              f"-> SmartWatts on {info['formula']} -> {info['influxdb_url']} db {info['influxdb_database']}")
+    print("\nLatest watts per container (SmartWatts needs ~20 s after start for its first points):")
+    deadline = time.time() + 150
+    pending = dict(summary["cpus"])
+    while pending and time.time() < deadline:
+        for cpu, info in list(pending.items()):
+            rows = influx_latest(info["influxdb_url"], info["influxdb_database"])
+            # rapl = measured package power, global = the model's total; wait for containers
+            if any(target not in ("rapl", "global") for target, _sensor, _watts in rows):
+                print(f"  {cpu}")
+                for target, sensor, watts in rows:
+                    print(f"    {sensor:8} {target:10} {watts:7.2f} W")
+                del pending[cpu]
+        if pending:
+            time.sleep(5)
+    for cpu in pending:
+        print(f"  {cpu}: no point yet; query again with: curl -G {summary['cpus'][cpu]['influxdb_url']}/query "
+              f"--data-urlencode db={summary['cpus'][cpu]['influxdb_database']} "
+              "--data-urlencode \"q=SELECT last(power) FROM power_consumption GROUP BY target, sensor\"")
+
+
+def influx_latest(url, database):
+    query = ("SELECT last(power) FROM power_consumption WHERE time > now() - 1m AND scope = 'cpu' "
+             "GROUP BY target, sensor")
+    try:
+        with urllib.request.urlopen(f"{url}/query?" + urllib.parse.urlencode({"db": database, "q": query}),
+                                    timeout=5) as resp:
+            result = json.load(resp)["results"][0]
+    except (OSError, ValueError, KeyError):
+        return []
+    rows = []
+    for series in result.get("series", []):
+        rows.append((series["tags"]["target"], series["tags"]["sensor"], series["values"][0][1]))
+    return sorted(rows, key=lambda r: (r[1], r[0]))
+
+
+def down():
+    master = running(DEMO / "master" / "master.pid")
+    if master and MASTER_CONF.exists():
+        salt("salt-run", "state.orchestrate", "energy.clean_orch", "--state-output=terse", check=False)
+    for minion in MINIONS:  # minions before their master
+        stop(DEMO / minion / "minion.pid")
+    stop(DEMO / "master" / "master.pid")
+    print("demo: stopped (data volumes kept; `docker volume ls | grep energy-` lists them)")
+
+
+def stop(pidfile):
+    pid = running(pidfile)
+    if not pid:
+        return
+    os.kill(pid, signal.SIGTERM)
+    for _ in range(50):
+        if not running(pidfile):
+            return
+        time.sleep(0.2)
+    os.kill(pid, signal.SIGKILL)
+
+
+if __name__ == "__main__":
+    {"up": up, "down": down, "show": show}[sys.argv[1] if len(sys.argv) > 1 else "up"]()
