@@ -19,25 +19,22 @@ XEON_GOLD = "Intel(R) Xeon(R) Gold 6130 CPU @ 2.10GHz"
 EPYC = "AMD EPYC 7452 32-Core Processor"
 XEON_E5 = "Intel(R) Xeon(R) CPU E5-2630 v3 @ 2.40GHz"
 
-# minion id -> (address, CPU facts); ctl is the control minion and also a sensor host
 # the core events the simulated CPUs have (the grain's tables; shared/platform.md)
 SKYLAKE = ["CPU_CLK_THREAD_UNHALTED:REF_P", "CPU_CLK_THREAD_UNHALTED:THREAD_P", "LLC_MISSES", "INSTRUCTIONS_RETIRED"]
 HASWELL = ["CPU_CLK_UNHALTED:REF_P", "CPU_CLK_UNHALTED:THREAD_P", "LLC_MISSES", "INSTRUCTIONS_RETIRED"]
 ZEN2 = ["CYCLES_NOT_IN_HALT", "RETIRED_INSTRUCTIONS", "RETIRED_UOPS"]
 
+# minion id -> (address, CPU facts); test-ctl is the control minion and also a sensor host.
+# The ids differ from the demo's (scripts/demo.py), so the tests never touch a running demo.
 MINIONS = {
-    "ctl": ("127.0.0.11", {"cpu_name": XEON_GOLD, "cpu_vendor": "intel", "cpu_base_freq_mhz": 2100,
-                           "rapl_domains": ["dram", "package"],
-                              "pmu_events": SKYLAKE}),
-    "node-a": ("127.0.0.12", {"cpu_name": XEON_GOLD, "cpu_vendor": "intel", "cpu_base_freq_mhz": 2100,
-                              "rapl_domains": ["dram", "package"],
-                              "pmu_events": SKYLAKE}),
-    "node-b": ("127.0.0.13", {"cpu_name": EPYC, "cpu_vendor": "amd", "cpu_base_freq_mhz": 2350,
-                              "rapl_domains": ["package"],
-                              "pmu_events": ZEN2}),  # no DRAM domain
-    "node-c": ("127.0.0.14", {"cpu_name": XEON_E5, "cpu_vendor": "intel", "cpu_base_freq_mhz": 2400,
-                              "rapl_domains": ["dram", "package"],
-                              "pmu_events": HASWELL}),
+    "test-ctl": ("127.0.0.11", {"cpu_name": XEON_GOLD, "cpu_vendor": "intel", "cpu_base_freq_mhz": 2100,
+                                "rapl_domains": ["dram", "package"], "pmu_events": SKYLAKE}),
+    "test-node-a": ("127.0.0.12", {"cpu_name": XEON_GOLD, "cpu_vendor": "intel", "cpu_base_freq_mhz": 2100,
+                                   "rapl_domains": ["dram", "package"], "pmu_events": SKYLAKE}),
+    "test-node-b": ("127.0.0.13", {"cpu_name": EPYC, "cpu_vendor": "amd", "cpu_base_freq_mhz": 2350,
+                                   "rapl_domains": ["package"], "pmu_events": ZEN2}),  # no DRAM domain
+    "test-node-c": ("127.0.0.14", {"cpu_name": XEON_E5, "cpu_vendor": "intel", "cpu_base_freq_mhz": 2400,
+                                   "rapl_domains": ["dram", "package"], "pmu_events": HASWELL}),
 }
 
 
@@ -50,13 +47,13 @@ def base_pillar(images, config_dir):
 
     return {
         "energy": {
-            "control": "ctl",
+            "control": "test-ctl",
             "roles": {
                 "sensors": "L@" + ",".join(sorted(MINIONS)),
                 # two mongo hosts for three CPU names: the third wraps around to the first
-                "mongos": ["ctl", "node-a"],
-                "formulas": ["ctl"],
-                "influxdbs": ["ctl", "node-b"],
+                "mongos": ["test-ctl", "test-node-a"],
+                "formulas": ["test-ctl"],
+                "influxdbs": ["test-ctl", "test-node-b"],
             },
             "config_dir": str(config_dir),
             # the stand-in needs no privilege, and this sandbox refuses privileged containers

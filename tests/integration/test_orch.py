@@ -2,12 +2,12 @@
 
 from tests.integration.conftest import EPYC, MINIONS, XEON_E5, XEON_GOLD, failed_steps, state_changes
 
-# The placement the pillar asks for: CPU names sorted -> AMD, Xeon E5, Xeon Gold; mongos [ctl, node-a]
-# wrap around, influxdbs [ctl, node-b] wrap around, one formula host.
+# The placement the pillar asks for: CPU names sorted -> AMD, Xeon E5, Xeon Gold; mongos [test-ctl, test-node-a]
+# wrap around, influxdbs [test-ctl, test-node-b] wrap around, one formula host.
 EXPECTED = {
-    EPYC: {"mongo": "ctl", "influxdb": "ctl", "formula": "ctl", "sensors": ["node-b"]},
-    XEON_E5: {"mongo": "node-a", "influxdb": "node-b", "formula": "ctl", "sensors": ["node-c"]},
-    XEON_GOLD: {"mongo": "ctl", "influxdb": "ctl", "formula": "ctl", "sensors": ["ctl", "node-a"]},
+    EPYC: {"mongo": "test-ctl", "influxdb": "test-ctl", "formula": "test-ctl", "sensors": ["test-node-b"]},
+    XEON_E5: {"mongo": "test-node-a", "influxdb": "test-node-b", "formula": "test-ctl", "sensors": ["test-node-c"]},
+    XEON_GOLD: {"mongo": "test-ctl", "influxdb": "test-ctl", "formula": "test-ctl", "sensors": ["test-ctl", "test-node-a"]},
 }
 
 
@@ -27,12 +27,12 @@ def test_orchestrate_places_every_container_on_the_planned_minion(deployed, dock
 
 
 def test_wrapped_hosts_run_one_container_per_cpu_name_on_distinct_ports(deployed, docker_engine):
-    mongos = running(docker_engine, energy_component="mongo", energy_minion="ctl")
-    assert len(mongos) == 2  # AMD and Xeon Gold both wrapped onto ctl
+    mongos = running(docker_engine, energy_component="mongo", energy_minion="test-ctl")
+    assert len(mongos) == 2  # AMD and Xeon Gold both wrapped onto test-ctl
     ports = sorted(c.attrs["HostConfig"]["PortBindings"]["27017/tcp"][0]["HostPort"] for c in mongos)
     assert ports == ["27017", "27018"]
     bound = {c.attrs["HostConfig"]["PortBindings"]["27017/tcp"][0]["HostIp"] for c in mongos}
-    assert bound == {MINIONS["ctl"][0]}
+    assert bound == {MINIONS["test-ctl"][0]}
 
 
 def test_formula_reads_its_cpu_mongo_and_base_frequency(deployed, docker_engine):
@@ -40,18 +40,18 @@ def test_formula_reads_its_cpu_mongo_and_base_frequency(deployed, docker_engine)
     args = amd.attrs["Args"]
     assert args[args.index("--cpu-base-freq") + 1] == "2350"
     assert "--disable-dram-formula" in args  # the EPYC has no DRAM RAPL domain
-    assert f"mongodb://{MINIONS['ctl'][0]}:27017" in args
+    assert f"mongodb://{MINIONS['test-ctl'][0]}:27017" in args
     (e5,) = running(docker_engine, energy_component="formula", energy_cpu=XEON_E5)
-    assert f"mongodb://{MINIONS['node-a'][0]}:27017" in e5.attrs["Args"]
+    assert f"mongodb://{MINIONS['test-node-a'][0]}:27017" in e5.attrs["Args"]
     assert "--disable-dram-formula" not in e5.attrs["Args"]
 
 
 def test_sensor_config_names_the_database_of_its_cpu(deployed, docker_engine, config_dir):
     import json
 
-    config = json.loads((config_dir / "energy-node-c-sensor.json").read_text())
-    assert config["name"] == "node-c"
-    assert config["output"] == {"type": "mongodb", "uri": f"mongodb://{MINIONS['node-a'][0]}:27017",
+    config = json.loads((config_dir / "energy-test-node-c-sensor.json").read_text())
+    assert config["name"] == "test-node-c"
+    assert config["output"] == {"type": "mongodb", "uri": f"mongodb://{MINIONS['test-node-a'][0]}:27017",
                                 "database": "sensors_intel_xeon_e5_2630_v3", "collection": "hwpc"}
     assert config["system"]["rapl"]["events"] == ["RAPL_ENERGY_PKG", "RAPL_ENERGY_DRAM"]
 
@@ -70,7 +70,7 @@ def test_test_mode_changes_nothing_and_lists_what_would_change(deployed, salt_ru
         assert ret.returncode == 0, ret.stdout
         assert not running(docker_engine, energy_component="formula", energy_cpu=XEON_E5)
         text = str(ret.data)
-        assert "energy-formula-container-running-energy-ctl-formula-intel_xeon_e5_2630_v3" in text
+        assert "energy-formula-container-running-energy-test-ctl-formula-intel_xeon_e5_2630_v3" in text
         assert "would be created" in text.lower() or "will be created" in text.lower()
     finally:
         ret = salt_run_cli.run("state.orchestrate", "energy.orch")
@@ -92,7 +92,7 @@ def test_bad_pillar_fails_before_any_container_is_touched(deployed, salt_run_cli
     before = container_ids(docker_engine)
     bad = copy.deepcopy(pillar)
     bad["energy"]["mongo"]["port"] = 70000
-    bad["energy"]["roles"]["mongos"] = ["ctl", "node-a"]
+    bad["energy"]["roles"]["mongos"] = ["test-ctl", "test-node-a"]
     write_pillar(pillar_tree, bad)
     try:
         salt_cli.run("saltutil.refresh_pillar", "wait=True", minion_tgt="*")
@@ -110,12 +110,12 @@ def test_bad_pillar_fails_before_any_container_is_touched(deployed, salt_run_cli
 
 
 def test_clean_removes_containers_in_reverse_order_and_keeps_data(deployed, salt_run_cli, docker_engine):
-    volumes_before = sorted(v.name for v in docker_engine.volumes.list() if v.name.startswith("energy-ctl-mongo-"))
+    volumes_before = sorted(v.name for v in docker_engine.volumes.list() if v.name.startswith("energy-test-ctl-mongo-"))
     assert volumes_before
     ret = salt_run_cli.run("state.orchestrate", "energy.clean_orch")
     assert ret.returncode == 0, failed_steps(ret.data)
     assert container_ids(docker_engine) == []
-    volumes_after = sorted(v.name for v in docker_engine.volumes.list() if v.name.startswith("energy-ctl-mongo-"))
+    volumes_after = sorted(v.name for v in docker_engine.volumes.list() if v.name.startswith("energy-test-ctl-mongo-"))
     assert volumes_after == volumes_before  # energy:clean:purge_data is false
     # and the stack comes back on the kept volumes
     ret = salt_run_cli.run("state.orchestrate", "energy.orch")
