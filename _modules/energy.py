@@ -226,13 +226,36 @@ def validate(conf):
     threshold = formula.get("cpu_error_threshold")
     if not (isinstance(threshold, (int, float)) and not isinstance(threshold, bool) and threshold > 0):
         err("formula:cpu_error_threshold", threshold, "a positive number of Watts.")
+    influxdb = conf.get("influxdb") if isinstance(conf.get("influxdb"), dict) else {}
+    version = influxdb.get("version")
+    if version not in (1, 2) or isinstance(version, bool):
+        err("influxdb:version", version, "1 (InfluxDB 1.x) or 2 (InfluxDB 2.x).")
+    if not _is_duration(influxdb.get("retention")):
+        err("influxdb:retention", influxdb.get("retention"), "an InfluxDB duration such as 30d, 12w or INF.")
+    if version == 2:
+        for key, fix in (("org", "the organisation name"), ("token", "a secret admin token")):
+            if not isinstance(influxdb.get(key), str) or not influxdb.get(key):
+                err(f"influxdb:{key}", influxdb.get(key), f"{fix}, required with influxdb:version 2.")
+        password = influxdb.get("password")
+        if not isinstance(password, str) or len(password) < 8:
+            err("influxdb:password", password, "a password of at least 8 characters, required with "
+                "influxdb:version 2.")
     grafana = conf.get("grafana") if isinstance(conf.get("grafana"), dict) else {}
     if not isinstance(grafana.get("enabled"), bool):
         err("grafana:enabled", grafana.get("enabled"), "true or false.")
+    elif grafana.get("enabled"):
+        password = grafana.get("admin_password")
+        if not isinstance(password, str) or not password or password == "admin":
+            err("grafana:admin_password", password, "set a secret admin password (not 'admin'), or set "
+                "energy:grafana:enabled: false.")
     clean = conf.get("clean") if isinstance(conf.get("clean"), dict) else {}
     if not isinstance(clean.get("purge_data"), bool):
         err("clean:purge_data", clean.get("purge_data"), "true or false.")
     return errors
+
+
+def _is_duration(value):
+    return isinstance(value, str) and (value.upper() == "INF" or re.fullmatch(r"([0-9]+[wdhms])+", value) is not None)
 
 
 def _grafana_enabled(conf):
@@ -311,6 +334,21 @@ def sensor_config(conf, minion, cpu, entry):
     }
 
 
+def _influxdb_output(conf, entry):
+    """SmartWatts output arguments: `influxdb` (1.x, SmartWatts 2.1) or `influxdb2` (2.x, SmartWatts >= 2.2).
+
+    The `scope` tag keeps cpu and dram series apart (without it they overwrite each other)."""
+    influxdb = conf["influxdb"]
+    if influxdb["version"] == 2:
+        return ["--output", "influxdb2", "--model", "PowerReport", "--name", "pusher_power",
+                "--uri", f"http://{entry['influxdb_address']}", "--port", str(entry["influxdb_port"]),
+                "--db", entry["influxdb_database"], "--org", influxdb["org"], "--token", influxdb["token"],
+                "--tags", "scope,socket"]
+    return ["--output", "influxdb", "--model", "PowerReport", "--name", "pusher_power",
+            "--uri", entry["influxdb_address"], "--port", str(entry["influxdb_port"]),
+            "--db", entry["influxdb_database"], "--tags", "scope,socket"]
+
+
 def formula_command(conf, cpu, entry):
     """SmartWatts arguments for one CPU name (same for the upstream image and the test image)."""
     facts = entry["facts"]
@@ -320,9 +358,7 @@ def formula_command(conf, cpu, entry):
         "--stream",
         "--input", "mongodb", "--model", "HWPCReport", "--name", "puller",
         "--uri", entry["mongo_uri"], "--db", entry["database"], "--collection", entry["collection"],
-        "--output", "influxdb", "--model", "PowerReport", "--name", "pusher_power",
-        "--uri", entry["influxdb_address"], "--port", str(entry["influxdb_port"]),
-        "--db", entry["influxdb_database"], "--tags", "scope,socket",
+        *_influxdb_output(conf, entry),
         "--cpu-base-freq", str(facts.get("cpu_base_freq_mhz") or formula["default_base_freq_mhz"]),
         "--cpu-error-threshold", str(formula["cpu_error_threshold"]),
         "--sensor-reports-frequency", str(conf["sensor"]["frequency_ms"]),
@@ -400,12 +436,24 @@ def build_plan(conf, role_facts):
             volume=_container_name(entry["mongo"], "mongo", slug),
             port=mongo_port, address=address[entry["mongo"]],
         ))
+        influx_volume = _container_name(entry["influxdb"], "influxdb", slug)
+        influx_run = {"port_bindings": [f"{address[entry['influxdb']]}:{influx_port}:8086"],
+                      "binds": [f"{influx_volume}:/var/lib/influxdb"]}
+        if conf["influxdb"]["version"] == 2:
+            influx_run["binds"] = [f"{influx_volume}:/var/lib/influxdb2"]
+            influx_run["environment"] = {  # first start only: the upstream image's setup mode
+                "DOCKER_INFLUXDB_INIT_MODE": "setup", "DOCKER_INFLUXDB_INIT_USERNAME": "energy",
+                "DOCKER_INFLUXDB_INIT_PASSWORD": conf["influxdb"]["password"],
+                "DOCKER_INFLUXDB_INIT_ORG": conf["influxdb"]["org"],
+                "DOCKER_INFLUXDB_INIT_BUCKET": info["influxdb_database"],
+                "DOCKER_INFLUXDB_INIT_RETENTION": "0s" if conf["influxdb"]["retention"].upper() == "INF"
+                else conf["influxdb"]["retention"],
+                "DOCKER_INFLUXDB_INIT_ADMIN_TOKEN": conf["influxdb"]["token"],
+            }
         host(entry["influxdb"])["containers"].append(_container(
-            conf, "influxdb", entry["influxdb"], cpu, slug,
-            run={"port_bindings": [f"{address[entry['influxdb']]}:{influx_port}:8086"],
-                 "binds": [f"{_container_name(entry['influxdb'], 'influxdb', slug)}:/var/lib/influxdb"]},
-            volume=_container_name(entry["influxdb"], "influxdb", slug),
+            conf, "influxdb", entry["influxdb"], cpu, slug, run=influx_run, volume=influx_volume,
             port=influx_port, address=address[entry["influxdb"]], database=info["influxdb_database"],
+            url=info["influxdb_url"], version=conf["influxdb"]["version"], retention=conf["influxdb"]["retention"],
         ))
         for minion in entry["sensors"]:
             config_file = f"{conf['config_dir']}/{_container_name(minion, 'sensor')}.json"
@@ -421,18 +469,51 @@ def build_plan(conf, role_facts):
         host(entry["formula"])["containers"].append(_container(
             conf, "formula", entry["formula"], cpu, slug,
             run={"command": formula_command(conf, cpu, info), "network_mode": "host"},
-            mongo_uri=info["mongo_uri"],
+            mongo_uri=info["mongo_uri"], influxdb_url=info["influxdb_url"],
         ))
     if placed["grafana"]:
         grafana = placed["grafana"]
         port = conf["grafana"]["port"]
+        provisioning = f"{conf['config_dir']}/{_container_name(grafana, 'grafana')}"
         host(grafana)["containers"].append(_container(
             conf, "grafana", grafana, None, None,
             run={"port_bindings": [f"{address[grafana]}:{port}:3000"],
-                 "binds": [f"{_container_name(grafana, 'grafana')}:/var/lib/grafana"]},
+                 "binds": [f"{_container_name(grafana, 'grafana')}:/var/lib/grafana",
+                           f"{provisioning}/provisioning:/etc/grafana/provisioning:ro",
+                           f"{provisioning}/dashboards:/etc/grafana/dashboards:ro"],
+                 "environment": {"GF_SECURITY_ADMIN_PASSWORD": conf["grafana"]["admin_password"]}},
             volume=_container_name(grafana, "grafana"), port=port, address=address[grafana],
+            url=f"http://{address[grafana]}:{port}", provisioning_dir=provisioning,
+            provisioning={"provisioning/datasources/energy.yaml": grafana_datasources(conf, plan["cpus"]),
+                          "provisioning/dashboards/energy.yaml": GRAFANA_DASHBOARD_PROVIDER},
         ))
     return plan
+
+
+GRAFANA_DASHBOARD_PROVIDER = {
+    "apiVersion": 1,
+    "providers": [{"name": "energy", "folder": "Energy", "type": "file", "disableDeletion": True,
+                   "allowUiUpdates": False, "options": {"path": "/etc/grafana/dashboards"}}],
+}
+
+
+def datasource_uid(slug):
+    """Grafana uids are at most 40 characters: a stable hash of the CPU slug."""
+    return "energy-" + hashlib.sha1(slug.encode()).hexdigest()[:12]
+
+
+def grafana_datasources(conf, cpus):
+    """Grafana provisioning: one InfluxQL datasource per CPU name, on the InfluxDB the plan chose."""
+    datasources = []
+    for cpu, info in sorted(cpus.items()):
+        source = {"name": f"energy {cpu}", "uid": datasource_uid(info["slug"]), "type": "influxdb",
+                  "access": "proxy", "url": info["influxdb_url"], "editable": False,
+                  "jsonData": {"dbName": info["influxdb_database"], "httpMode": "GET"}}
+        if conf["influxdb"]["version"] == 2:  # InfluxQL on 2.x: the bucket's DBRP mapping + token
+            source["jsonData"]["httpHeaderName1"] = "Authorization"
+            source["secureJsonData"] = {"httpHeaderValue1": f"Token {conf['influxdb']['token']}"}
+        datasources.append(source)
+    return {"apiVersion": 1, "datasources": datasources}
 
 
 # --------------------------------------------------------------------------- Salt functions
@@ -581,3 +662,30 @@ def deployed(conf=None):
                    if v.get("Name", "").startswith(prefixes) or v.get("Name") == grafana_volume)
     config_file = f"{conf['config_dir']}/{_container_name(minion, 'sensor')}.json"
     return {"containers": containers, "volumes": names, "config_files": sorted(glob.glob(config_file))}
+
+
+def hostname_to_influx(conf=None):
+    """
+    For each monitored minion: the InfluxDB holding its containers' power, from the mine.
+
+    Returns ``{minion: {"url", "database", "cpu", "measurement", "sensor"}}``; a container's
+    power is ``SELECT power FROM power_consumption WHERE sensor = '<minion>' AND
+    target = '<container name>' AND scope = 'cpu'``. Jinja helper: ``energy/influx.jinja``.
+
+    CLI Example:
+
+    .. code-block:: bash
+
+        salt-call energy.hostname_to_influx
+    """
+    return influx_by_minion(plan(conf))
+
+
+def influx_by_minion(full_plan):
+    """hostname_to_influx from a plan (pure)."""
+    return {
+        minion: {"url": info["influxdb_url"], "database": info["influxdb_database"], "cpu": cpu,
+                 "measurement": "power_consumption", "sensor": minion}
+        for cpu, info in sorted(full_plan["cpus"].items())
+        for minion in info["sensors"]
+    }

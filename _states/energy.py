@@ -65,3 +65,117 @@ def reachable(name, service=None, timeout=60, interval=0.5):
                               f"(checked from minion {__opts__.get('id')}): is its container running?")
             return ret
         time.sleep(interval)
+
+
+_UNITS = {"w": 604800, "d": 86400, "h": 3600, "m": 60, "s": 1}
+
+
+def _duration_seconds(text):
+    """InfluxDB duration ('30d', '720h0m0s', 'INF', '0s') -> seconds; 0 means infinite."""
+    text = str(text).strip().lower()
+    if text in ("inf", "0", "0s", ""):
+        return 0
+    total, number = 0, ""
+    for char in text:
+        if char.isdigit():
+            number += char
+        elif char in _UNITS and number:
+            total += int(number) * _UNITS[char]
+            number = ""
+        else:
+            raise ValueError(f"not an InfluxDB duration: {text!r}")
+    if number:
+        raise ValueError(f"not an InfluxDB duration (unit missing): {text!r}")
+    return total
+
+
+def _influx_query(url, query, method="GET", timeout=10):
+    import json  # pylint: disable=import-outside-toplevel
+    import urllib.request  # pylint: disable=import-outside-toplevel
+
+    data = urllib.parse.urlencode({"q": query}).encode()
+    if method == "GET":
+        request = urllib.request.Request(f"{url}/query?{data.decode()}")
+    else:
+        request = urllib.request.Request(f"{url}/query", data=data, method="POST")
+    with urllib.request.urlopen(request, timeout=timeout) as resp:
+        result = json.load(resp)["results"][0]
+    if "error" in result:
+        raise RuntimeError(result["error"])
+    return result
+
+
+def influxdb_database(name, url, retention="30d", service=None, timeout=60):
+    """
+    Make sure InfluxDB 1.x at ``url`` answers and holds database ``name`` whose default retention
+    policy keeps ``retention`` (InfluxDB duration, ``INF`` = forever).
+
+    .. code-block:: yaml
+
+        energy-influxdb-database-present:
+          energy.influxdb_database:
+            - name: power_intel_xeon_gold_6130
+            - url: http://10.0.0.5:8086
+            - retention: 30d
+    """
+    ret = {"name": name, "changes": {}, "result": False, "comment": ""}
+    label = service or f"influxdb {url}"
+    try:
+        wanted = _duration_seconds(retention)
+    except ValueError as exc:
+        ret["comment"] = f"{label}: {exc}"
+        return ret
+    host, port = _host_port(url)
+    deadline = time.monotonic() + (1 if __opts__.get("test") else float(timeout))
+    while not _probe(host, port, 2):
+        if time.monotonic() >= deadline:
+            if __opts__.get("test"):
+                ret["result"] = None
+                ret["comment"] = f"database {name} would be created on {label} (not answering yet)"
+            else:
+                ret["comment"] = (f"{label} at {host}:{port} does not answer after {timeout} s "
+                                  f"(checked from minion {__opts__.get('id')}): is its container running?")
+            return ret
+        time.sleep(0.5)
+    try:
+        # the port opens a moment before the HTTP API answers
+        while True:
+            try:
+                databases = _influx_query(url, "SHOW DATABASES")
+                break
+            except OSError:
+                if time.monotonic() >= deadline:
+                    raise
+                time.sleep(0.5)
+        names = [row[0] for s in databases.get("series", []) for row in s.get("values", [])]
+        if name not in names:
+            if __opts__.get("test"):
+                ret["result"] = None
+                ret["comment"] = f"database {name} would be created on {label} with retention {retention}"
+                return ret
+            _influx_query(url, f'CREATE DATABASE "{name}" WITH DURATION {retention} NAME "energy"', "POST")
+            ret["changes"] = {"database": {"old": None, "new": name}, "retention": {"old": None, "new": retention}}
+            ret["result"] = True
+            ret["comment"] = f"database {name} created on {label} with retention {retention}"
+            return ret
+        policies = _influx_query(url, f'SHOW RETENTION POLICIES ON "{name}"')
+        series = (policies.get("series") or [{}])[0]
+        columns = series.get("columns", [])
+        default = next((dict(zip(columns, row)) for row in series.get("values", [])
+                        if dict(zip(columns, row)).get("default")), None)
+        current = _duration_seconds(default["duration"]) if default else None
+        if current == wanted:
+            ret["result"] = True
+            ret["comment"] = f"database {name} on {label} is as wanted (retention {retention})"
+            return ret
+        if __opts__.get("test"):
+            ret["result"] = None
+            ret["comment"] = f"retention of {name} on {label} would change to {retention}"
+            return ret
+        _influx_query(url, f'ALTER RETENTION POLICY "{default["name"]}" ON "{name}" DURATION {retention} DEFAULT', "POST")
+        ret["changes"] = {"retention": {"old": default["duration"], "new": retention}}
+        ret["result"] = True
+        ret["comment"] = f"retention of {name} on {label} changed to {retention}"
+    except (OSError, RuntimeError, ValueError, KeyError) as exc:
+        ret["comment"] = f"{label}: {exc} (from minion {__opts__.get('id')})"
+    return ret

@@ -11,4 +11,4 @@ energy-sensor-config-managed-{{ c.name }}:
     - makedirs: True
     - mode: '0644'
 {% endfor %}
-{{ deploy('sensor', mine) }}
+{{ deploy('sensor', mine, watch=['file: energy-sensor-config-managed-NAME']) }}

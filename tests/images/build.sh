@@ -7,6 +7,8 @@
 #   energy-test/influxdb    real InfluxDB 1.6.7 (Debian)
 #   energy-test/smartwatts  real SmartWatts 2.1.2 (PyPI)
 #   energy-test/hwpc-sensor-sim  STAND-IN for powerapi/hwpc-sensor (simulated RAPL + counters)
+#   energy-test/grafana     STAND-IN for grafana/grafana-oss (reads the provisioning files)
+#   energy-test/smartwatts24 real SmartWatts 2.4.1, only to check the influxdb2 config with its parser
 set -euo pipefail
 here="$(cd "$(dirname "$0")" && pwd)"
 root="$(cd "$here/../.." && pwd)"
@@ -49,7 +51,7 @@ build() {  # build NAME PARENT_ARG PARENT_TAG
 
 build python BASE "$base"
 build influxdb BASE "$base"
-for name in mongo smartwatts hwpc-sensor-sim; do build "$name" PYTHON "${tags[python]}"; done
+for name in mongo smartwatts smartwatts24 hwpc-sensor-sim grafana; do build "$name" PYTHON "${tags[python]}"; done
 
 {
   echo "{"

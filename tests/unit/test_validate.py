@@ -17,6 +17,7 @@ spec.loader.exec_module(energy)
 def good(defaults):
     conf = copy.deepcopy(defaults)
     conf["control"] = "ctl"
+    conf["grafana"]["admin_password"] = "correct horse"
     return conf
 
 
@@ -64,6 +65,10 @@ BAD = [
     ("clean:purge_data", "yes", "true or false"),
     ("formula:cpu_error_threshold", -1, "positive"),
     ("control", ["ctl"], "string"),
+    ("grafana:admin_password", "admin", "not 'admin'"),
+    ("grafana:admin_password", "", "secret admin password"),
+    ("influxdb:version", 3, "1 (InfluxDB 1.x) or 2"),
+    ("influxdb:retention", "30 days", "InfluxDB duration"),
 ]
 
 
@@ -78,7 +83,7 @@ def test_bad_input_names_key_value_and_fix(good, key, value, words):
 
 
 def test_missing_control_names_every_role_it_leaves_empty(defaults):
-    errors = energy.validate(copy.deepcopy(defaults))
+    errors = [e for e in energy.validate(copy.deepcopy(defaults)) if "admin_password" not in e]
     assert [e.split(":")[1] for e in errors] == ["roles"] * 4
     assert all("energy:control" in e for e in errors)
 
@@ -89,3 +94,11 @@ def test_check_raises_with_every_problem(good):
     with pytest.raises(energy.PlanError) as exc:
         energy.check(good)
     assert "energy:mongo:port" in str(exc.value) and "energy:bogus" in str(exc.value)
+
+
+def test_influxdb2_needs_org_token_and_password(good):
+    good["influxdb"]["version"] = 2
+    errors = energy.validate(good)
+    assert [e.split(": bad")[0] for e in errors] == ["energy:influxdb:token", "energy:influxdb:password"]
+    good["influxdb"].update(token="t0k3n", password="longenough")
+    assert energy.validate(good) == []

@@ -8,7 +8,8 @@ one document per simulated container (group core), all with the identical timest
 The machine it models: 1 socket x SIM_CPUS cpus at the base frequency, package power
 SIM_IDLE_W + SIM_W_PER_CPU x busy cpus (+ noise), DRAM 2 W + 1 W x busy cpus when the config asks
 for RAPL_ENERGY_DRAM. Containers (SIM_CONTAINERS="name:weight,...") share the busy cycles in
-proportion to weights that wander independently. The ground truth of every tick (package watts,
+proportion to weights that wander independently; `{sensor}` in a name is replaced by the sensor's
+name, so that each machine can have a container of its own (the formula's example app). The ground truth of every tick (package watts,
 each container's share of the busy cycles) goes to the collection ``<collection>_truth``, because
 SmartWatts in stream mode deletes the reports it reads.
 """
@@ -115,7 +116,8 @@ def main(argv=None):
         "w_per_cpu": float(os.environ.get("SIM_W_PER_CPU", "9")),
         "containers": [
             {"name": name, "base": weight, "weight": weight}
-            for name, weight in parse_containers(os.environ.get("SIM_CONTAINERS", "app-a:50,app-b:30,app-c:20"))
+            for name, weight in parse_containers(
+                os.environ.get("SIM_CONTAINERS", "app-a:50,app-b:30,app-c:20").replace("{sensor}", config["name"]))
         ],
     }
     rng = random.Random(config["name"])

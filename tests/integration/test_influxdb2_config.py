@@ -1,0 +1,78 @@
+"""The formula's InfluxDB 2.x configuration, checked by SmartWatts 2.4.1's own parser and validator.
+
+No InfluxDB 2 server can run here, so this checks what can be checked for real: SmartWatts parses
+the arguments the plan renders, validates them, and builds its influxdb2 pusher from them.
+"""
+
+import copy
+import importlib.util
+import json
+
+import pytest
+
+from tests.conftest import ROOT
+from tests.integration.conftest import docker_client
+
+spec = importlib.util.spec_from_file_location("energy_module", ROOT / "_modules" / "energy.py")
+energy = importlib.util.module_from_spec(spec)
+spec.loader.exec_module(energy)
+
+CHECK = """
+import json, sys
+from smartwatts.__main__ import generate_smartwatts_parser
+from smartwatts.cli import SmartWattsConfigValidator
+from powerapi.cli.generator import PusherGenerator
+sys.argv = ["smartwatts"] + json.loads(sys.argv[1])
+config = generate_smartwatts_parser().parse()
+SmartWattsConfigValidator().validate(config)
+pushers = PusherGenerator().generate(config)
+out = {name: {k: v for k, v in conf.items()} for name, conf in config["output"].items()}
+print(json.dumps({"output": out, "pushers": sorted(pushers), "base_freq": config["cpu-base-freq"],
+                  "dram_disabled": config["disable-dram-formula"]}, default=str))
+"""
+
+
+@pytest.fixture(scope="module")
+def influxdb2_plan(defaults):
+    conf = copy.deepcopy(defaults)
+    conf.update(control="ctl")
+    conf["influxdb"].update(version=2, org="lab", token="s3cr3t-token", password="longenough", image="influxdb",
+                            tag="2.7.5")
+    conf["grafana"]["admin_password"] = "not-admin"
+    assert energy.validate(conf) == []
+    facts = {"sensors": {"n1": {"cpu_name": "AMD EPYC 7452 32-Core Processor", "cpu_base_freq_mhz": 2350,
+                                "rapl_domains": ["package"], "pmu_events": ["CYCLES_NOT_IN_HALT"],
+                                "address": "10.0.0.1"}},
+             "mongos": {"ctl": {"address": "10.0.0.9"}}, "formulas": {"ctl": {}}, "influxdbs": {"ctl": {}},
+             "grafana": {"ctl": {}}}
+    return energy.build_plan(conf, facts)
+
+
+def test_smartwatts_parses_and_validates_the_influxdb2_output(influxdb2_plan, images):
+    (formula,) = [c for c in influxdb2_plan["hosts"]["ctl"]["containers"] if c["component"] == "formula"]
+    args = formula["run"]["command"]
+    client = docker_client()
+    out = client.containers.run(images["smartwatts24"], entrypoint=["python3", "-c", CHECK, json.dumps(args)],
+                                remove=True, network_mode="none")
+    result = json.loads(out.decode().strip().splitlines()[-1])
+    output = result["output"]["pusher_power"]
+    assert output["type"] == "influxdb2"
+    assert output["uri"] == "http://10.0.0.9" and int(output["port"]) == 8086
+    assert output["db"] == "power_amd_epyc_7452"
+    assert output["org"] == "lab" and output["token"] == "s3cr3t-token"
+    assert output["tags"] == "scope,socket"
+    assert result["pushers"] == ["pusher_power"]
+    assert float(result["base_freq"]) == 2350
+    assert result["dram_disabled"] is True
+
+
+def test_influxdb2_container_is_set_up_with_the_cpu_bucket(influxdb2_plan):
+    (influx,) = [c for c in influxdb2_plan["hosts"]["ctl"]["containers"] if c["component"] == "influxdb"]
+    env = influx["run"]["environment"]
+    assert env["DOCKER_INFLUXDB_INIT_MODE"] == "setup"
+    assert env["DOCKER_INFLUXDB_INIT_BUCKET"] == "power_amd_epyc_7452"
+    assert env["DOCKER_INFLUXDB_INIT_ADMIN_TOKEN"] == "s3cr3t-token"
+    assert influx["run"]["binds"] == [f"{influx['volume']}:/var/lib/influxdb2"]
+    datasource = energy.grafana_datasources({"influxdb": {"version": 2, "token": "s3cr3t-token"}},
+                                            influxdb2_plan["cpus"])["datasources"][0]
+    assert datasource["secureJsonData"] == {"httpHeaderValue1": "Token s3cr3t-token"}
