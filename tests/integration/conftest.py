@@ -8,6 +8,7 @@ do not collide on the one engine. The formula is served from the repository itse
 
 import os
 import pathlib
+import time
 
 import docker
 import pytest
@@ -38,6 +39,15 @@ MINIONS = {
 }
 
 
+SENSOR_PERIOD_MS = 500
+SIM_CONTAINERS = "app-a:50,app-b:30,example-{sensor}:20"
+GRAFANA_PASSWORD = "energy-test-grafana"
+
+
+def simulated_containers(minion):
+    return sorted(item.split(":")[0].replace("{sensor}", minion) for item in SIM_CONTAINERS.split(","))
+
+
 def base_pillar(images, config_dir):
     """The pillar a user would write for this cluster, with the locally built images."""
 
@@ -56,13 +66,17 @@ def base_pillar(images, config_dir):
                 "influxdbs": ["test-ctl", "test-node-b"],
             },
             "config_dir": str(config_dir),
-            # the stand-in needs no privilege, and this sandbox refuses privileged containers
-            "sensor": dict(image("hwpc-sensor-sim"), env={"SIM_CONTAINERS": "app-a:50,app-b:30,app-c:20"},
-                           options={"privileged": False}),
+            # the stand-in needs no privilege, and this sandbox refuses privileged containers;
+            # example-<minion> is the example app's container (examples/energy_app)
+            "sensor": dict(image("hwpc-sensor-sim"), frequency_ms=SENSOR_PERIOD_MS,
+                           env={"SIM_CONTAINERS": SIM_CONTAINERS}, options={"privileged": False}),
             "mongo": image("mongo"),
             "formula": image("smartwatts"),
-            "influxdb": image("influxdb"),
-            "grafana": {"enabled": False},
+            "influxdb": dict(image("influxdb"), retention="7d"),
+            # the test minions' addresses are loopback ones, which a bridged container cannot
+            # reach: Grafana shares the host's network here (on real hosts it needs no option)
+            "grafana": dict(image("grafana"), admin_password=GRAFANA_PASSWORD,
+                            options={"network_mode": "host", "port_bindings": []}),
         }
     }
 
@@ -194,9 +208,14 @@ def failed_steps(orch_ret):
 
 
 @pytest.fixture(scope="session")
-def deployed(salt_minions, salt_run_cli, docker_engine):
-    """The first orchestrate run, shared by the tests that inspect its result."""
+def deployment(salt_minions, salt_run_cli, docker_engine):
+    """The first orchestrate run, shared by the tests that inspect its result, and when it returned."""
     ret = salt_run_cli.run("state.orchestrate", "energy.orch")
     assert ret.returncode == 0, failed_steps(ret.data) if isinstance(ret.data, dict) else ret.stdout
-    return ret.data
+    return {"data": ret.data, "returned_at": time.time()}
+
+
+@pytest.fixture(scope="session")
+def deployed(deployment):
+    return deployment["data"]
 
