@@ -623,6 +623,8 @@ def summary(conf=None):
                  for cpu, info in full["cpus"].items()},
         "hosts": {minion: sorted(c["name"] for c in h["containers"]) for minion, h in full["hosts"].items()},
         "grafana": full["grafana"],
+        "grafana_url": next((c["url"] for h in full["hosts"].values() for c in h["containers"]
+                             if c["component"] == "grafana"), None),
     }
 
 

@@ -26,6 +26,7 @@ DEMO = ROOT / ".demo"
 BIN = pathlib.Path(sys.executable).parent
 MASTER_CONF = DEMO / "master" / "conf"
 PUBLISH_PORT, RET_PORT = 14505, 14506
+GRAFANA_PASSWORD = "energy-demo"  # a demo on loopback; set your own in a real pillar
 
 # the core events the simulated CPUs have (the grain's tables; shared/platform.md)
 SKYLAKE = ["CPU_CLK_THREAD_UNHALTED:REF_P", "CPU_CLK_THREAD_UNHALTED:THREAD_P", "LLC_MISSES", "INSTRUCTIONS_RETIRED"]
@@ -69,7 +70,10 @@ def pillar():
         "mongo": image("mongo"),
         "formula": image("smartwatts"),
         "influxdb": image("influxdb"),
-        "grafana": {"enabled": False},  # no Grafana image can be had here
+        # the Grafana stand-in (no Grafana image can be had here), on the host's network to reach
+        # the demo's loopback addresses; production uses grafana/grafana-oss
+        "grafana": image("grafana", admin_password=GRAFANA_PASSWORD,
+                         options={"network_mode": "host", "port_bindings": []}),
     }}
 
 
@@ -156,6 +160,10 @@ def show():
         print(f"  {cpu}: no point yet; query again with: curl -G {summary['cpus'][cpu]['influxdb_url']}/query "
               f"--data-urlencode db={summary['cpus'][cpu]['influxdb_database']} "
               "--data-urlencode \"q=SELECT last(power) FROM power_consumption GROUP BY target, sensor\"")
+    if summary.get("grafana_url"):
+        print(f"\nGrafana on {summary['grafana']}: {summary['grafana_url']} (admin / {GRAFANA_PASSWORD}); "
+              "dashboard uid energy-power. Here it is the API-only stand-in: "
+              f"curl -u admin:{GRAFANA_PASSWORD} {summary['grafana_url']}/api/datasources")
 
 
 def influx_latest(url, database):

@@ -56,6 +56,7 @@ def base_pillar(images, config_dir):
         return {"image": repo, "tag": tag}
 
     return {
+        "energy_example": {"image": images["python"]},
         "energy": {
             "control": "test-ctl",
             "roles": {

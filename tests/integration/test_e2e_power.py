@@ -5,25 +5,15 @@ real InfluxDB -> Grafana provisioning, for every CPU name, right after the first
 """
 
 import base64
-import datetime
 import json
-import statistics
 import time
 import urllib.parse
 import urllib.request
 
-import pymongo
 import pytest
 
 from tests.integration.conftest import GRAFANA_PASSWORD, MINIONS, SENSOR_PERIOD_MS, simulated_containers
-
-
-def influx(url, database, query):
-    params = urllib.parse.urlencode({"db": database, "q": query, "epoch": "ms"})
-    with urllib.request.urlopen(f"{url}/query?{params}", timeout=10) as resp:
-        result = json.load(resp)["results"][0]
-    assert "error" not in result, (query, result)
-    return result.get("series", [])
+from tests.power import fidelity, influx
 
 
 @pytest.fixture(scope="module")
@@ -63,31 +53,6 @@ def test_database_has_the_pillar_retention(deployment, plan):
         assert [p["duration"] for p in policies if p["default"]] == ["168h0m0s"]  # 7d from pillar
 
 
-def fidelity(plan, start, end):
-    """Per sensor: SmartWatts' container sum vs the stand-in's package power, and each container's share."""
-    results = {}
-    for info in plan["cpus"].values():
-        truth_db = pymongo.MongoClient(info["mongo_uri"], serverSelectionTimeoutMS=5000)[info["database"]]
-        window = f"time >= {int(start * 1000)}ms AND time <= {int(end * 1000)}ms"
-        series = influx(info["influxdb_url"], info["influxdb_database"],
-                        "SELECT mean(power) FROM power_consumption WHERE scope = 'cpu' AND target != 'rapl' "
-                        f"AND target != 'global' AND {window} GROUP BY sensor, target")
-        for sensor in info["sensors"]:
-            watts = {s["tags"]["target"]: s["values"][0][1] for s in series if s["tags"]["sensor"] == sensor}
-            docs = list(truth_db[f"{info['collection']}_truth"].find({"sensor": sensor, "timestamp": {
-                "$gte": datetime.datetime.fromtimestamp(start, datetime.timezone.utc),
-                "$lte": datetime.datetime.fromtimestamp(end, datetime.timezone.utc)}}))
-            assert docs, f"no ground truth for {sensor}"
-            package = statistics.mean(d["package_w"] for d in docs)
-            total = sum(watts.values())
-            shares = {t: statistics.mean(d["shares"][t] for d in docs) for t in docs[0]["shares"]}
-            results[sensor] = {
-                "package_w": package, "containers_w": total, "total_error": abs(total - package) / package,
-                "split_error": max(abs(watts.get(t, 0) / total - share) / share for t, share in shares.items()),
-            }
-    return results
-
-
 def test_containers_sum_to_the_package_power_and_split_right(deployment, plan):
     # skip SmartWatts' warm-up (about 70 reports until its history fills), then average one minute
     start = deployment["returned_at"] + 70 * SENSOR_PERIOD_MS / 1000
@@ -96,6 +61,7 @@ def test_containers_sum_to_the_package_power_and_split_right(deployment, plan):
     results = fidelity(plan, start, end)
     assert set(results) == set(MINIONS)
     for sensor, r in results.items():
+        assert r is not None, f"no power or no ground truth for {sensor}"
         assert r["total_error"] < 0.10, (sensor, r)
         assert r["split_error"] < 0.10, (sensor, r)
 
@@ -153,3 +119,30 @@ def test_every_dashboard_query_returns_rows_through_every_datasource(deployment,
             assert status == 200, (source["name"], title)
             rows = [row for s in result["results"][0].get("series", []) for row in s["values"]]
             assert rows, f"{source['name']}: '{title}' returned no rows"
+
+
+def test_hostname_to_influx_and_the_example_app_that_prints_its_own_power(deployment, plan, salt_cli,
+                                                                          docker_engine):
+    ret = salt_cli.run("energy.hostname_to_influx", minion_tgt="test-node-b")
+    assert ret.returncode == 0, ret.stdout
+    amd = plan["cpus"]["AMD EPYC 7452 32-Core Processor"]
+    assert ret.data["test-node-b"] == {"url": amd["influxdb_url"], "database": amd["influxdb_database"],
+                                       "cpu": "AMD EPYC 7452 32-Core Processor",
+                                       "measurement": "power_consumption", "sensor": "test-node-b"}
+    assert set(ret.data) == set(MINIONS)
+    try:
+        ret = salt_cli.run("state.apply", "examples.energy_app", minion_tgt="test-node-b")
+        assert ret.returncode == 0, ret.stdout
+        app = docker_engine.containers.get("example-test-node-b")
+        assert app.attrs["Config"]["Env"].count(f"MONITORING_ENERGY={amd['influxdb_url']}") == 1
+        deadline, logs = time.time() + 30, ""
+        while time.time() < deadline:
+            logs = app.logs().decode()
+            watts = [float(line.split(": ")[1].split()[0]) for line in logs.splitlines() if line.endswith(" W")]
+            if watts:
+                break
+            time.sleep(2)
+        assert watts and watts[-1] > 0, logs
+    finally:
+        for container in docker_engine.containers.list(all=True, filters={"label": "energy.example"}):
+            container.remove(force=True)

@@ -1,0 +1,25 @@
+"""Print this container's own power, read from the InfluxDB the energy formula told it about."""
+
+import json
+import os
+import time
+import urllib.parse
+import urllib.request
+
+url, database = os.environ["MONITORING_ENERGY"], os.environ["MONITORING_ENERGY_DB"]
+name, sensor = os.environ["MONITORING_CONTAINER"], os.environ["MONITORING_SENSOR"]
+query = ("SELECT last(power) FROM power_consumption WHERE scope = 'cpu' "
+         f"AND target = '{name}' AND sensor = '{sensor}'")
+print(f"{name}: reading my power from {url} database {database}", flush=True)
+while True:
+    try:
+        params = urllib.parse.urlencode({"db": database, "q": query})
+        with urllib.request.urlopen(f"{url}/query?{params}", timeout=5) as resp:
+            series = json.load(resp)["results"][0].get("series", [])
+        if series:
+            print(f"{name}: {series[0]['values'][0][1]:.2f} W", flush=True)
+        else:
+            print(f"{name}: no power point yet", flush=True)
+    except OSError as exc:
+        print(f"{name}: InfluxDB unreachable: {exc}", flush=True)
+    time.sleep(5)

@@ -1,0 +1,49 @@
+"""Reading power back: InfluxDB queries and the fidelity of SmartWatts' output against the
+stand-in sensor's ground truth. Shared by the end-to-end tests and benchmarks/fidelity.py."""
+
+import datetime
+import json
+import statistics
+import urllib.parse
+import urllib.request
+
+import pymongo
+
+
+def influx(url, database, query):
+    params = urllib.parse.urlencode({"db": database, "q": query, "epoch": "ms"})
+    with urllib.request.urlopen(f"{url}/query?{params}", timeout=10) as resp:
+        result = json.load(resp)["results"][0]
+    if "error" in result:
+        raise RuntimeError(f"{query}: {result['error']}")
+    return result.get("series", [])
+
+
+def fidelity(plan, start, end):
+    """Per sensor, over [start, end] (epoch seconds): SmartWatts' sum over containers vs the package
+    power the stand-in generated (total_error), and the worst relative error of a container's share
+    of that sum vs its true share of the busy cycles (split_error)."""
+    results = {}
+    for info in plan["cpus"].values():
+        truth_db = pymongo.MongoClient(info["mongo_uri"], serverSelectionTimeoutMS=5000)[info["database"]]
+        window = f"time >= {int(start * 1000)}ms AND time <= {int(end * 1000)}ms"
+        series = influx(info["influxdb_url"], info["influxdb_database"],
+                        "SELECT mean(power) FROM power_consumption WHERE scope = 'cpu' AND target != 'rapl' "
+                        f"AND target != 'global' AND {window} GROUP BY sensor, target")
+        for sensor in info["sensors"]:
+            watts = {s["tags"]["target"]: s["values"][0][1] for s in series if s["tags"]["sensor"] == sensor}
+            docs = list(truth_db[f"{info['collection']}_truth"].find({"sensor": sensor, "timestamp": {
+                "$gte": datetime.datetime.fromtimestamp(start, datetime.timezone.utc),
+                "$lte": datetime.datetime.fromtimestamp(end, datetime.timezone.utc)}}))
+            if not docs or not watts:
+                results[sensor] = None
+                continue
+            package = statistics.mean(d["package_w"] for d in docs)
+            total = sum(watts.values())
+            shares = {t: statistics.mean(d["shares"][t] for d in docs) for t in docs[0]["shares"]}
+            results[sensor] = {
+                "cpu": info["slug"], "package_w": package, "containers_w": total,
+                "total_error": abs(total - package) / package,
+                "split_error": max(abs(watts.get(t, 0) / total - share) / share for t, share in shares.items()),
+            }
+    return results
