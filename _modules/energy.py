@@ -39,8 +39,8 @@ __virtualname__ = "energy"
 ROLES = ("sensors", "mongos", "formulas", "influxdbs", "grafana")
 COMPONENTS = ("sensor", "mongo", "formula", "influxdb", "grafana")
 # the top-level keys of energy: in defaults.yaml (a unit test keeps the two equal)
-KNOWN_KEYS = ("control", "roles", "facts", "config_dir", "restart_policy", "sensor", "mongo", "formula",
-              "influxdb", "grafana", "clean")
+KNOWN_KEYS = ("control", "roles", "facts", "config_dir", "restart_policy", "ready_timeout", "sensor", "mongo",
+              "formula", "influxdb", "grafana", "clean")
 FACT_KEYS = ("cpu_name", "cpu_vendor", "cpu_family", "cpu_model", "cpu_count", "cpu_base_freq_mhz",
              "tdp_w", "rapl_domains", "pmu_events", "virtual", "cgroup_version", "address")
 RESTART_POLICIES = ("no", "always", "unless-stopped", "on-failure")
@@ -198,6 +198,9 @@ def validate(conf):
     if not isinstance(policy, str) or policy.split(":")[0] not in RESTART_POLICIES:
         err("restart_policy", policy, f"one of {', '.join(RESTART_POLICIES)} (on-failure:N allowed).")
 
+    ready = conf.get("ready_timeout")
+    if not (isinstance(ready, (int, float)) and not isinstance(ready, bool) and ready > 0):
+        err("ready_timeout", ready, "a positive number of seconds.")
     for comp in COMPONENTS:
         section = conf.get(comp)
         if not isinstance(section, dict):
@@ -454,6 +457,7 @@ def build_plan(conf, role_facts):
             conf, "influxdb", entry["influxdb"], cpu, slug, run=influx_run, volume=influx_volume,
             port=influx_port, address=address[entry["influxdb"]], database=info["influxdb_database"],
             url=info["influxdb_url"], version=conf["influxdb"]["version"], retention=conf["influxdb"]["retention"],
+            ready_timeout=conf["ready_timeout"],
         ))
         for minion in entry["sensors"]:
             config_file = f"{conf['config_dir']}/{_container_name(minion, 'sensor')}.json"
@@ -469,7 +473,7 @@ def build_plan(conf, role_facts):
         host(entry["formula"])["containers"].append(_container(
             conf, "formula", entry["formula"], cpu, slug,
             run={"command": formula_command(conf, cpu, info), "network_mode": "host"},
-            mongo_uri=info["mongo_uri"], influxdb_url=info["influxdb_url"],
+            mongo_uri=info["mongo_uri"], influxdb_url=info["influxdb_url"], ready_timeout=conf["ready_timeout"],
         ))
     if placed["grafana"]:
         grafana = placed["grafana"]

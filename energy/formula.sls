@@ -7,11 +7,13 @@ energy-formula-mongo-reachable-{{ c.name }}:
   energy.reachable:
     - name: {{ c.mongo_uri }}
     - service: {{ ("mongo for " ~ c.cpu) | json }}
+    - timeout: {{ c.ready_timeout }}
 
 energy-formula-influxdb-reachable-{{ c.name }}:
   energy.reachable:
     - name: {{ c.influxdb_url }}
     - service: {{ ("influxdb for " ~ c.cpu) | json }}
+    - timeout: {{ c.ready_timeout }}
 {% endfor %}
 {{ deploy('formula', mine, require=['energy: energy-formula-mongo-reachable-NAME',
                                     'energy: energy-formula-influxdb-reachable-NAME']) }}

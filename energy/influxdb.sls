@@ -9,6 +9,7 @@ energy-influxdb-database-present-{{ c.name }}:
     - name: {{ c.database }}
     - url: {{ c.url }}
     - retention: {{ c.retention | json }}
+    - timeout: {{ c.ready_timeout }}
     - service: {{ ("influxdb for " ~ c.cpu ~ " on " ~ grains['id']) | json }}
     - require:
       - docker_container: energy-influxdb-container-running-{{ c.name }}

@@ -2,25 +2,9 @@
     Deploys the stack: sync the formula's modules, refresh the mine, check pillar and plan on every
     minion (nothing is touched if that fails), then mongos -> sensors -> influxdbs -> formulas ->
     grafana. Each phase targets its role; each minion deploys only what the plan gives it. #}
-{%- from tpldir ~ "/targets.jinja" import targets, all_targets with context %}
+{%- from tpldir ~ "/targets.jinja" import targets, all_targets, sync_steps with context %}
 
-energy-orch-modules-sync-function:
-  salt.function:
-    - name: saltutil.sync_all
-    - tgt: {{ all_targets | json }}
-    - tgt_type: compound
-    - failhard: True
-
-energy-orch-modules-refresh-function:
-  salt.function:
-    - name: saltutil.refresh_modules
-    - tgt: {{ all_targets | json }}
-    - tgt_type: compound
-    - kwarg:
-        async: False
-    - failhard: True
-    - require:
-      - salt: energy-orch-modules-sync-function
+{{ sync_steps() }}
 
 energy-orch-mine-update-function:
   salt.function:

@@ -4,7 +4,8 @@
     python scripts/demo.py down   # salt-run state.orchestrate energy.clean_orch, stop minions, master
 
 Each minion plays one machine: its CPU through the `energy_facts` minion config, its address on
-the loopback range (ctl, the control minion, on 127.0.0.1: InfluxDB is published there). The
+the loopback range (ctl, the control minion, on 127.0.0.1: InfluxDB is published there; the
+others on 127.0.1.x, apart from the test minions on 127.0.0.11-14). The
 sensor and MongoDB images are the test stand-ins (no RAPL and no MongoDB server here); SmartWatts
 and InfluxDB are the real ones.
 """
@@ -37,13 +38,13 @@ MINIONS = {
     "ctl": ("127.0.0.1", {"cpu_name": "Intel(R) Xeon(R) Gold 6130 CPU @ 2.10GHz", "cpu_vendor": "intel",
                           "cpu_base_freq_mhz": 2100, "rapl_domains": ["dram", "package"],
                           "pmu_events": SKYLAKE}),
-    "node-a": ("127.0.0.12", {"cpu_name": "Intel(R) Xeon(R) Gold 6130 CPU @ 2.10GHz", "cpu_vendor": "intel",
+    "node-a": ("127.0.1.12", {"cpu_name": "Intel(R) Xeon(R) Gold 6130 CPU @ 2.10GHz", "cpu_vendor": "intel",
                               "cpu_base_freq_mhz": 2100, "rapl_domains": ["dram", "package"],
                               "pmu_events": SKYLAKE}),
-    "node-b": ("127.0.0.13", {"cpu_name": "AMD EPYC 7452 32-Core Processor", "cpu_vendor": "amd",
+    "node-b": ("127.0.1.13", {"cpu_name": "AMD EPYC 7452 32-Core Processor", "cpu_vendor": "amd",
                               "cpu_base_freq_mhz": 2350, "rapl_domains": ["package"],
                               "pmu_events": ZEN2}),
-    "node-c": ("127.0.0.14", {"cpu_name": "Intel(R) Xeon(R) CPU E5-2630 v3 @ 2.40GHz", "cpu_vendor": "intel",
+    "node-c": ("127.0.1.14", {"cpu_name": "Intel(R) Xeon(R) CPU E5-2630 v3 @ 2.40GHz", "cpu_vendor": "intel",
                               "cpu_base_freq_mhz": 2400, "rapl_domains": ["dram", "package"],
                               "pmu_events": HASWELL}),
 }

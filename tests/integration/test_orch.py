@@ -121,3 +121,37 @@ def test_clean_removes_containers_in_reverse_order_and_keeps_data(deployed, salt
     ret = salt_run_cli.run("state.orchestrate", "energy.orch")
     assert ret.returncode == 0, failed_steps(ret.data)
     assert len(running(docker_engine, energy_component="formula")) == 3
+
+
+def test_misconfigured_influxdb_fails_its_phase_naming_service_and_minion(deployed, salt_run_cli, salt_cli,
+                                                                         docker_engine, pillar_tree, pillar):
+    import copy
+
+    from tests.integration.conftest import write_pillar
+    from tests.power import influx
+
+    plan = salt_cli.run("energy.plan", minion_tgt="test-ctl").data
+    gold = plan["cpus"][XEON_GOLD]
+    count_query = "SELECT count(power) FROM power_consumption"
+    stored = influx(gold["influxdb_url"], gold["influxdb_database"], count_query)[0]["values"][0][1]
+    bad = copy.deepcopy(pillar)
+    bad["energy"]["ready_timeout"] = 5
+    bad["energy"]["influxdb"]["options"] = {"command": ["sleep", "infinity"]}  # a server that never answers
+    write_pillar(pillar_tree, bad)
+    try:
+        salt_cli.run("saltutil.refresh_pillar", "wait=True", minion_tgt="*")
+        ret = salt_run_cli.run("state.orchestrate", "energy.orch")
+        assert ret.returncode != 0
+        failed = failed_steps(ret.data)
+        assert list(failed) == ["salt_|-energy-influxdb-deploy-orch_|-energy-influxdb-deploy-orch_|-state"]
+        comments = " ".join(str(c) for c in failed.values())
+        assert f"influxdb for {XEON_GOLD} on test-ctl" in comments
+        assert "energy-formula-deploy-orch" not in str(ret.data)  # the phase after it did not run
+    finally:
+        write_pillar(pillar_tree, pillar)
+        salt_cli.run("saltutil.refresh_pillar", "wait=True", minion_tgt="*")
+    ret = salt_run_cli.run("state.orchestrate", "energy.orch")
+    assert ret.returncode == 0, failed_steps(ret.data)
+    # the recreated InfluxDB found its volume: nothing stored before the failure is lost
+    after = influx(gold["influxdb_url"], gold["influxdb_database"], count_query)[0]["values"][0][1]
+    assert after >= stored

@@ -69,6 +69,7 @@ BAD = [
     ("grafana:admin_password", "", "secret admin password"),
     ("influxdb:version", 3, "1 (InfluxDB 1.x) or 2"),
     ("influxdb:retention", "30 days", "InfluxDB duration"),
+    ("ready_timeout", 0, "positive number of seconds"),
 ]
 
 
