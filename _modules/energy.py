@@ -40,7 +40,7 @@ ROLES = ("sensors", "mongos", "formulas", "influxdbs", "grafana")
 COMPONENTS = ("sensor", "mongo", "formula", "influxdb", "grafana")
 # the top-level keys of energy: in defaults.yaml (a unit test keeps the two equal)
 KNOWN_KEYS = ("control", "roles", "facts", "config_dir", "restart_policy", "ready_timeout", "sensor", "mongo",
-              "formula", "influxdb", "grafana", "clean")
+              "formula", "influxdb", "grafana", "heal", "clean")
 FACT_KEYS = ("cpu_name", "cpu_vendor", "cpu_family", "cpu_model", "cpu_count", "cpu_base_freq_mhz",
              "tdp_w", "rapl_domains", "pmu_events", "virtual", "cgroup_version", "address")
 RESTART_POLICIES = ("no", "always", "unless-stopped", "on-failure")
@@ -251,10 +251,29 @@ def validate(conf):
         if not isinstance(password, str) or not password or password == "admin":
             err("grafana:admin_password", password, "set a secret admin password (not 'admin'), or set "
                 "energy:grafana:enabled: false.")
+    heal = conf.get("heal") if isinstance(conf.get("heal"), dict) else {}
+    components = heal.get("components")
+    if not isinstance(components, list) or not set(components) <= set(COMPONENTS):
+        err("heal:components", components, f"a list of components among {', '.join(COMPONENTS)}.")
+    for key in ("grace_seconds", "max_backlog", "max_age_seconds", "timeout"):
+        if not _is_positive(heal.get(key)):
+            err(f"heal:{key}", heal.get(key), "a positive number.")
+    schedule = heal.get("schedule") if isinstance(heal.get("schedule"), dict) else {}
+    if not isinstance(schedule.get("enabled"), bool):
+        err("heal:schedule:enabled", schedule.get("enabled"), "true or false.")
+    if not _is_positive(schedule.get("seconds")):
+        err("heal:schedule:seconds", schedule.get("seconds"), "a positive number of seconds between runs.")
+    splay = schedule.get("splay")
+    if not (_is_positive(splay) or splay == 0):
+        err("heal:schedule:splay", splay, "a number of seconds, 0 or more.")
     clean = conf.get("clean") if isinstance(conf.get("clean"), dict) else {}
     if not isinstance(clean.get("purge_data"), bool):
         err("clean:purge_data", clean.get("purge_data"), "true or false.")
     return errors
+
+
+def _is_positive(value):
+    return isinstance(value, (int, float)) and not isinstance(value, bool) and value > 0
 
 
 def _is_duration(value):
@@ -438,6 +457,7 @@ def build_plan(conf, role_facts):
                  "binds": [f"{_container_name(entry['mongo'], 'mongo', slug)}:/data/db"]},
             volume=_container_name(entry["mongo"], "mongo", slug),
             port=mongo_port, address=address[entry["mongo"]],
+            health={"tcp": f"{address[entry['mongo']]}:{mongo_port}"},
         ))
         influx_volume = _container_name(entry["influxdb"], "influxdb", slug)
         influx_run = {"port_bindings": [f"{address[entry['influxdb']]}:{influx_port}:8086"],
@@ -457,7 +477,7 @@ def build_plan(conf, role_facts):
             conf, "influxdb", entry["influxdb"], cpu, slug, run=influx_run, volume=influx_volume,
             port=influx_port, address=address[entry["influxdb"]], database=info["influxdb_database"],
             url=info["influxdb_url"], version=conf["influxdb"]["version"], retention=conf["influxdb"]["retention"],
-            ready_timeout=conf["ready_timeout"],
+            ready_timeout=conf["ready_timeout"], health={"http": f"{info['influxdb_url']}/ping"},
         ))
         for minion in entry["sensors"]:
             config_file = f"{conf['config_dir']}/{_container_name(minion, 'sensor')}.json"
@@ -469,11 +489,15 @@ def build_plan(conf, role_facts):
                                "/var/lib/docker/containers:/var/lib/docker/containers:ro"],
                      "network_mode": "host", "pid_mode": "host", "privileged": True},
                 config_file=config_file,
+                health={"fresh": {"url": info["influxdb_url"], "database": info["influxdb_database"],
+                                  "sensor": minion, "max_age": conf["heal"]["max_age_seconds"]}},
             ))
         host(entry["formula"])["containers"].append(_container(
             conf, "formula", entry["formula"], cpu, slug,
             run={"command": formula_command(conf, cpu, info), "network_mode": "host"},
             mongo_uri=info["mongo_uri"], influxdb_url=info["influxdb_url"], ready_timeout=conf["ready_timeout"],
+            health={"backlog": {"uri": info["mongo_uri"], "database": info["database"],
+                                "collection": info["collection"], "max": conf["heal"]["max_backlog"]}},
         ))
     if placed["grafana"]:
         grafana = placed["grafana"]
@@ -488,6 +512,7 @@ def build_plan(conf, role_facts):
                  "environment": {"GF_SECURITY_ADMIN_PASSWORD": conf["grafana"]["admin_password"]}},
             volume=_container_name(grafana, "grafana"), port=port, address=address[grafana],
             url=f"http://{address[grafana]}:{port}", provisioning_dir=provisioning,
+            health={"http": f"http://{address[grafana]}:{port}/api/health"},
             provisioning={"provisioning/datasources/energy.yaml": grafana_datasources(conf, plan["cpus"]),
                           "provisioning/dashboards/energy.yaml": GRAFANA_DASHBOARD_PROVIDER},
         ))

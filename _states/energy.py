@@ -6,9 +6,12 @@ formula starts only once its MongoDB answers and an unreachable service fails th
 message naming it.
 """
 
+import logging
 import socket
 import time
 import urllib.parse
+
+log = logging.getLogger(__name__)
 
 __virtualname__ = "energy"
 
@@ -89,11 +92,11 @@ def _duration_seconds(text):
     return total
 
 
-def _influx_query(url, query, method="GET", timeout=10):
+def _influx_query(url, query, method="GET", timeout=10, **params):
     import json  # pylint: disable=import-outside-toplevel
     import urllib.request  # pylint: disable=import-outside-toplevel
 
-    data = urllib.parse.urlencode({"q": query}).encode()
+    data = urllib.parse.urlencode({"q": query, **params}).encode()
     if method == "GET":
         request = urllib.request.Request(f"{url}/query?{data.decode()}")
     else:
@@ -178,4 +181,139 @@ def influxdb_database(name, url, retention="30d", service=None, timeout=60):
         ret["comment"] = f"retention of {name} on {label} changed to {retention}"
     except (OSError, RuntimeError, ValueError, KeyError) as exc:
         ret["comment"] = f"{label}: {exc} (from minion {__opts__.get('id')})"
+    return ret
+
+
+def _http_ok(url, timeout=3):
+    import urllib.request  # pylint: disable=import-outside-toplevel
+
+    try:
+        with urllib.request.urlopen(url, timeout=timeout) as resp:
+            return 200 <= resp.status < 300, f"GET {url}: HTTP {resp.status}"
+    except OSError as exc:
+        return False, f"GET {url}: {exc}"
+
+
+def _backlog(spec):
+    """Reports waiting in the formula's MongoDB collection (None when pymongo is not installed)."""
+    try:
+        import pymongo  # pylint: disable=import-outside-toplevel
+    except ImportError:
+        return None
+    client = pymongo.MongoClient(spec["uri"], serverSelectionTimeoutMS=3000)
+    try:
+        return client[spec["database"]][spec["collection"]].estimated_document_count()
+    finally:
+        client.close()
+
+
+def _newest_point_age(spec):
+    """Seconds since this sensor's newest measured (rapl) point in InfluxDB; None when there is none."""
+    query = (f"SELECT last(power) FROM power_consumption WHERE sensor = '{spec['sensor']}' "
+             "AND target = 'rapl'")
+    series = _influx_query(spec["url"], query, db=spec["database"], epoch="s").get("series", [])
+    return time.time() - series[0]["values"][0][0] if series else None
+
+
+def _diagnose(info, probe, grace):
+    """Why a container of the stack is unhealthy, or None when it is healthy.
+
+    ``info`` is ``docker.inspect_container``'s result (None when the container is missing);
+    ``probe`` says what answering means for its component; containers younger than ``grace``
+    seconds are only judged on running and answering (SmartWatts warms up for a minute)."""
+    if info is None:
+        return "the container is missing"
+    status = (info.get("State") or {}).get("Status")
+    if status != "running":
+        return f"the container is {status}"
+    if "tcp" in probe:
+        host, port = _host_port(probe["tcp"])
+        if not _probe(host, port, 3):
+            return f"{probe['tcp']} does not accept connections"
+    if "http" in probe:
+        ok, detail = _http_ok(probe["http"])
+        if not ok:
+            return f"{detail} (the service does not answer)"
+    started = (info.get("State") or {}).get("StartedAt", "")
+    try:
+        import datetime  # pylint: disable=import-outside-toplevel
+
+        age = time.time() - datetime.datetime.fromisoformat(started[:26].rstrip("Z") + "+00:00").timestamp()
+    except ValueError:
+        age = grace
+    if age < grace:
+        return None
+    try:
+        if "backlog" in probe:
+            waiting = _backlog(probe["backlog"])
+            if waiting is not None and waiting > probe["backlog"]["max"]:
+                return f"{waiting} sensor reports wait in MongoDB: the formula is not consuming them"
+        if "fresh" in probe:
+            stale = _newest_point_age(probe["fresh"])
+            if stale is None or stale > probe["fresh"]["max_age"]:
+                when = "never" if stale is None else f"{stale:.0f} s ago"
+                return f"the sensor's newest measured power point is {when} (limit {probe['fresh']['max_age']} s)"
+    except Exception as exc:  # pylint: disable=broad-except
+        # a database we read through being down is its own container's problem, not this one's
+        log.debug("energy.healthy: indirect check failed: %s", exc)
+    return None
+
+
+def healthy(name, component, run, probe=None, grace=60, timeout=60):
+    """
+    Make sure a container of the stack runs and answers; otherwise recreate it from ``run`` (the
+    docker_container.running arguments of the plan), log what was found and done, and fire
+    ``energy/heal/<component>`` with minion, container, reason and duration.
+
+    .. code-block:: yaml
+
+        energy-influxdb-health-healthy:
+          energy.healthy:
+            - name: energy-ctl-influxdb-intel_xeon_gold_6130
+            - component: influxdb
+            - run: {image: 'influxdb:1.8.10', ...}
+            - probe: {http: 'http://10.0.0.5:8086/ping'}
+    """
+    ret = {"name": name, "changes": {}, "result": True, "comment": ""}
+    probe = probe or {}
+    try:
+        info = __salt__["docker.inspect_container"](name)
+    except Exception:  # pylint: disable=broad-except
+        info = None
+    reason = _diagnose(info, probe, grace)
+    if reason is None:
+        ret["comment"] = f"{component} container {name} is healthy"
+        return ret
+    if __opts__.get("test"):
+        ret["result"] = None
+        ret["comment"] = f"would recreate {component} container {name} because {reason}"
+        ret["changes"] = {"recreate": {"reason": reason}}
+        return ret
+    started = time.monotonic()
+    log.warning("energy heal: %s container %s is unhealthy (%s): recreating it", component, name, reason)
+    if info is not None:
+        __salt__["docker.rm"](name, force=True)
+    created = __states__["docker_container.running"](name=name, **run)
+    deadline = time.monotonic() + float(timeout)
+    after = None
+    while created.get("result"):
+        after = _diagnose(__salt__["docker.inspect_container"](name), probe, grace=float("inf"))
+        if after is None or time.monotonic() > deadline:
+            break
+        time.sleep(0.5)
+    duration = round(time.monotonic() - started, 2)
+    healed = bool(created.get("result")) and after is None
+    event = {"minion": __opts__.get("id"), "container": name, "component": component, "reason": reason,
+             "duration": duration, "healed": healed}
+    __salt__["event.send"](f"energy/heal/{component}", event)
+    ret["changes"] = {"recreated": event}
+    if healed:
+        log.warning("energy heal: %s container %s recreated and answering in %.2f s", component, name, duration)
+        ret["comment"] = f"recreated {component} container {name} because {reason}; answering after {duration} s"
+    else:
+        log.error("energy heal: %s container %s still unhealthy after recreation: %s", component, name,
+                  after or created.get("comment"))
+        ret["result"] = False
+        ret["comment"] = (f"recreated {component} container {name} because {reason}, but it is still "
+                          f"unhealthy: {after or created.get('comment')}")
     return ret

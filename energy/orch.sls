@@ -1,7 +1,7 @@
 {#- salt-run state.orchestrate energy.orch
     Deploys the stack: sync the formula's modules, refresh the mine, check pillar and plan on every
     minion (nothing is touched if that fails), then mongos -> sensors -> influxdbs -> formulas ->
-    grafana. Each phase targets its role; each minion deploys only what the plan gives it. #}
+    grafana, then the health checks and the heal schedule (energy.heal). Each phase targets its role; each minion deploys only what the plan gives it. #}
 {%- from tpldir ~ "/targets.jinja" import targets, all_targets, sync_steps with context %}
 
 {{ sync_steps() }}
@@ -40,3 +40,13 @@ energy-{{ component }}-deploy-orch:
       - {{ ns.previous }}
 {%- set ns.previous = 'salt: energy-' ~ component ~ '-deploy-orch' %}
 {%- endfor %}
+
+energy-heal-deploy-orch:
+  salt.state:
+    - tgt: {{ all_targets | json }}
+    - tgt_type: compound
+    - sls:
+      - energy.heal
+    - failhard: True
+    - require:
+      - {{ ns.previous }}

@@ -82,8 +82,13 @@ def configure():
     common = {"user": "root", "log_level_logfile": "info", "publish_port": PUBLISH_PORT, "ret_port": RET_PORT}
     write_yaml(MASTER_CONF / "master", dict(
         common, root_dir=str(DEMO / "master"), interface="127.0.0.1", auto_accept=True,
-        pidfile=str(DEMO / "master" / "master.pid"), file_roots={"base": [str(ROOT)]},
+        pidfile=str(DEMO / "master" / "master.pid"), file_roots={"base": [str(DEMO / "srv")]},
         pillar_roots={"base": [str(DEMO / "pillar")]}, timeout=30))
+    srv = DEMO / "srv"  # only the formula: the repository would make the fileserver walk .venv
+    srv.mkdir(parents=True, exist_ok=True)
+    for name in ("energy", "_grains", "_modules", "_states", "examples"):
+        if not (srv / name).exists():
+            (srv / name).symlink_to(ROOT / name)
     write_yaml(DEMO / "pillar" / "top.sls", {"base": {"*": ["energy"]}})
     write_yaml(DEMO / "pillar" / "energy.sls", pillar())
     for minion, (address, facts) in MINIONS.items():

@@ -8,6 +8,20 @@ import pytest
 ROOT = pathlib.Path(__file__).resolve().parent.parent
 
 
+FORMULA_DIRS = ("energy", "_grains", "_modules", "_states", "examples")
+
+
+def formula_file_root(directory):
+    """A file root holding only the formula (links into the repository): serving the repository
+    itself would make the master's fileserver walk the virtualenv and the image caches."""
+    directory.mkdir(parents=True, exist_ok=True)
+    for name in FORMULA_DIRS:
+        link = directory / name
+        if not link.exists():
+            link.symlink_to(ROOT / name)
+    return directory
+
+
 def built_images():
     path = ROOT / ".cache" / "images.json"
     if not path.exists():

@@ -8,7 +8,7 @@ import salt.config
 from salt.exceptions import CommandExecutionError
 from saltfactories.utils.functional import Loaders
 
-from tests.conftest import ROOT
+from tests.conftest import ROOT, formula_file_root
 
 
 @pytest.fixture(scope="module")
@@ -18,7 +18,7 @@ def minion_opts(tmp_path_factory):
     opts.update({
         "id": "func-minion",
         "file_client": "local",
-        "file_roots": {"base": [str(ROOT)]},
+        "file_roots": {"base": [str(formula_file_root(root / "srv"))]},
         "grains_dirs": [str(ROOT / "_grains")],
         "module_dirs": [str(ROOT / "_modules")],
         "states_dirs": [str(ROOT / "_states")],
@@ -26,7 +26,8 @@ def minion_opts(tmp_path_factory):
         "pki_dir": str(root / "pki"),
         "sock_dir": str(root / "sock"),
         "energy_facts": {"cpu_name": "Test CPU 9000", "rapl_domains": ["package"]},
-        "pillar": {"energy": {"control": "ctl", "facts": {"address": "10.1.2.3"}, "mongo": {"port": 27100}}},
+        "pillar": {"energy": {"control": "ctl", "facts": {"address": "10.1.2.3"}, "mongo": {"port": 27100},
+                              "grafana": {"admin_password": "functional-test"}}},
     })
     return opts
 
@@ -62,7 +63,7 @@ def test_config_merges_defaults_yaml_and_pillar(loaders):
 
 def test_config_rejects_bad_pillar_naming_the_key(minion_opts):
     opts = copy.deepcopy(minion_opts)
-    opts["pillar"] = {"energy": {"control": "ctl", "influxdb": {"port": "http"}}}
+    opts["pillar"] = {"energy": {"control": "ctl", "influxdb": {"port": "http"}, "grafana": {"enabled": False}}}
     loaders = Loaders(opts)
     try:
         with pytest.raises(CommandExecutionError, match=r"energy:influxdb:port: bad value 'http'"):

@@ -6,6 +6,8 @@ grain module reads) and its own loopback address, so that two minions publishing
 do not collide on the one engine. The formula is served from the repository itself.
 """
 
+import contextlib
+import copy
 import os
 import pathlib
 import time
@@ -14,7 +16,7 @@ import docker
 import pytest
 import yaml
 
-from tests.conftest import ROOT, built_images
+from tests.conftest import built_images, formula_file_root
 
 XEON_GOLD = "Intel(R) Xeon(R) Gold 6130 CPU @ 2.10GHz"
 EPYC = "AMD EPYC 7452 32-Core Processor"
@@ -78,6 +80,9 @@ def base_pillar(images, config_dir):
             # reach: Grafana shares the host's network here (on real hosts it needs no option)
             "grafana": dict(image("grafana"), admin_password=GRAFANA_PASSWORD,
                             options={"network_mode": "host", "port_bindings": []}),
+            # a schedule re-applying the stack every minute would undo what the tests break on
+            # purpose; test_heal.py turns it on for itself
+            "heal": {"schedule": {"enabled": False, "seconds": 60, "splay": 0}},
         }
     }
 
@@ -121,6 +126,20 @@ def write_pillar(pillar_tree, pillar):
     (pillar_tree / "energy.sls").write_text(yaml.safe_dump(pillar))
 
 
+@contextlib.contextmanager
+def pillar_changed(salt_cli, pillar_tree, pillar, change):
+    """Run the block with `change(energy pillar)` applied on every minion, then put the pillar back."""
+    changed = copy.deepcopy(pillar)
+    change(changed["energy"])
+    write_pillar(pillar_tree, changed)
+    try:
+        salt_cli.run("saltutil.refresh_pillar", "wait=True", minion_tgt="*")
+        yield
+    finally:
+        write_pillar(pillar_tree, pillar)
+        salt_cli.run("saltutil.refresh_pillar", "wait=True", minion_tgt="*")
+
+
 @pytest.fixture(scope="session")
 def pillar(images_built, pillar_tree, config_dir):
     data = base_pillar(images_built, config_dir)
@@ -134,9 +153,9 @@ def images_built():
 
 
 @pytest.fixture(scope="session")
-def salt_master(salt_factories, pillar_tree, pillar):
+def salt_master(salt_factories, pillar_tree, pillar, tmp_path_factory):
     config = {
-        "file_roots": {"base": [str(ROOT)]},
+        "file_roots": {"base": [str(formula_file_root(tmp_path_factory.mktemp("srv")))]},
         "pillar_roots": {"base": [str(pillar_tree)]},
         "open_mode": True,
         "timeout": 30,

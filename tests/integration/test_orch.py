@@ -1,6 +1,8 @@
 """One orchestrate run deploys the whole stack, placed by CPU name, on the real Docker engine."""
 
-from tests.integration.conftest import EPYC, MINIONS, XEON_E5, XEON_GOLD, failed_steps, state_changes
+from tests.integration.conftest import (EPYC, MINIONS, XEON_E5, XEON_GOLD, failed_steps, pillar_changed,
+                                       state_changes)
+from tests.power import influx
 
 # The placement the pillar asks for: CPU names sorted -> AMD, Xeon E5, Xeon Gold; mongos [test-ctl, test-node-a]
 # wrap around, influxdbs [test-ctl, test-node-b] wrap around, one formula host.
@@ -85,17 +87,8 @@ def container_ids(docker_engine):
 
 def test_bad_pillar_fails_before_any_container_is_touched(deployed, salt_run_cli, salt_cli, docker_engine,
                                                           pillar_tree, pillar):
-    import copy
-
-    from tests.integration.conftest import write_pillar
-
     before = container_ids(docker_engine)
-    bad = copy.deepcopy(pillar)
-    bad["energy"]["mongo"]["port"] = 70000
-    bad["energy"]["roles"]["mongos"] = ["test-ctl", "test-node-a"]
-    write_pillar(pillar_tree, bad)
-    try:
-        salt_cli.run("saltutil.refresh_pillar", "wait=True", minion_tgt="*")
+    with pillar_changed(salt_cli, pillar_tree, pillar, lambda energy: energy["mongo"].update(port=70000)):
         ret = salt_run_cli.run("state.orchestrate", "energy.orch")
         assert ret.returncode != 0
         failed = failed_steps(ret.data)
@@ -104,9 +97,6 @@ def test_bad_pillar_fails_before_any_container_is_touched(deployed, salt_run_cli
         assert "energy:mongo:port: bad value 70000" in text and "1 to 65535" in text
         assert "energy-mongo-deploy-orch" not in text  # no deploy phase ran
         assert container_ids(docker_engine) == before
-    finally:
-        write_pillar(pillar_tree, pillar)
-        salt_cli.run("saltutil.refresh_pillar", "wait=True", minion_tgt="*")
 
 
 def test_clean_removes_containers_in_reverse_order_and_keeps_data(deployed, salt_run_cli, docker_engine):
@@ -125,21 +115,16 @@ def test_clean_removes_containers_in_reverse_order_and_keeps_data(deployed, salt
 
 def test_misconfigured_influxdb_fails_its_phase_naming_service_and_minion(deployed, salt_run_cli, salt_cli,
                                                                          docker_engine, pillar_tree, pillar):
-    import copy
-
-    from tests.integration.conftest import write_pillar
-    from tests.power import influx
-
     plan = salt_cli.run("energy.plan", minion_tgt="test-ctl").data
     gold = plan["cpus"][XEON_GOLD]
     count_query = "SELECT count(power) FROM power_consumption"
     stored = influx(gold["influxdb_url"], gold["influxdb_database"], count_query)[0]["values"][0][1]
-    bad = copy.deepcopy(pillar)
-    bad["energy"]["ready_timeout"] = 5
-    bad["energy"]["influxdb"]["options"] = {"command": ["sleep", "infinity"]}  # a server that never answers
-    write_pillar(pillar_tree, bad)
-    try:
-        salt_cli.run("saltutil.refresh_pillar", "wait=True", minion_tgt="*")
+
+    def never_answering_influxdb(energy):
+        energy["ready_timeout"] = 5
+        energy["influxdb"]["options"] = {"command": ["sleep", "infinity"]}
+
+    with pillar_changed(salt_cli, pillar_tree, pillar, never_answering_influxdb):
         ret = salt_run_cli.run("state.orchestrate", "energy.orch")
         assert ret.returncode != 0
         failed = failed_steps(ret.data)
@@ -147,9 +132,6 @@ def test_misconfigured_influxdb_fails_its_phase_naming_service_and_minion(deploy
         comments = " ".join(str(c) for c in failed.values())
         assert f"influxdb for {XEON_GOLD} on test-ctl" in comments
         assert "energy-formula-deploy-orch" not in str(ret.data)  # the phase after it did not run
-    finally:
-        write_pillar(pillar_tree, pillar)
-        salt_cli.run("saltutil.refresh_pillar", "wait=True", minion_tgt="*")
     ret = salt_run_cli.run("state.orchestrate", "energy.orch")
     assert ret.returncode == 0, failed_steps(ret.data)
     # the recreated InfluxDB found its volume: nothing stored before the failure is lost

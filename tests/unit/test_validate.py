@@ -70,6 +70,10 @@ BAD = [
     ("influxdb:version", 3, "1 (InfluxDB 1.x) or 2"),
     ("influxdb:retention", "30 days", "InfluxDB duration"),
     ("ready_timeout", 0, "positive number of seconds"),
+    ("heal:components", ["nginx"], "list of components"),
+    ("heal:schedule:seconds", 0, "positive number of seconds"),
+    ("heal:schedule:seconds", "60", "positive number of seconds"),
+    ("heal:max_backlog", -1, "positive number"),
 ]
 
 
