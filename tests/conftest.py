@@ -2,6 +2,7 @@
 
 import json
 import pathlib
+import socket
 
 import pytest
 
@@ -39,3 +40,21 @@ def defaults():
     import yaml
 
     return yaml.safe_load((ROOT / "energy" / "defaults.yaml").read_text())["energy"]
+
+
+@pytest.fixture
+def open_port():
+    """A TCP port on 127.0.0.1 that accepts connections for the test's duration."""
+    server = socket.socket()
+    server.bind(("127.0.0.1", 0))
+    server.listen()
+    yield server.getsockname()[1]
+    server.close()
+
+
+@pytest.fixture
+def closed_port():
+    """A TCP port on 127.0.0.1 that nothing listens on (bound, then released)."""
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]

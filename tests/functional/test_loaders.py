@@ -1,7 +1,6 @@
 """The grain, the execution module and the state module through Salt's real loaders."""
 
 import copy
-import socket
 
 import pytest
 import salt.config
@@ -72,23 +71,13 @@ def test_config_rejects_bad_pillar_naming_the_key(minion_opts):
         loaders.reset_state()
 
 
-@pytest.fixture
-def listening():
-    server = socket.socket()
-    server.bind(("127.0.0.1", 0))
-    server.listen()
-    yield server.getsockname()[1]
-    server.close()
-
-
-def test_reachable_passes_on_an_open_port(loaders, listening):
-    ret = loaders.states.energy.reachable(f"mongodb://127.0.0.1:{listening}", service="mongo for X")
+def test_reachable_passes_on_an_open_port(loaders, open_port):
+    ret = loaders.states.energy.reachable(f"mongodb://127.0.0.1:{open_port}", service="mongo for X")
     assert ret.result is True
     assert "answers" in ret.comment
 
 
-def test_reachable_fails_naming_service_and_minion(loaders, listening):
-    closed = listening + 1 if listening < 65535 else listening - 1
-    ret = loaders.states.energy.reachable(f"mongodb://127.0.0.1:{closed}", service="mongo for X", timeout=1)
+def test_reachable_fails_naming_service_and_minion(loaders, closed_port):
+    ret = loaders.states.energy.reachable(f"mongodb://127.0.0.1:{closed_port}", service="mongo for X", timeout=1)
     assert ret.result is False
     assert "mongo for X" in ret.comment and "func-minion" in ret.comment

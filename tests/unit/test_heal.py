@@ -2,7 +2,6 @@
 
 import datetime
 import importlib.util
-import socket
 
 import pytest
 
@@ -16,22 +15,6 @@ spec.loader.exec_module(states)
 def inspected(status="running", age=3600):
     started = datetime.datetime.now(datetime.timezone.utc) - datetime.timedelta(seconds=age)
     return {"State": {"Status": status, "StartedAt": started.strftime("%Y-%m-%dT%H:%M:%S.%f000Z")}}
-
-
-@pytest.fixture
-def closed_port():
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]  # closed when the socket is
-
-
-@pytest.fixture
-def open_port():
-    server = socket.socket()
-    server.bind(("127.0.0.1", 0))
-    server.listen()
-    yield server.getsockname()[1]
-    server.close()
 
 
 def test_missing_and_stopped_containers():
