@@ -1,18 +1,21 @@
-{#- Removes what the energy formula deployed on this minion: the containers labelled with this
+{#- Removes what the energy formula deployed on this minion: the heal schedule, the containers labelled with this
     minion's id (grafana, formulas, influxdbs, sensors, mongos: the reverse of the deployment), the
     sensor config files, and the data volumes only when energy:clean:purge_data is true. #}
 {%- from tpldir ~ "/map.jinja" import energy with context %}
 {%- set deployed = salt['energy.deployed']() %}
-{%- set ns = namespace(previous=none) %}
+{%- set ns = namespace(previous='energy-heal-schedule-absent') %}
+{#- first the heal schedule, or it would bring back what this removes #}
+energy-heal-schedule-absent:
+  schedule.absent:
+    - name: energy-heal
+
 {%- for c in deployed.containers %}
 energy-{{ c.component }}-container-absent-{{ c.name }}:
   docker_container.absent:
     - name: {{ c.name }}
     - force: True
-{%- if ns.previous %}
     - require:
-      - docker_container: {{ ns.previous }}
-{%- endif %}
+      - {{ 'schedule' if ns.previous == 'energy-heal-schedule-absent' else 'docker_container' }}: {{ ns.previous }}
 {%- set ns.previous = 'energy-' ~ c.component ~ '-container-absent-' ~ c.name %}
 {% endfor %}
 {%- for path in deployed.config_files %}
@@ -25,7 +28,7 @@ energy-sensor-config-absent-{{ path }}:
 energy-data-volume-absent-{{ volume }}:
   docker_volume.absent:
     - name: {{ volume }}
-{%- if ns.previous %}
+{%- if ns.previous != 'energy-heal-schedule-absent' %}
     - require:
       - docker_container: {{ ns.previous }}
 {%- endif %}
