@@ -198,9 +198,8 @@ def validate(conf):
     if not isinstance(policy, str) or policy.split(":")[0] not in RESTART_POLICIES:
         err("restart_policy", policy, f"one of {', '.join(RESTART_POLICIES)} (on-failure:N allowed).")
 
-    ready = conf.get("ready_timeout")
-    if not (isinstance(ready, (int, float)) and not isinstance(ready, bool) and ready > 0):
-        err("ready_timeout", ready, "a positive number of seconds.")
+    if not _is_positive(conf.get("ready_timeout")):
+        err("ready_timeout", conf.get("ready_timeout"), "a positive number of seconds.")
     for comp in COMPONENTS:
         section = conf.get(comp)
         if not isinstance(section, dict):
@@ -226,9 +225,8 @@ def validate(conf):
     if not (isinstance(freq, int) and not isinstance(freq, bool) and freq >= 10):
         err("sensor:frequency_ms", freq, "an integer number of milliseconds, at least 10 (1000 = 1 Hz).")
     formula = conf.get("formula") if isinstance(conf.get("formula"), dict) else {}
-    threshold = formula.get("cpu_error_threshold")
-    if not (isinstance(threshold, (int, float)) and not isinstance(threshold, bool) and threshold > 0):
-        err("formula:cpu_error_threshold", threshold, "a positive number of Watts.")
+    if not _is_positive(formula.get("cpu_error_threshold")):
+        err("formula:cpu_error_threshold", formula.get("cpu_error_threshold"), "a positive number of Watts.")
     influxdb = conf.get("influxdb") if isinstance(conf.get("influxdb"), dict) else {}
     version = influxdb.get("version")
     if version not in (1, 2) or isinstance(version, bool):
@@ -361,14 +359,13 @@ def _influxdb_output(conf, entry):
 
     The `scope` tag keeps cpu and dram series apart (without it they overwrite each other)."""
     influxdb = conf["influxdb"]
-    if influxdb["version"] == 2:
-        return ["--output", "influxdb2", "--model", "PowerReport", "--name", "pusher_power",
-                "--uri", f"http://{entry['influxdb_address']}", "--port", str(entry["influxdb_port"]),
-                "--db", entry["influxdb_database"], "--org", influxdb["org"], "--token", influxdb["token"],
-                "--tags", "scope,socket"]
-    return ["--output", "influxdb", "--model", "PowerReport", "--name", "pusher_power",
-            "--uri", entry["influxdb_address"], "--port", str(entry["influxdb_port"]),
-            "--db", entry["influxdb_database"], "--tags", "scope,socket"]
+    v2 = influxdb["version"] == 2
+    args = ["--output", "influxdb2" if v2 else "influxdb", "--model", "PowerReport", "--name", "pusher_power",
+            "--uri", f"http://{entry['influxdb_address']}" if v2 else entry["influxdb_address"],
+            "--port", str(entry["influxdb_port"]), "--db", entry["influxdb_database"], "--tags", "scope,socket"]
+    if v2:
+        args += ["--org", influxdb["org"], "--token", influxdb["token"]]
+    return args
 
 
 def formula_command(conf, cpu, entry):

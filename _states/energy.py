@@ -57,17 +57,26 @@ def reachable(name, service=None, timeout=60, interval=0.5):
         ret["result"] = True if ok else None
         ret["comment"] = f"{label} at {host}:{port} " + ("answers" if ok else "does not answer yet (it may be deployed by this run)")
         return ret
-    deadline = time.monotonic() + float(timeout)
-    while True:
-        if _probe(host, port, 2):
-            ret["result"] = True
-            ret["comment"] = f"{label} at {host}:{port} answers"
-            return ret
+    if _wait_for_port(host, port, time.monotonic() + float(timeout), interval):
+        ret["result"] = True
+        ret["comment"] = f"{label} at {host}:{port} answers"
+    else:
+        ret["comment"] = _not_answering(label, host, port, timeout)
+    return ret
+
+
+def _wait_for_port(host, port, deadline, interval=0.5):
+    """True once host:port accepts TCP connections; False when ``deadline`` (monotonic) passes first."""
+    while not _probe(host, port, 2):
         if time.monotonic() >= deadline:
-            ret["comment"] = (f"{label} at {host}:{port} does not answer after {timeout} s "
-                              f"(checked from minion {__opts__.get('id')}): is its container running?")
-            return ret
+            return False
         time.sleep(interval)
+    return True
+
+
+def _not_answering(label, host, port, timeout):
+    return (f"{label} at {host}:{port} does not answer after {timeout} s "
+            f"(checked from minion {__opts__.get('id')}): is its container running?")
 
 
 _UNITS = {"w": 604800, "d": 86400, "h": 3600, "m": 60, "s": 1}
@@ -130,16 +139,13 @@ def influxdb_database(name, url, retention="30d", service=None, timeout=60):
         return ret
     host, port = _host_port(url)
     deadline = time.monotonic() + (1 if __opts__.get("test") else float(timeout))
-    while not _probe(host, port, 2):
-        if time.monotonic() >= deadline:
-            if __opts__.get("test"):
-                ret["result"] = None
-                ret["comment"] = f"database {name} would be created on {label} (not answering yet)"
-            else:
-                ret["comment"] = (f"{label} at {host}:{port} does not answer after {timeout} s "
-                                  f"(checked from minion {__opts__.get('id')}): is its container running?")
-            return ret
-        time.sleep(0.5)
+    if not _wait_for_port(host, port, deadline):
+        if __opts__.get("test"):
+            ret["result"] = None
+            ret["comment"] = f"database {name} would be created on {label} (not answering yet)"
+        else:
+            ret["comment"] = _not_answering(label, host, port, timeout)
+        return ret
     try:
         # the port opens a moment before the HTTP API answers
         while True:

@@ -3,7 +3,7 @@
     sensor config files, and the data volumes only when energy:clean:purge_data is true. #}
 {%- from tpldir ~ "/map.jinja" import energy with context %}
 {%- set deployed = salt['energy.deployed']() %}
-{%- set ns = namespace(previous='energy-heal-schedule-absent') %}
+{%- set ns = namespace(previous='schedule: energy-heal-schedule-absent') %}
 {#- first the heal schedule, or it would bring back what this removes #}
 energy-heal-schedule-absent:
   schedule.absent:
@@ -15,8 +15,8 @@ energy-{{ c.component }}-container-absent-{{ c.name }}:
     - name: {{ c.name }}
     - force: True
     - require:
-      - {{ 'schedule' if ns.previous == 'energy-heal-schedule-absent' else 'docker_container' }}: {{ ns.previous }}
-{%- set ns.previous = 'energy-' ~ c.component ~ '-container-absent-' ~ c.name %}
+      - {{ ns.previous }}
+{%- set ns.previous = 'docker_container: energy-' ~ c.component ~ '-container-absent-' ~ c.name %}
 {% endfor %}
 {%- for path in deployed.config_files %}
 energy-sensor-config-absent-{{ path }}:
@@ -28,10 +28,8 @@ energy-sensor-config-absent-{{ path }}:
 energy-data-volume-absent-{{ volume }}:
   docker_volume.absent:
     - name: {{ volume }}
-{%- if ns.previous != 'energy-heal-schedule-absent' %}
     - require:
-      - docker_container: {{ ns.previous }}
-{%- endif %}
+      - {{ ns.previous }}
 {% endfor %}
 {%- endif %}
 
