@@ -39,8 +39,8 @@ __virtualname__ = "energy"
 ROLES = ("sensors", "mongos", "formulas", "influxdbs", "grafana")
 COMPONENTS = ("sensor", "mongo", "formula", "influxdb", "grafana")
 # the top-level keys of energy: in defaults.yaml (a unit test keeps the two equal)
-KNOWN_KEYS = ("control", "roles", "facts", "config_dir", "restart_policy", "ready_timeout", "sensor", "mongo",
-              "formula", "influxdb", "grafana", "heal", "clean")
+KNOWN_KEYS = ("control", "roles", "facts", "config_dir", "restart_policy", "ready_timeout", "ping_timeout",
+              "sensor", "mongo", "formula", "influxdb", "grafana", "heal", "clean")
 FACT_KEYS = ("cpu_name", "cpu_vendor", "cpu_family", "cpu_model", "cpu_count", "cpu_base_freq_mhz",
              "tdp_w", "rapl_domains", "pmu_events", "virtual", "cgroup_version", "address")
 RESTART_POLICIES = ("no", "always", "unless-stopped", "on-failure")
@@ -200,6 +200,8 @@ def validate(conf):
 
     if not _is_positive(conf.get("ready_timeout")):
         err("ready_timeout", conf.get("ready_timeout"), "a positive number of seconds.")
+    if not _is_positive(conf.get("ping_timeout")):
+        err("ping_timeout", conf.get("ping_timeout"), "a positive number of seconds.")
     for comp in COMPONENTS:
         section = conf.get(comp)
         if not isinstance(section, dict):
@@ -251,8 +253,12 @@ def validate(conf):
                 "energy:grafana:enabled: false.")
     heal = conf.get("heal") if isinstance(conf.get("heal"), dict) else {}
     components = heal.get("components")
-    if not isinstance(components, list) or not set(components) <= set(COMPONENTS):
+    if not isinstance(components, list) or not all(isinstance(c, str) for c in components):
         err("heal:components", components, f"a list of components among {', '.join(COMPONENTS)}.")
+    elif not set(components) <= set(COMPONENTS):
+        unknown = ", ".join(sorted(set(components) - set(COMPONENTS)))
+        err("heal:components", components, f"unknown component(s) {unknown}; the components are "
+            f"{', '.join(COMPONENTS)}.")
     for key in ("grace_seconds", "max_backlog", "max_age_seconds", "timeout"):
         if not _is_positive(heal.get(key)):
             err(f"heal:{key}", heal.get(key), "a positive number.")
@@ -264,6 +270,10 @@ def validate(conf):
     splay = schedule.get("splay")
     if not (_is_positive(splay) or splay == 0):
         err("heal:schedule:splay", splay, "a number of seconds, 0 or more.")
+    events = heal.get("events") if isinstance(heal.get("events"), dict) else {}
+    for key in ("enabled", "restart_minion", "restart_master"):
+        if not isinstance(events.get(key), bool):
+            err(f"heal:events:{key}", events.get(key), "true or false.")
     clean = conf.get("clean") if isinstance(conf.get("clean"), dict) else {}
     if not isinstance(clean.get("purge_data"), bool):
         err("clean:purge_data", clean.get("purge_data"), "true or false.")
@@ -717,3 +727,241 @@ def influx_by_minion(full_plan):
         for cpu, info in sorted(full_plan["cpus"].items())
         for minion in info["sensors"]
     }
+
+
+# --------------------------------------------------------------------------- event-driven healing
+
+ENGINE_NAME = "energy-docker-events"
+EVENT_TAG = "energy/docker"  # the engine fires energy/docker/<Action>; the reactor listens to energy/docker/*
+REACTOR_SLS = "salt://energy/reactor/heal.sls"
+
+
+def engine_config(minion, main_engines=None):
+    """The minion config (minion.d/energy-events.conf) running the docker_events engine (pure).
+
+    Only die and destroy of containers labelled with this minion's id reach the master; the
+    reactor also drops the temporary containers docker_container.running makes (random names).
+    Salt replaces a top-level key of the main config with the same key of minion.d files, so the
+    engines of the main config file (``main_engines``) are carried over, or they would stop."""
+    if isinstance(main_engines, dict):
+        main_engines = [{k: v} for k, v in main_engines.items()]
+    kept = [e for e in main_engines or []
+            if (e if isinstance(e, str) else next(iter(e), None) if isinstance(e, dict) else None) != ENGINE_NAME]
+    return {"engines": kept + [{ENGINE_NAME: {
+        "engine_module": "docker_events",
+        "tag": EVENT_TAG,
+        "filters": {"type": ["container"], "event": ["die", "destroy"], "label": [f"energy.minion={minion}"]},
+    }}]}
+
+
+def _main_engines():
+    """The ``engines`` of the minion's main config file (not of its minion.d files)."""
+    try:
+        with open(__opts__["conf_file"], encoding="utf-8") as handle:
+            main = yaml.safe_load(handle) or {}
+    except (OSError, yaml.YAMLError):
+        return []
+    return main.get("engines") if isinstance(main, dict) else []
+
+
+def engine_content():
+    """The text of minion.d/energy-events.conf for this minion.
+
+    CLI Example:
+
+    .. code-block:: bash
+
+        salt-call energy.engine_content
+    """
+    return ("# managed by the energy formula (energy.heal): the docker_events engine; the engines of the\n"
+            "# main config are kept here, as Salt would otherwise replace them with this list\n"
+            + yaml.safe_dump(engine_config(__opts__["id"], _main_engines()), default_flow_style=False))
+
+
+def engine_file():
+    """Where this minion's engine config lives: minion.d/energy-events.conf next to its config file.
+
+    CLI Example:
+
+    .. code-block:: bash
+
+        salt-call energy.engine_file
+    """
+    import os  # pylint: disable=import-outside-toplevel
+
+    return os.path.join(os.path.dirname(__opts__["conf_file"]), "minion.d", "energy-events.conf")
+
+
+def engine_loaded():
+    """True when the running salt-minion started the docker_events engine of the formula."""
+    for engine in __opts__.get("engines") or []:
+        if (engine if isinstance(engine, str) else next(iter(engine), None)) == ENGINE_NAME:
+            return True
+    return False
+
+
+def _maintenance_file():
+    import os  # pylint: disable=import-outside-toplevel
+
+    return os.path.join(__opts__["cachedir"], "energy", "maintenance.json")
+
+
+def _read_maintenance(now):
+    """{what: {"reason", "since", "until"}} without the windows that ended."""
+    import json  # pylint: disable=import-outside-toplevel
+
+    try:
+        with open(_maintenance_file(), encoding="utf-8") as handle:
+            entries = json.load(handle)
+    except (OSError, ValueError):
+        return {}
+    return {what: e for what, e in entries.items() if isinstance(e, dict) and (e.get("until") or now + 1) > now}
+
+
+def held_reason(entries, name, component, minion):
+    """Why container ``name`` of ``component`` is left alone, or '' (pure).
+
+    ``entries`` are the maintenance windows: keyed ``all``, a component or a container name."""
+    import time  # pylint: disable=import-outside-toplevel
+
+    for what in (name, component, "all"):
+        entry = entries.get(what)
+        if entry:
+            since = time.strftime("%Y-%m-%d %H:%M:%S", time.localtime(entry["since"]))
+            until = (" until " + time.strftime("%Y-%m-%d %H:%M:%S", time.localtime(entry["until"]))
+                     if entry.get("until") else "")
+            return (f"maintenance on {what} since {since}{until}" + (f" ({entry['reason']})" if entry.get("reason") else "")
+                    + f"; resume with: salt {minion} energy.maintenance off {what}")
+    return ""
+
+
+def held(name, component):
+    """Why the formula leaves container ``name`` alone (a maintenance window), or ''.
+
+    CLI Example:
+
+    .. code-block:: bash
+
+        salt-call energy.held energy-node-a-sensor sensor
+    """
+    import time  # pylint: disable=import-outside-toplevel
+
+    return held_reason(_read_maintenance(time.time()), name, component, __opts__["id"])
+
+
+def maintenance(action="status", what="all", reason="", hours=None):
+    """
+    The maintenance switch: while it is on, nothing of the formula touches the containers it
+    covers (the reactor, the heal schedule, energy.heal and the component states leave them as
+    they are, and say so), so a deliberate ``docker stop`` stays stopped.
+
+    action
+        ``on``, ``off`` or ``status`` (the default).
+    what
+        ``all`` (the default), a component (``sensor``, ``mongo``, ``formula``, ``influxdb``,
+        ``grafana``) or a container name. ``off all`` ends every window on this minion.
+    reason
+        Shown in every run that leaves a container alone, and in the event.
+    hours
+        End the window by itself after this many hours (default: until ``off``).
+
+    Fires ``energy/maintenance/on`` or ``energy/maintenance/off``.
+
+    CLI Example:
+
+    .. code-block:: bash
+
+        salt node-a energy.maintenance on formula reason="moving the disk" hours=2
+        salt node-a energy.maintenance off formula
+        salt '*' energy.maintenance
+    """
+    import json  # pylint: disable=import-outside-toplevel
+    import os  # pylint: disable=import-outside-toplevel
+    import time  # pylint: disable=import-outside-toplevel
+
+    now = time.time()
+    entries = _read_maintenance(now)
+    action = str(action).lower()
+    what = str(what)
+    if action == "status":
+        return entries
+    if action not in ("on", "off"):
+        raise CommandExecutionError(f"energy.maintenance: bad action {action!r}. Fix: on, off or status.")
+    if what != "all" and what not in COMPONENTS and not what.startswith("energy-"):
+        raise CommandExecutionError(
+            f"energy.maintenance: bad target {what!r}. Fix: all, a component ({', '.join(COMPONENTS)}) "
+            "or a container name of the stack (energy-...; see salt-call energy.deployed).")
+    if action == "on":
+        if hours is not None and not _is_positive(hours):
+            raise CommandExecutionError(f"energy.maintenance: bad hours {hours!r}. Fix: a positive number.")
+        entries[what] = {"reason": str(reason or ""), "since": now,
+                         "until": now + float(hours) * 3600 if hours is not None else None}
+        ended = []
+    else:
+        ended = sorted(entries) if what == "all" else [w for w in (what,) if w in entries]
+        for key in ended:
+            del entries[key]
+    path = _maintenance_file()
+    os.makedirs(os.path.dirname(path), exist_ok=True)
+    with open(path + ".tmp", "w", encoding="utf-8") as handle:
+        json.dump(entries, handle)
+    os.replace(path + ".tmp", path)
+    event = {"minion": __opts__["id"], "what": what, "reason": str(reason or ""), "ended": ended}
+    log.warning("energy maintenance %s for %s on %s%s", action, what, __opts__["id"],
+                f" ({reason})" if reason else "")
+    __salt__["event.send"](f"energy/maintenance/{action}", event)
+    return entries
+
+
+def react(name, action="die", **kwargs):
+    """
+    What the master's reactor runs when the docker_events engine reports that container ``name``
+    died or was removed: if it is a container of this minion's plan, not in maintenance, and event
+    healing is on here, recreate it with ``energy.healthy`` (which logs it and fires
+    ``energy/heal/<component>``). Several events for one container (``docker rm -f`` sends die and
+    destroy) give one recreation: a second job finds the first holding the container's lock, or
+    the container healthy again.
+
+    CLI Example:
+
+    .. code-block:: bash
+
+        salt-call energy.react energy-node-a-sensor die
+    """
+    import fcntl  # pylint: disable=import-outside-toplevel
+    import os  # pylint: disable=import-outside-toplevel
+
+    import salt.utils.state  # pylint: disable=import-outside-toplevel
+
+    def skip(comment):
+        log.info("energy react: %s event for %s: %s", action, name, comment)
+        return {"result": True, "changes": {}, "comment": comment}
+
+    if not os.path.exists(engine_file()):
+        return skip(f"event-driven healing is off on this minion ({engine_file()} is absent)")
+    conf = config()
+    if not conf["heal"]["events"]["enabled"]:
+        return skip("energy:heal:events:enabled is false")
+    mine = plan(conf)["hosts"].get(__opts__["id"], {"containers": []})
+    spec = next((c for c in mine["containers"] if c["name"] == name), None)
+    if spec is None:
+        return skip("not a container of this minion's plan: left alone")
+    if spec["component"] not in conf["heal"]["components"]:
+        return skip(f"{spec['component']} is not in energy:heal:components: left alone")
+    reason = held(name, spec["component"])
+    if reason:
+        return skip(f"left alone: {reason}")
+    lock_path = os.path.join(__opts__["cachedir"], "energy", f"react-{name}.lock")
+    os.makedirs(os.path.dirname(lock_path), exist_ok=True)
+    with open(lock_path, "w", encoding="utf-8") as lock:
+        try:
+            fcntl.flock(lock, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except OSError:
+            return skip("another job is recreating it already")
+        ret = __salt__["state.single"](
+            "energy.healthy", name=name, component=spec["component"], run=spec["run"], probe=spec.get("health"),
+            grace=conf["heal"]["grace_seconds"], timeout=conf["heal"]["timeout"],
+            trigger=f"docker {action} event", queue=True)
+    if not salt.utils.state.check_result(ret):
+        __context__["retcode"] = 1
+    return ret

@@ -265,7 +265,7 @@ def _diagnose(info, probe, grace):
     return None
 
 
-def healthy(name, component, run, probe=None, grace=60, timeout=60):
+def healthy(name, component, run, probe=None, grace=60, timeout=60, trigger="health check"):
     """
     Make sure a container of the stack runs and answers; otherwise recreate it from ``run`` (the
     docker_container.running arguments of the plan), log what was found and done, and fire
@@ -282,6 +282,10 @@ def healthy(name, component, run, probe=None, grace=60, timeout=60):
     """
     ret = {"name": name, "changes": {}, "result": True, "comment": ""}
     probe = probe or {}
+    held = __salt__["energy.held"](name, component)
+    if held:
+        ret["comment"] = f"{component} container {name} left alone: {held}"
+        return ret
     try:
         info = __salt__["docker.inspect_container"](name)
     except Exception:  # pylint: disable=broad-except
@@ -296,7 +300,8 @@ def healthy(name, component, run, probe=None, grace=60, timeout=60):
         ret["changes"] = {"recreate": {"reason": reason}}
         return ret
     started = time.monotonic()
-    log.warning("energy heal: %s container %s is unhealthy (%s): recreating it", component, name, reason)
+    log.warning("energy heal: %s container %s is unhealthy (%s; found by %s): recreating it", component, name,
+                reason, trigger)
     if info is not None:
         __salt__["docker.rm"](name, force=True)
     created = __states__["docker_container.running"](name=name, **run)
@@ -310,7 +315,7 @@ def healthy(name, component, run, probe=None, grace=60, timeout=60):
     duration = round(time.monotonic() - started, 2)
     healed = bool(created.get("result")) and after is None
     event = {"minion": __opts__.get("id"), "container": name, "component": component, "reason": reason,
-             "duration": duration, "healed": healed}
+             "duration": duration, "healed": healed, "trigger": trigger}
     __salt__["event.send"](f"energy/heal/{component}", event)
     ret["changes"] = {"recreated": event}
     if healed:
@@ -322,4 +327,111 @@ def healthy(name, component, run, probe=None, grace=60, timeout=60):
         ret["result"] = False
         ret["comment"] = (f"recreated {component} container {name} because {reason}, but it is still "
                           f"unhealthy: {after or created.get('comment')}")
+    return ret
+
+
+def _can_restart_minion():
+    """How this minion can be restarted, or None when it cannot (a foreground
+    minion under a supervisor Salt does not know, such as a test harness)."""
+    import os  # pylint: disable=import-outside-toplevel
+    import sys  # pylint: disable=import-outside-toplevel
+
+    if __opts__.get("minion_restart_command"):
+        return "minion_restart_command"
+    if os.path.isdir("/run/systemd/system"):
+        return "systemd"
+    if "-d" in sys.argv or "--daemon" in sys.argv:
+        return "its own command line (daemon mode)"
+    return None
+
+
+def _restart_minion_later(how, delay=5):
+    """Restart this salt-minion from a detached process, a few seconds after this job returns
+    (restarting it from inside the job would wait on the job itself)."""
+    import shlex  # pylint: disable=import-outside-toplevel
+    import subprocess  # pylint: disable=import-outside-toplevel
+    import sys  # pylint: disable=import-outside-toplevel
+
+    if how == "systemd":
+        command = "systemctl restart salt-minion"
+    else:
+        try:
+            with open(__opts__["pidfile"], encoding="utf-8") as handle:
+                pid = int(handle.read().strip())
+        except (KeyError, OSError, ValueError):
+            pid = __grains__["pid"]
+        restart = __opts__.get("minion_restart_command") or sys.argv
+        command = (f"kill {pid}; for i in $(seq 120); do kill -0 {pid} 2>/dev/null || break; sleep 0.5; done; "
+                   f"exec {shlex.join(str(a) for a in restart)}")
+    subprocess.Popen(["sh", "-c", f"sleep {delay}; {command}"], start_new_session=True, close_fds=True,  # pylint: disable=consider-using-with
+                     stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+
+
+def events_engine(name, enabled=True, restart=True):
+    """
+    Install (or remove) the docker_events engine config of the formula at ``name``
+    (``minion.d/energy-events.conf``; see ``energy.engine_config``) and make sure the running
+    salt-minion has loaded it: engines start with the minion, so when the file is new the minion
+    is restarted a few seconds after the job returns (systemd, ``minion_restart_command`` or daemon mode).
+    With ``restart: False``, or when the minion cannot be restarted that way, the state says that
+    the minion needs a restart and the heal schedule covers the gap.
+
+    .. code-block:: yaml
+
+        energy-heal-engine-managed:
+          energy.events_engine:
+            - name: /etc/salt/minion.d/energy-events.conf
+            - order: last
+    """
+    import os  # pylint: disable=import-outside-toplevel
+
+    ret = {"name": name, "changes": {}, "result": True, "comment": ""}
+    wanted = __salt__["energy.engine_content"]() if enabled else None
+    try:
+        with open(name, encoding="utf-8") as handle:
+            current = handle.read()
+    except OSError:
+        current = None
+    loaded = __salt__["energy.engine_loaded"]()
+    comments = []
+    if current != wanted:
+        verb = "would be " if __opts__.get("test") else ""
+        if wanted is None:
+            comments.append(f"{name} {verb}removed")
+            ret["changes"]["config"] = {"old": name, "new": None}
+        else:
+            comments.append(f"{name} {verb}{'written' if current is None else 'updated'}")
+            ret["changes"]["config"] = {"old": None if current is None else "other content", "new": name}
+        if not __opts__.get("test"):
+            if wanted is None:
+                os.remove(name)
+            else:
+                os.makedirs(os.path.dirname(name), exist_ok=True)
+                with open(name + ".tmp", "w", encoding="utf-8") as handle:
+                    handle.write(wanted)
+                os.replace(name + ".tmp", name)
+    needs_restart = loaded != enabled or (enabled and current != wanted and current is not None)
+    if not needs_restart:
+        comments.append("the docker_events engine is " + ("running" if loaded else "off"))
+    else:
+        what = "start" if enabled and not loaded else "reload" if enabled else "stop"
+        how = _can_restart_minion() if restart else None
+        if __opts__.get("test"):
+            ret["result"] = None
+            comments.append(f"salt-minion would be restarted to {what} the docker_events engine"
+                            if how else f"salt-minion needs a restart to {what} the docker_events engine")
+        elif how:
+            ret["changes"]["minion"] = {"restart": how, "to": f"{what} the docker_events engine"}
+            log.warning("energy: restarting salt-minion (%s) in 5 s to %s the docker_events engine", how, what)
+            _restart_minion_later(how)
+            comments.append(f"salt-minion restarts in 5 s ({how}), once this job has returned, to {what} "
+                            "the docker_events engine")
+        else:
+            why = "energy:heal:events:restart_minion is false" if not restart else \
+                "no systemd, minion_restart_command or daemon mode to restart it with"
+            ret.setdefault("warnings", []).append(
+                f"restart salt-minion on {__opts__['id']} to {what} the docker_events engine ({why}); "
+                "until then the heal schedule recreates what dies")
+            comments.append(f"salt-minion needs a restart to {what} the docker_events engine ({why})")
+    ret["comment"] = "; ".join(comments)
     return ret

@@ -1,13 +1,22 @@
-{#- Removes what the energy formula deployed on this minion: the heal schedule, the containers labelled with this
+{#- Removes what the energy formula deployed on this minion: the heal schedule and engine, the containers labelled with this
     minion's id (grafana, formulas, influxdbs, sensors, mongos: the reverse of the deployment), the
     sensor config files, and the data volumes only when energy:clean:purge_data is true. #}
 {%- from tpldir ~ "/map.jinja" import energy with context %}
 {%- set deployed = salt['energy.deployed']() %}
-{%- set ns = namespace(previous='schedule: energy-heal-schedule-absent') %}
-{#- first the heal schedule, or it would bring back what this removes #}
+{%- set ns = namespace(previous='energy: energy-heal-engine-absent') %}
+{#- first the heal schedule and the engine config (energy.react ignores events without it), or
+    they would bring back what this removes #}
 energy-heal-schedule-absent:
   schedule.absent:
     - name: energy-heal
+
+energy-heal-engine-absent:
+  energy.events_engine:
+    - name: {{ salt['energy.engine_file']() | json }}
+    - enabled: False
+    - restart: False  {#- not in the middle of this run; energy.react ignores events without the file #}
+    - require:
+      - schedule: energy-heal-schedule-absent
 
 {%- for c in deployed.containers %}
 energy-{{ c.component }}-container-absent-{{ c.name }}:

@@ -1,6 +1,8 @@
 {#- Self-healing on this minion: a health state per container of the plan (recreate what died or
-    stopped answering, log it, fire energy/heal/<component>), and the schedule that applies the
-    stack and these checks every energy:heal:schedule:seconds (maxrunning 1). #}
+    stopped answering, log it, fire energy/heal/<component>), the schedule that applies the
+    stack and these checks every energy:heal:schedule:seconds (maxrunning 1), and the
+    docker_events engine whose die/destroy events the master's reactor turns into energy.react.
+    Containers in maintenance (energy.maintenance) are left alone. #}
 {%- from tpldir ~ "/map.jinja" import energy with context %}
 {%- from tpldir ~ "/plan.jinja" import mine with context %}
 {%- set heal = energy.heal %}
@@ -29,3 +31,10 @@ energy-heal-schedule-absent:
   schedule.absent:
     - name: energy-heal
 {%- endif %}
+
+energy-heal-engine-managed:
+  energy.events_engine:
+    - name: {{ salt['energy.engine_file']() | json }}
+    - enabled: {{ heal.events.enabled }}
+    - restart: {{ heal.events.restart_minion }}
+    - order: last

@@ -3,7 +3,7 @@
 {%- from tpldir ~ "/plan.jinja" import mine with context %}
 {%- from tpldir ~ "/macros.jinja" import deploy with context %}
 {{ deploy('influxdb', mine) }}
-{%- for c in mine.containers if c.component == 'influxdb' and c.version == 1 %}
+{%- for c in mine.containers if c.component == 'influxdb' and c.version == 1 and not salt['energy.held'](c.name, 'influxdb') %}
 energy-influxdb-database-present-{{ c.name }}:
   energy.influxdb_database:
     - name: {{ c.database }}

@@ -79,7 +79,7 @@ def test_heal_recreates_killed_removed_and_stopped_containers(deployed, plan, sa
         assert event.data["data"]["duration"] > 0
 
     log = open(salt_minions["test-ctl"].config["log_file"], encoding="utf-8").read()
-    assert f"energy heal: influxdb container {victims['influxdb'].name} is unhealthy (the container is missing)" in log
+    assert f"energy heal: influxdb container {victims['influxdb'].name} is unhealthy (the container is missing; found by health check)" in log
 
     # the InfluxDB came back on its volume: every point stored before is still there, and new ones come
     deadline = time.time() + 60
