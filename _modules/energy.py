@@ -881,6 +881,8 @@ def maintenance(action="status", what="all", reason="", hours=None):
 
     now = time.time()
     entries = _read_maintenance(now)
+    if isinstance(action, bool):  # the CLI's YAML reads a bare on/off as true/false
+        action = "on" if action else "off"
     action = str(action).lower()
     what = str(what)
     if action == "status":

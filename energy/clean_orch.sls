@@ -1,8 +1,16 @@
 {#- salt-run state.orchestrate energy.clean_orch
-    Removes the stack from every minion of every role (energy.clean: containers in reverse order;
-    data volumes only when energy:clean:purge_data is true). #}
-{%- from tpldir ~ "/targets.jinja" import all_targets, sync_steps with context %}
+    Removes the stack from every minion of every role (energy.clean: heal schedule and engine
+    first, then containers in reverse order; data volumes only when energy:clean:purge_data is
+    true), and the energy reaction from this master's reactor. #}
+{%- from tpldir ~ "/targets.jinja" import all_targets, down, sync_steps with context %}
 {{ sync_steps() }}
+
+energy-reactor-reaction-absent-runner:
+  salt.runner:
+    - name: energy.reactor
+    - enabled: False
+    - require:
+      - salt: energy-orch-runners-sync-runner
 
 energy-orch-clean-apply-orch:
   salt.state:
@@ -12,3 +20,10 @@ energy-orch-clean-apply-orch:
       - energy.clean
     - require:
       - salt: energy-orch-modules-refresh-function
+{%- if down %}
+
+energy-orch-minions-answer-fail:
+  test.fail_without_changes:
+    - name: {{ ("minion(s) " ~ down | join(', ') ~ " did not answer: the stack is still on them; run "
+                ~ "salt-run state.orchestrate energy.clean_orch again once they are back") | json }}
+{%- endif %}

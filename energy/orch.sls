@@ -1,8 +1,11 @@
 {#- salt-run state.orchestrate energy.orch
     Deploys the stack: sync the formula's modules, refresh the mine, check pillar and plan on every
     minion (nothing is touched if that fails), then mongos -> sensors -> influxdbs -> formulas ->
-    grafana, then the health checks and the heal schedule (energy.heal). Each phase targets its role; each minion deploys only what the plan gives it. #}
-{%- from tpldir ~ "/targets.jinja" import targets, all_targets, sync_steps with context %}
+    grafana, then the health checks, heal schedule and docker_events engine (energy.heal), then the
+    master's reactor for those events. Each phase targets its role; each minion deploys only what
+    the plan gives it. Minions that do not answer are left out of every step (a phase whose
+    minions all are down is skipped) and named by the last step, which then fails. #}
+{%- from tpldir ~ "/targets.jinja" import targets, all_targets, down, roles_down, events_enabled, restart_master, sync_steps with context %}
 
 {{ sync_steps() }}
 
@@ -27,7 +30,8 @@ energy-orch-plan-check-function:
       - salt: energy-orch-mine-update-function
 {%- set ns = namespace(previous='salt: energy-orch-plan-check-function') %}
 {%- for component, role in [('mongo', 'mongos'), ('sensor', 'sensors'), ('influxdb', 'influxdbs'),
-                            ('formula', 'formulas'), ('grafana', 'grafana')] if role in targets %}
+                            ('formula', 'formulas'), ('grafana', 'grafana')] if role in targets
+                            and role not in roles_down %}
 
 energy-{{ component }}-deploy-orch:
   salt.state:
@@ -50,3 +54,22 @@ energy-heal-deploy-orch:
     - failhard: True
     - require:
       - {{ ns.previous }}
+{#- the reactor runs on this master: salt-run energy.reactor writes master.d/energy-reactor.conf,
+    read when salt-master starts, and restarts salt-master once this orch has returned when the
+    running master has not loaded it (energy:heal:events:restart_master) or warns #}
+
+energy-reactor-reaction-present-runner:
+  salt.runner:
+    - name: energy.reactor
+    - enabled: {{ events_enabled }}
+    - restart: {{ restart_master }}
+    - require:
+      - salt: energy-orch-runners-sync-runner
+{%- if down %}
+
+energy-orch-minions-answer-fail:
+  test.fail_without_changes:
+    - name: {{ ("minion(s) " ~ down | join(', ') ~ " did not answer: their part of the stack is not deployed"
+                ~ ((" (no " ~ roles_down | join(', ') ~ " phase: all its minions are down)") if roles_down else "")
+                ~ "; run salt-run state.orchestrate energy.orch again once they are back") | json }}
+{%- endif %}

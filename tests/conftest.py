@@ -9,7 +9,7 @@ import pytest
 ROOT = pathlib.Path(__file__).resolve().parent.parent
 
 
-FORMULA_DIRS = ("energy", "_grains", "_modules", "_states", "examples")
+FORMULA_DIRS = ("energy", "_grains", "_modules", "_states", "_runners", "examples")
 
 
 def formula_file_root(directory):

@@ -82,7 +82,9 @@ def base_pillar(images, config_dir):
                             options={"network_mode": "host", "port_bindings": []}),
             # a schedule re-applying the stack every minute would undo what the tests break on
             # purpose; test_heal.py turns it on for itself
-            "heal": {"schedule": {"enabled": False, "seconds": 60, "splay": 0}},
+            "heal": {"schedule": {"enabled": False, "seconds": 60, "splay": 0},
+                     # these minions run under the test harness, which restarts them itself
+                     "events": {"enabled": True, "restart_minion": False}},
         }
     }
 
@@ -159,6 +161,7 @@ def salt_master(salt_factories, pillar_tree, pillar, tmp_path_factory):
         "pillar_roots": {"base": [str(pillar_tree)]},
         "open_mode": True,
         "timeout": 30,
+        # no reactor: the reaction energy.orch writes to master.d starts it (test_reactor.py)
     }
     factory = salt_factories.salt_master_daemon("energy-master", overrides=config)
     with factory.started(start_timeout=120):

@@ -74,10 +74,38 @@ def test_test_mode_changes_nothing_and_lists_what_would_change(deployed, salt_ru
         text = str(ret.data)
         assert "energy-formula-container-running-energy-test-ctl-formula-intel_xeon_e5_2630_v3" in text
         assert "would be created" in text.lower() or "will be created" in text.lower()
+        assert "Runner function 'energy.reactor' would be executed" in text
     finally:
         ret = salt_run_cli.run("state.orchestrate", "energy.orch")
         assert ret.returncode == 0, ret.stdout
     assert running(docker_engine, energy_component="formula", energy_cpu=XEON_E5)
+
+
+def test_a_minion_down_is_named_and_the_rest_is_deployed(deployed, salt_minions, salt_run_cli, docker_engine):
+    # test-node-c only runs a sensor; the EPYC formula on test-ctl and test-node-b's sensor are gone too
+    (formula,) = running(docker_engine, energy_component="formula", energy_cpu=EPYC)
+    (sensor,) = running(docker_engine, energy_component="sensor", energy_minion="test-node-b")
+    formula.remove(force=True)
+    sensor.remove(force=True)
+    node_c = salt_minions["test-node-c"]
+    node_c.terminate()
+    try:
+        ret = salt_run_cli.run("state.orchestrate", "energy.orch")
+        assert ret.returncode != 0
+        (step_id,) = failed_steps(ret.data)  # only the step naming the minion that is down failed
+        assert step_id.startswith("test_|-energy-orch-minions-answer-fail_|-")
+        step_name = step_id.split("_|-")[2]
+        assert step_name.startswith("minion(s) test-node-c did not answer")
+        assert "test-node-b" not in step_name and "test-ctl" not in step_name
+        # the rest of the stack is deployed
+        assert running(docker_engine, energy_component="formula", energy_cpu=EPYC)
+        assert running(docker_engine, energy_component="sensor", energy_minion="test-node-b")
+        steps = [sid for steps in ret.data.get("data", ret.data).values() for sid in steps]
+        assert any("energy-heal-deploy-orch" in sid for sid in steps)
+    finally:
+        node_c.start(start_timeout=120)
+    ret = salt_run_cli.run("state.orchestrate", "energy.orch")
+    assert ret.returncode == 0, failed_steps(ret.data)
 
 
 def container_ids(docker_engine):

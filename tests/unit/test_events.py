@@ -1,0 +1,89 @@
+"""Event-driven recovery, the pure parts: the minion's engine config, the master's reactor config
+(both must keep what the main config file has: Salt replaces a top-level key with a .d file's),
+maintenance windows, and when a salt-master can be restarted."""
+
+import importlib.util
+import time
+
+import pytest
+import yaml
+
+from tests.conftest import ROOT
+
+
+def load(name, path):
+    spec = importlib.util.spec_from_file_location(name, ROOT / path)
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+energy = load("energy_module", "_modules/energy.py")
+runner = load("energy_runner", "_runners/energy.py")
+OURS = {"energy/docker/*": ["salt://energy/reactor/heal.sls"]}
+
+
+def engine_names(config):
+    return [e if isinstance(e, str) else next(iter(e)) for e in config["engines"]]
+
+
+@pytest.mark.parametrize("main", [None, [], ["pytest"], [{"pytest": {"port": 1}}], {"pytest": {"port": 1}}])
+def test_engine_config_keeps_the_main_configs_engines(main):
+    config = energy.engine_config("node-a", main)
+    kept = [] if not main else ["pytest"]
+    assert engine_names(config) == kept + ["energy-docker-events"]
+    ours = config["engines"][-1]["energy-docker-events"]
+    assert ours["engine_module"] == "docker_events" and ours["tag"] == "energy/docker"
+    assert ours["filters"] == {"type": ["container"], "event": ["die", "destroy"], "label": ["energy.minion=node-a"]}
+    if isinstance(main, dict):  # the dict form of engines becomes the list form, settings kept
+        assert config["engines"][0] == {"pytest": {"port": 1}}
+
+
+def test_engine_config_replaces_an_older_copy_of_itself():
+    old = energy.engine_config("node-a")["engines"]
+    old[-1]["energy-docker-events"]["filters"]["event"] = ["die"]
+    config = energy.engine_config("node-a", ["pytest"] + old)
+    assert engine_names(config) == ["pytest", "energy-docker-events"]
+    assert config["engines"][-1]["energy-docker-events"]["filters"]["event"] == ["die", "destroy"]
+
+
+@pytest.mark.parametrize("main", [None, [{"salt/auth": ["/srv/reactor/auth.sls"]}],
+                                  {"salt/auth": ["/srv/reactor/auth.sls"]}])
+def test_reactor_config_keeps_the_main_configs_reactions(main):
+    reactions = yaml.safe_load(runner.reactor_config(main))["reactor"]
+    kept = [] if not main else [{"salt/auth": ["/srv/reactor/auth.sls"]}]
+    assert reactions == kept + [OURS]
+
+
+def test_reactor_config_is_idempotent_and_removable():
+    first = runner.reactor_config([{"salt/auth": ["a.sls"]}])
+    # a main config that already lists the formula's reaction does not get it twice
+    again = runner.reactor_config(yaml.safe_load(first)["reactor"])
+    assert again == first
+    assert runner.reactor_config([{"salt/auth": ["a.sls"]}], enabled=False) is None
+
+
+@pytest.mark.parametrize("pid, command, systemd, expected", [
+    (None, ["salt-master", "-d"], True, None),          # no running master found
+    (42, ["/usr/bin/salt-master"], True, "systemd"),
+    (42, ["python3", "/usr/bin/salt-master", "-c", "/etc/salt", "-d"], False, "its own command line (daemon mode)"),
+    (42, ["salt-master", "--daemon"], False, "its own command line (daemon mode)"),
+    (42, ["salt-master", "-c", "/tmp/master"], False, None),  # foreground under a harness: left alone
+])
+def test_when_a_master_can_be_restarted(pid, command, systemd, expected):
+    assert runner.can_restart_master(pid, command, systemd) == expected
+
+
+def test_held_reason_checks_the_container_then_its_component_then_all():
+    now = time.time()
+    entries = {"formula": {"since": now, "until": now + 3600, "reason": "new model"},
+               "all": {"since": now, "until": None, "reason": ""}}
+    reason = energy.held_reason(entries, "energy-node-a-formula-xeon", "formula", "node-a")
+    assert reason.startswith("maintenance on formula since ") and " until " in reason
+    assert "(new model)" in reason and reason.endswith("salt node-a energy.maintenance off formula")
+    reason = energy.held_reason(entries, "energy-node-a-sensor", "sensor", "node-a")
+    assert reason.startswith("maintenance on all since ") and " until " not in reason and "()" not in reason
+    entries["energy-node-a-sensor"] = {"since": now, "until": None, "reason": "disk"}
+    assert energy.held_reason(entries, "energy-node-a-sensor", "sensor", "node-a").startswith(
+        "maintenance on energy-node-a-sensor since")
+    assert energy.held_reason({}, "energy-node-a-sensor", "sensor", "node-a") == ""
