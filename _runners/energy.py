@@ -125,11 +125,23 @@ def _started_at(pid):
     return boot + ticks / os.sysconf("SC_CLK_TCK")
 
 
+def parse_cmdline(raw):
+    """A salt-master's command line from its /proc/<pid>/cmdline bytes (pure). Salt sets process
+    titles (setproctitle): the arguments then come as one string joined by spaces, followed by
+    the title ``MainProcess``."""
+    parts = [a.decode() for a in raw.split(b"\0") if a]
+    if len(parts) == 1 and " " in parts[0]:
+        parts = parts[0].split()
+    if parts and parts[-1] == "MainProcess":
+        parts = parts[:-1]
+    return parts
+
+
 def _master_command(pid):
     """The command line salt-master ``pid`` was started with, from /proc."""
     try:
         with open(f"/proc/{pid}/cmdline", "rb") as handle:
-            return [a.decode() for a in handle.read().split(b"\0") if a]
+            return parse_cmdline(handle.read())
     except OSError:
         return []
 
@@ -143,7 +155,7 @@ def can_restart_master(pid, command, systemd):
     if systemd:
         return "systemd"
     if "-d" in command or "--daemon" in command:
-        return "its own command line (daemon mode)"
+        return "daemon mode, same command line"
     return None
 
 
@@ -154,9 +166,9 @@ def _restart_master_later(how, pid, command):
         restart = "systemctl restart salt-master"
     else:
         restart = (f"kill {pid}; for i in $(seq 120); do kill -0 {pid} 2>/dev/null || break; sleep 0.5; done; "
-                   f"exec {shlex.join(command)}")
+                   f"kill -9 {pid} 2>/dev/null; exec {shlex.join(command)}")
     script = (f"for i in $(seq 240); do kill -0 {os.getpid()} 2>/dev/null || break; sleep 0.5; done; "
-              f"sleep 1; {restart}")
+              f"sleep 1; [ \"$(cat {shlex.quote(__opts__['pidfile'])} 2>/dev/null)\" = {pid} ] || exit 0; {restart}")
     try:
         cwd = os.readlink(f"/proc/{pid}/cwd")
     except OSError:

@@ -345,12 +345,36 @@ def _can_restart_minion():
     return None
 
 
+def _restart_pending(cachedir, now, window=120):
+    """True when a restart was scheduled less than ``window`` seconds ago; else mark one now.
+    Two runs that both find the engine missing (the orch's heal phase and the schedule) must
+    not both restart the minion: the second restart would start a second salt-minion."""
+    import os  # pylint: disable=import-outside-toplevel
+
+    marker = os.path.join(cachedir, "energy", "restart-pending")
+    try:
+        if now - os.path.getmtime(marker) < window:
+            return True
+    except OSError:
+        pass
+    os.makedirs(os.path.dirname(marker), exist_ok=True)
+    with open(marker, "w", encoding="utf-8") as handle:
+        handle.write(str(now))
+    return False
+
+
 def _restart_minion_later(how, delay=5):
-    """Restart this salt-minion from a detached process, a few seconds after this job returns
-    (restarting it from inside the job would wait on the job itself)."""
+    """Restart this salt-minion from a detached process once no job runs on it, this one included
+    (restarting it from inside the job would wait on the job itself). Returns
+    False when a restart is already on its way."""
+    import os  # pylint: disable=import-outside-toplevel
     import shlex  # pylint: disable=import-outside-toplevel
     import subprocess  # pylint: disable=import-outside-toplevel
     import sys  # pylint: disable=import-outside-toplevel
+    import time  # pylint: disable=import-outside-toplevel
+
+    if _restart_pending(__opts__["cachedir"], time.time()):
+        return False
 
     if how == "systemd":
         command = "systemctl restart salt-minion"
@@ -361,10 +385,16 @@ def _restart_minion_later(how, delay=5):
         except (KeyError, OSError, ValueError):
             pid = __grains__["pid"]
         restart = __opts__.get("minion_restart_command") or sys.argv
+        # a minion still there after 60 s is killed: two minions with one id would both run every job
         command = (f"kill {pid}; for i in $(seq 120); do kill -0 {pid} 2>/dev/null || break; sleep 0.5; done; "
-                   f"exec {shlex.join(str(a) for a in restart)}")
-    subprocess.Popen(["sh", "-c", f"sleep {delay}; {command}"], start_new_session=True, close_fds=True,  # pylint: disable=consider-using-with
+                   f"kill -9 {pid} 2>/dev/null; exec {shlex.join(str(a) for a in restart)}")
+    # wait until no job runs (this one included: its proc file goes when it has returned), so that
+    # the restart does not cut an orch phase or a heal run short; at most 2 minutes
+    procs = shlex.quote(os.path.join(__opts__["cachedir"], "proc"))
+    idle = f'for i in $(seq 240); do [ -z "$(ls -A {procs} 2>/dev/null)" ] && break; sleep 0.5; done; '
+    subprocess.Popen(["sh", "-c", f"sleep {delay}; {idle}{command}"], start_new_session=True, close_fds=True,  # pylint: disable=consider-using-with
                      stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    return True
 
 
 def events_engine(name, enabled=True, restart=True):
@@ -372,7 +402,7 @@ def events_engine(name, enabled=True, restart=True):
     Install (or remove) the docker_events engine config of the formula at ``name``
     (``minion.d/energy-events.conf``; see ``energy.engine_config``) and make sure the running
     salt-minion has loaded it: engines start with the minion, so when the file is new the minion
-    is restarted a few seconds after the job returns (systemd, ``minion_restart_command`` or daemon mode).
+    is restarted once no job runs on it (systemd, ``minion_restart_command`` or daemon mode).
     With ``restart: False``, or when the minion cannot be restarted that way, the state says that
     the minion needs a restart and the heal schedule covers the gap.
 
@@ -404,7 +434,10 @@ def events_engine(name, enabled=True, restart=True):
             ret["changes"]["config"] = {"old": None if current is None else "other content", "new": name}
         if not __opts__.get("test"):
             if wanted is None:
-                os.remove(name)
+                try:
+                    os.remove(name)
+                except FileNotFoundError:
+                    pass
             else:
                 os.makedirs(os.path.dirname(name), exist_ok=True)
                 with open(name + ".tmp", "w", encoding="utf-8") as handle:
@@ -421,11 +454,17 @@ def events_engine(name, enabled=True, restart=True):
             comments.append(f"salt-minion would be restarted to {what} the docker_events engine"
                             if how else f"salt-minion needs a restart to {what} the docker_events engine")
         elif how:
-            ret["changes"]["minion"] = {"restart": how, "to": f"{what} the docker_events engine"}
-            log.warning("energy: restarting salt-minion (%s) in 5 s to %s the docker_events engine", how, what)
-            _restart_minion_later(how)
-            comments.append(f"salt-minion restarts in 5 s ({how}), once this job has returned, to {what} "
-                            "the docker_events engine")
+            if _restart_minion_later(how):
+                ret["changes"]["minion"] = {"restart": how, "to": f"{what} the docker_events engine"}
+                log.warning("energy: salt-minion restarts (%s) once no job runs, to %s the docker_events engine",
+                            how, what)
+                comments.append(f"salt-minion restarts ({how}) once no job runs on it, to {what} "
+                                "the docker_events engine")
+            else:
+                comments.append(f"salt-minion restarts to {what} the docker_events engine (an earlier run "
+                                "scheduled it)")
+        elif not enabled and not restart:  # energy.clean: without its file, energy.react does nothing
+            comments.append("the docker_events engine stops with the next salt-minion restart")
         else:
             why = "energy:heal:events:restart_minion is false" if not restart else \
                 "no systemd, minion_restart_command or daemon mode to restart it with"

@@ -14,6 +14,7 @@ energy-reactor-reaction-absent-runner:
 
 energy-orch-clean-apply-orch:
   salt.state:
+    - queue: True  {#- waits for a state run already there (the heal schedule) instead of failing #}
     - tgt: {{ all_targets | json }}
     - tgt_type: compound
     - sls:

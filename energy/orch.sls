@@ -35,6 +35,7 @@ energy-orch-plan-check-function:
 
 energy-{{ component }}-deploy-orch:
   salt.state:
+    - queue: True  {#- waits for a state run already there (the heal schedule) instead of failing #}
     - tgt: {{ targets[role] | json }}
     - tgt_type: compound
     - sls:
@@ -47,6 +48,7 @@ energy-{{ component }}-deploy-orch:
 
 energy-heal-deploy-orch:
   salt.state:
+    - queue: True  {#- waits for a state run already there (the heal schedule) instead of failing #}
     - tgt: {{ all_targets | json }}
     - tgt_type: compound
     - sls:

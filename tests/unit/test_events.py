@@ -63,11 +63,22 @@ def test_reactor_config_is_idempotent_and_removable():
     assert runner.reactor_config([{"salt/auth": ["a.sls"]}], enabled=False) is None
 
 
+@pytest.mark.parametrize("raw, expected", [
+    # the title Salt gives its processes: argv joined by spaces, then " MainProcess"
+    (b"/opt/venv/bin/python /opt/venv/bin/salt-master -c /etc/salt -d MainProcess\0",
+     ["/opt/venv/bin/python", "/opt/venv/bin/salt-master", "-c", "/etc/salt", "-d"]),
+    (b"/usr/bin/python3\0/usr/bin/salt-master\0-d\0", ["/usr/bin/python3", "/usr/bin/salt-master", "-d"]),
+    (b"", []),
+])
+def test_a_masters_command_line_from_proc(raw, expected):
+    assert runner.parse_cmdline(raw) == expected
+
+
 @pytest.mark.parametrize("pid, command, systemd, expected", [
     (None, ["salt-master", "-d"], True, None),          # no running master found
     (42, ["/usr/bin/salt-master"], True, "systemd"),
-    (42, ["python3", "/usr/bin/salt-master", "-c", "/etc/salt", "-d"], False, "its own command line (daemon mode)"),
-    (42, ["salt-master", "--daemon"], False, "its own command line (daemon mode)"),
+    (42, ["python3", "/usr/bin/salt-master", "-c", "/etc/salt", "-d"], False, "daemon mode, same command line"),
+    (42, ["salt-master", "--daemon"], False, "daemon mode, same command line"),
     (42, ["salt-master", "-c", "/tmp/master"], False, None),  # foreground under a harness: left alone
 ])
 def test_when_a_master_can_be_restarted(pid, command, systemd, expected):
