@@ -75,6 +75,8 @@ def pillar():
         # the demo's loopback addresses; production uses grafana/grafana-oss
         "grafana": image("grafana", admin_password=GRAFANA_PASSWORD,
                          options={"network_mode": "host", "port_bindings": []}),
+        # the demo's daemons can restart: the orch has them load the reactor and the engines
+        "heal": {"events": {"restart_minion": True, "restart_master": True}},
     }}
 
 
@@ -86,7 +88,7 @@ def configure():
         pillar_roots={"base": [str(DEMO / "pillar")]}, timeout=30))
     srv = DEMO / "srv"  # only the formula: the repository would make the fileserver walk .venv
     srv.mkdir(parents=True, exist_ok=True)
-    for name in ("energy", "_grains", "_modules", "_states", "examples"):
+    for name in ("energy", "_grains", "_modules", "_states", "_runners", "examples"):
         if not (srv / name).exists():
             (srv / name).symlink_to(ROOT / name)
     write_yaml(DEMO / "pillar" / "top.sls", {"base": {"*": ["energy"]}})
@@ -135,7 +137,36 @@ def up():
     ret = salt("salt-run", "state.orchestrate", "energy.orch", "--state-output=terse", check=False)
     if ret.returncode:
         sys.exit("demo: the orchestrate run failed (see above)")
+    wait_armed()
     show()
+
+
+def wait_armed(timeout=180):
+    """The orch restarts salt-master (heal:events:restart_master) and the minions restart
+    themselves to load the reactor and the docker_events engines: wait until both are loaded."""
+    deadline = time.time() + timeout
+    time.sleep(8)  # the restarts start a few seconds after the orch returned
+    reactor = engines = {}
+    while time.time() < deadline:
+        ret = salt("salt-run", "--out=json", "energy.reactor", check=False, capture=True)
+        try:
+            reactor = json.loads(ret.stdout or "{}")
+        except json.JSONDecodeError:
+            reactor = {}
+        if reactor.get("loaded"):
+            ret = salt("salt", "--out=json", "--static", "-t", "10", "*", "energy.engine_loaded",
+                       check=False, capture=True)
+            try:
+                engines = json.loads(ret.stdout or "{}")
+            except json.JSONDecodeError:
+                engines = {}
+            if set(engines) >= set(MINIONS) and all(v is True for v in engines.values()):
+                print(f"\nEvent-driven recovery armed: the master's reactor has {reactor['file']}, "
+                      f"the docker_events engine runs on {', '.join(sorted(engines))}")
+                return
+        time.sleep(3)
+    print(f"\ndemo: event-driven recovery not armed after {timeout} s (the heal schedule still runs): "
+          f"reactor {reactor.get('comment', reactor)}; engines {engines}")
 
 
 def show():
@@ -194,6 +225,11 @@ def down():
     for minion in MINIONS:  # minions before their master
         stop(DEMO / minion / "minion.pid")
     stop(DEMO / "master" / "master.pid")
+    # and any daemon of the demo the pidfiles no longer name (one restarted by hand, say)
+    stray = f"salt-(minion|master) -c {DEMO}/"
+    if subprocess.run(["pkill", "-f", stray], check=False).returncode == 0:
+        time.sleep(5)
+        subprocess.run(["pkill", "-9", "-f", stray], check=False)
     print("demo: stopped (data volumes kept; `docker volume ls | grep energy-` lists them)")
 
 
