@@ -98,3 +98,13 @@ def test_held_reason_checks_the_container_then_its_component_then_all():
     assert energy.held_reason(entries, "energy-node-a-sensor", "sensor", "node-a").startswith(
         "maintenance on energy-node-a-sensor since")
     assert energy.held_reason({}, "energy-node-a-sensor", "sensor", "node-a") == ""
+
+
+states = load("energy_states", "_states/energy.py")
+
+
+def test_two_runs_that_find_the_engine_missing_restart_the_minion_once(tmp_path):
+    now = time.time()
+    assert states._restart_pending(str(tmp_path), now) is False  # the first run restarts it
+    assert states._restart_pending(str(tmp_path), now + 30) is True  # the schedule, 30 s later, does not
+    assert states._restart_pending(str(tmp_path), now + 300) is False  # a restart long after is a new one
