@@ -736,6 +736,13 @@ EVENT_TAG = "energy/docker"  # the engine fires energy/docker/<Action>; the reac
 REACTOR_SLS = "salt://energy/reactor/heal.sls"
 
 
+def _engine_name(entry):
+    """The name of an ``engines`` entry: a bare name, or the key of a one-key mapping."""
+    if isinstance(entry, str):
+        return entry
+    return next(iter(entry), None) if isinstance(entry, dict) else None
+
+
 def engine_config(minion, main_engines=None):
     """The minion config (minion.d/energy-events.conf) running the docker_events engine (pure).
 
@@ -745,8 +752,7 @@ def engine_config(minion, main_engines=None):
     engines of the main config file (``main_engines``) are carried over, or they would stop."""
     if isinstance(main_engines, dict):
         main_engines = [{k: v} for k, v in main_engines.items()]
-    kept = [e for e in main_engines or []
-            if (e if isinstance(e, str) else next(iter(e), None) if isinstance(e, dict) else None) != ENGINE_NAME]
+    kept = [e for e in main_engines or [] if _engine_name(e) != ENGINE_NAME]
     return {"engines": kept + [{ENGINE_NAME: {
         "engine_module": "docker_events",
         "tag": EVENT_TAG,
@@ -794,10 +800,7 @@ def engine_file():
 
 def engine_loaded():
     """True when the running salt-minion started the docker_events engine of the formula."""
-    for engine in __opts__.get("engines") or []:
-        if (engine if isinstance(engine, str) else next(iter(engine), None)) == ENGINE_NAME:
-            return True
-    return False
+    return any(_engine_name(e) == ENGINE_NAME for e in __opts__.get("engines") or [])
 
 
 def _maintenance_file():
