@@ -14,7 +14,6 @@ Targets: under 10 s by reactor, under one schedule period + 10 s by schedule, 0 
 """
 
 import datetime
-import json
 import pathlib
 import statistics
 import sys
@@ -33,12 +32,7 @@ CLIENT = docker.from_env()
 
 
 def reactor(enabled=True, restart=False):
-    ret = demo.salt("salt-run", "--out=json", "energy.reactor", f"enabled={enabled}", f"restart={restart}",
-                    check=False, capture=True)
-    try:
-        return json.loads(ret.stdout or "{}")
-    except json.JSONDecodeError:
-        return {}
+    return demo.salt_json("salt-run", "energy.reactor", f"enabled={enabled}", f"restart={restart}")
 
 
 def switch_reactor(enabled, timeout=180):
@@ -50,10 +44,8 @@ def switch_reactor(enabled, timeout=180):
     deadline = time.time() + timeout
     time.sleep(5)
     while time.time() < deadline:
-        if reactor(enabled).get("loaded") is enabled:
-            ret = demo.salt("salt", "--out=json", "--static", "-t", "10", "*", "test.ping", check=False, capture=True)
-            if set(json.loads(ret.stdout or "{}")) >= set(demo.MINIONS):
-                return
+        if reactor(enabled).get("loaded") is enabled and demo.minions_return("test.ping")[1]:
+            return
         time.sleep(3)
     sys.exit(f"heal: salt-master did not {'load' if enabled else 'drop'} the reaction in {timeout} s")
 
@@ -123,8 +115,7 @@ def run(mode, runs, components, pause):
 
 
 def summary():
-    ret = demo.salt("salt", "--out=json", "--static", "ctl", "energy.summary", capture=True)
-    return json.loads(ret.stdout)["ctl"]
+    return demo.salt_json("salt", "--static", "ctl", "energy.summary")["ctl"]
 
 
 def report(mode, results, target):
@@ -141,8 +132,7 @@ def report(mode, results, target):
 def main():
     reactor_runs = int(sys.argv[1]) if len(sys.argv) > 1 else 5
     schedule_runs = int(sys.argv[2]) if len(sys.argv) > 2 else 3
-    pillar = json.loads(demo.salt("salt", "--out=json", "--static", "ctl", "pillar.get", "energy:heal",
-                                  capture=True).stdout)["ctl"]
+    pillar = demo.salt_json("salt", "--static", "ctl", "pillar.get", "energy:heal")["ctl"]
     schedule = pillar.get("schedule") or {}
     period, splay = schedule.get("seconds", 60), schedule.get("splay", 10)
     switch_reactor(True)

@@ -105,6 +105,21 @@ def salt(tool, *args, check=True, capture=False):
     return subprocess.run(cmd, check=check, text=True, capture_output=capture)
 
 
+def salt_json(tool, *args):
+    """What a salt command printed as JSON, or {} when it printed none (a daemon restarting)."""
+    ret = salt(tool, "--out=json", *args, check=False, capture=True)
+    try:
+        return json.loads(ret.stdout or "{}")
+    except json.JSONDecodeError:
+        return {}
+
+
+def minions_return(fun):
+    """{minion: return} of ``fun`` on the demo's minions (10 s), and whether each returned True."""
+    answered = salt_json("salt", "--static", "-t", "10", "*", fun)
+    return answered, set(answered) >= set(MINIONS) and all(v is True for v in answered.values())
+
+
 def running(pidfile):
     try:
         pid = int(pidfile.read_text().strip())
@@ -123,15 +138,11 @@ def up():
         subprocess.run([str(BIN / "salt-minion"), "-c", str(DEMO / minion / "conf"), "-d"], check=True)
     deadline = time.time() + 120
     while True:
-        ret = salt("salt", "--out=json", "--static", "-t", "10", "*", "test.ping", check=False, capture=True)
-        try:
-            answered = json.loads(ret.stdout or "{}")
-        except json.JSONDecodeError:
-            answered = {}
-        if set(answered) >= set(MINIONS) and all(v is True for v in answered.values()):
+        answered, everyone = minions_return("test.ping")
+        if everyone:
             break
         if time.time() > deadline:
-            sys.exit(f"demo: minions did not answer in 120 s: {ret.stdout} {ret.stderr}")
+            sys.exit(f"demo: minions did not answer in 120 s: {answered}")
         time.sleep(3)
     salt("salt", "*", "saltutil.refresh_pillar", "wait=True", capture=True)
     ret = salt("salt-run", "state.orchestrate", "energy.orch", "--state-output=terse", check=False)
@@ -148,19 +159,10 @@ def wait_armed(timeout=180):
     time.sleep(8)  # the restarts start a few seconds after the orch returned
     reactor = engines = {}
     while time.time() < deadline:
-        ret = salt("salt-run", "--out=json", "energy.reactor", check=False, capture=True)
-        try:
-            reactor = json.loads(ret.stdout or "{}")
-        except json.JSONDecodeError:
-            reactor = {}
+        reactor = salt_json("salt-run", "energy.reactor")
         if reactor.get("loaded"):
-            ret = salt("salt", "--out=json", "--static", "-t", "10", "*", "energy.engine_loaded",
-                       check=False, capture=True)
-            try:
-                engines = json.loads(ret.stdout or "{}")
-            except json.JSONDecodeError:
-                engines = {}
-            if set(engines) >= set(MINIONS) and all(v is True for v in engines.values()):
+            engines, everyone = minions_return("energy.engine_loaded")
+            if everyone:
                 print(f"\nEvent-driven recovery armed: the master's reactor has {reactor['file']}, "
                       f"the docker_events engine runs on {', '.join(sorted(engines))}")
                 return
