@@ -464,7 +464,7 @@ def build_plan(conf, role_facts):
                  "binds": [f"{_container_name(entry['mongo'], 'mongo', slug)}:/data/db"]},
             volume=_container_name(entry["mongo"], "mongo", slug),
             port=mongo_port, address=address[entry["mongo"]],
-            health={"tcp": f"{address[entry['mongo']]}:{mongo_port}"},
+            health={"mongo": f"{address[entry['mongo']]}:{mongo_port}"},
         ))
         influx_volume = _container_name(entry["influxdb"], "influxdb", slug)
         influx_run = {"port_bindings": [f"{address[entry['influxdb']]}:{influx_port}:8086"],

@@ -8,6 +8,7 @@ message naming it.
 
 import logging
 import socket
+import struct
 import time
 import urllib.parse
 
@@ -190,6 +191,38 @@ def influxdb_database(name, url, retention="30d", service=None, timeout=60):
     return ret
 
 
+def _recv_exactly(sock, size):
+    data = b""
+    while len(data) < size:
+        chunk = sock.recv(size - len(data))
+        if not chunk:
+            raise OSError("the connection was closed")
+        data += chunk
+    return data
+
+
+def _mongo_ping(address, timeout=3):
+    """None when the MongoDB at ``address`` (host:port) answers ``{ping: 1}``, else why not.
+
+    The command goes as one OP_MSG (the wire protocol of MongoDB 3.6 and later), so no driver is
+    needed on the minion: a mongod that accepts connections but is hung fails this."""
+    body = b"\x10ping\x00" + struct.pack("<i", 1) + b"\x02$db\x00" + struct.pack("<i", 6) + b"admin\x00"
+    message = struct.pack("<I", 0) + b"\x00" + struct.pack("<i", len(body) + 5) + body + b"\x00"
+    try:
+        with socket.create_connection(_host_port(address), timeout=timeout) as sock:
+            sock.sendall(struct.pack("<iiii", 16 + len(message), 1, 0, 2013) + message)
+            length, _, _, opcode = struct.unpack("<iiii", _recv_exactly(sock, 16))
+            reply = _recv_exactly(sock, length - 16)
+    except (OSError, struct.error) as exc:
+        return f"{address} does not answer a MongoDB ping ({exc})"
+    document = reply[5:]  # flag bits, then the body section's kind byte
+    for marker, fmt in ((b"\x01ok\x00", "<d"), (b"\x10ok\x00", "<i")):
+        at = document.find(marker)
+        if opcode == 2013 and at >= 0 and struct.unpack_from(fmt, document, at + len(marker))[0] == 1:
+            return None
+    return f"{address} answered a MongoDB ping without ok: 1"
+
+
 def _http_ok(url, timeout=3):
     import urllib.request  # pylint: disable=import-outside-toplevel
 
@@ -232,10 +265,10 @@ def _diagnose(info, probe, grace):
     status = (info.get("State") or {}).get("Status")
     if status != "running":
         return f"the container is {status}"
-    if "tcp" in probe:
-        host, port = _host_port(probe["tcp"])
-        if not _probe(host, port, 3):
-            return f"{probe['tcp']} does not accept connections"
+    if "mongo" in probe:
+        reason = _mongo_ping(probe["mongo"])
+        if reason:
+            return reason
     if "http" in probe:
         ok, detail = _http_ok(probe["http"])
         if not ok:

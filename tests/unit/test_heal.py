@@ -2,6 +2,9 @@
 
 import datetime
 import importlib.util
+import socket
+import struct
+import threading
 
 import pytest
 
@@ -22,9 +25,37 @@ def test_missing_and_stopped_containers():
     assert states._diagnose(inspected("exited"), {}, 60) == "the container is exited"
 
 
-def test_running_container_whose_port_is_closed(closed_port, open_port):
-    assert "does not accept connections" in states._diagnose(inspected(), {"tcp": f"127.0.0.1:{closed_port}"}, 60)
-    assert states._diagnose(inspected(), {"tcp": f"127.0.0.1:{open_port}"}, 60) is None
+# the OP_MSG reply of the MongoDB stand-in (energy-test/mongo) to {ping: 1}: {ok: 1.0}
+PONG = b"\x00\x00\x00\x00\x00\x11\x00\x00\x00\x01ok\x00" + struct.pack("<d", 1.0) + b"\x00"
+
+
+@pytest.fixture
+def mongo_port():
+    """A port answering one OP_MSG with PONG, as a MongoDB answers {ping: 1}."""
+    server = socket.socket()
+    server.bind(("127.0.0.1", 0))
+    server.listen()
+
+    def answer():
+        conn, _ = server.accept()
+        with conn:
+            length, request_id, _, _ = struct.unpack("<iiii", conn.recv(16))
+            conn.recv(length - 16)
+            conn.sendall(struct.pack("<iiii", 16 + len(PONG), 2, request_id, 2013) + PONG)
+
+    thread = threading.Thread(target=answer, daemon=True)
+    thread.start()
+    yield server.getsockname()[1]
+    server.close()
+
+
+def test_mongo_that_does_not_answer_a_ping(closed_port, open_port, mongo_port):
+    reason = states._diagnose(inspected(), {"mongo": f"127.0.0.1:{closed_port}"}, 60)
+    assert reason.startswith(f"127.0.0.1:{closed_port} does not answer a MongoDB ping")
+    # accepting connections is not answering: a hung mongod is unhealthy
+    reason = states._diagnose(inspected(), {"mongo": f"127.0.0.1:{open_port}"}, 60)
+    assert reason.startswith(f"127.0.0.1:{open_port} does not answer a MongoDB ping")
+    assert states._diagnose(inspected(), {"mongo": f"127.0.0.1:{mongo_port}"}, 60) is None
 
 
 def test_http_service_that_does_not_answer(closed_port):
