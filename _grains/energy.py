@@ -30,22 +30,18 @@ ARM_PARTS = {"0xd03": "Cortex-A53", "0xd04": "Cortex-A35", "0xd07": "Cortex-A57"
              "0xd0b": "Cortex-A76", "0xd0c": "Neoverse-N1", "0xd40": "Neoverse-V1",
              "0xd49": "Neoverse-N2", "0xd4f": "Neoverse-V2", "0xac3": "Ampere-1"}
 
-# Core events of the hwpc-sensor, by CPU family (shared/platform.md).
-INTEL_SKYLAKE_EVENTS = ["CPU_CLK_THREAD_UNHALTED:REF_P", "CPU_CLK_THREAD_UNHALTED:THREAD_P",
-                        "LLC_MISSES", "INSTRUCTIONS_RETIRED"]
-INTEL_SANDY_EVENTS = ["CPU_CLK_UNHALTED:REF_P", "CPU_CLK_UNHALTED:THREAD_P", "LLC_MISSES",
-                      "INSTRUCTIONS_RETIRED"]
-AMD_ZEN2_EVENTS = ["CYCLES_NOT_IN_HALT", "RETIRED_INSTRUCTIONS", "RETIRED_UOPS"]
-AMD_ZEN3_EVENTS = ["CYCLES_NOT_IN_HALT", "RETIRED_INSTRUCTIONS", "RETIRED_OPS"]
-# family 6 model numbers
-INTEL_SANDY_TO_COMET = {0x2A, 0x2D, 0x3A, 0x3E, 0x3C, 0x3F, 0x45, 0x46, 0x3D, 0x47, 0x4F, 0x56,
-                        0x4E, 0x5E, 0x8E, 0x9E, 0xA5, 0xA6}
-INTEL_SKYLAKE_SERVER_AND_LATER = {0x55, 0x6A, 0x6C, 0x8F, 0xCF, 0xAD, 0xAE}
-# Tiger/Alder/Raptor Lake clients: the sensor does not support their core PMU (platform.md)
-INTEL_UNSUPPORTED_CLIENTS = {0x8C, 0x8D, 0x97, 0x9A, 0xB7, 0xBA, 0xBF}
+try:
+    import energy_core
 
-OVERRIDE_KEYS = ("cpu_name", "cpu_vendor", "cpu_family", "cpu_model", "cpu_count", "cpu_base_freq_mhz",
-                 "tdp_w", "rapl_domains", "pmu_events", "virtual", "cgroup_version", "address")
+    core = energy_core.load()
+except ImportError:  # the utils are not synced yet: the grain waits for saltutil.sync_all
+    core = None
+
+
+def __virtual__():
+    if core is None:
+        return (False, "the energy grain needs the formula's energy_core utils (saltutil.sync_all)")
+    return "energy"
 
 
 def _read(path, default=None):
@@ -96,8 +92,8 @@ def _parse_cpuinfo(text):
     if freq:
         facts["cpu_base_freq_mhz"] = freq
     facts["virtual"] = "hypervisor" in flags.split()
-    facts["pmu_events"] = _pmu_events(facts["cpu_vendor"], facts.get("cpu_family"), facts.get("cpu_model"),
-                                     facts["virtual"])
+    facts["pmu_events"] = core.events.pmu_events(facts["cpu_vendor"], facts.get("cpu_family"),
+                                                 facts.get("cpu_model"), facts["virtual"])
     return facts
 
 
@@ -108,26 +104,6 @@ def _base_freq_from_name(name):
         return None
     value = float(match.group(1))
     return int(round(value * 1000 if match.group(2).upper() == "G" else value))
-
-
-def _pmu_events(vendor, family, model, virtual):
-    """The core events the sensor can count on this CPU; [] when unknown or in a VM."""
-    if virtual:
-        return []
-    if vendor == "intel" and family == 6 and model is not None:
-        if model in INTEL_UNSUPPORTED_CLIENTS:
-            return []
-        if model in INTEL_SANDY_TO_COMET:
-            return list(INTEL_SANDY_EVENTS)
-        if model in INTEL_SKYLAKE_SERVER_AND_LATER:
-            return list(INTEL_SKYLAKE_EVENTS)
-        return []
-    if vendor == "amd" and family is not None:
-        if family == 0x17 and model is not None and model >= 0x30:
-            return list(AMD_ZEN2_EVENTS)
-        if family == 0x19:
-            return list(AMD_ZEN3_EVENTS)
-    return []
 
 
 def _rapl_facts(powercap="/sys/class/powercap"):
@@ -173,7 +149,7 @@ def _collect(cpuinfo_text, powercap="/sys/class/powercap", cgroup_root="/sys/fs/
         facts["tdp_w"] = tdp_w
     facts["cgroup_version"] = _cgroup_version(cgroup_root)
     for key, value in (overrides or {}).items():
-        if key in OVERRIDE_KEYS:
+        if key in core.names.FACT_KEYS:
             facts[key] = value
     return facts
 

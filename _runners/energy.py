@@ -1,11 +1,12 @@
 """
-Master side of the energy formula: the reactor reaction that turns the docker_events of the
-stack's containers (``energy/docker/*``, from the engine ``energy.heal`` installs on each minion)
-into ``energy.react`` on the minion that reported them.
+Master side of the energy formula.
 
-``energy.orch`` calls ``salt-run energy.reactor``: it writes ``master.d/energy-reactor.conf``, read
-when salt-master starts, and restarts salt-master once the orch has returned when the running
-master has not loaded it and pillar ``energy:heal:events:restart_master`` allows it.
+``energy.orch_targets``  what each phase of ``energy.orch`` targets (role resolution of the pure
+                         core, the minions that do not answer left out)
+``energy.reactor``       the master's reaction to the stack's docker_events
+                         (``master.d/energy-reactor.conf``), loaded when salt-master starts
+``energy.react_event``   what that reaction runs: checks the event, then has the minion that sent
+                         it recreate its container (``energy.react``)
 
 .. code-block:: bash
 
@@ -14,78 +15,105 @@ master has not loaded it and pillar ``energy:heal:events:restart_master`` allows
 
 import logging
 import os
-import shlex
 import subprocess
-
-import salt.utils.event
-import salt.utils.master
 
 log = logging.getLogger(__name__)
 
 __virtualname__ = "energy"
 
-EVENT = "energy/docker/*"
-REACTOR_SLS = "salt://energy/reactor/heal.sls"
+try:
+    import energy_core
+
+    core = energy_core.load()
+    CORE_ERROR = None
+except ImportError as exc:  # the utils are not synced to the master yet (saltutil.sync_utils)
+    core = None
+    CORE_ERROR = str(exc)
 
 
 def __virtual__():
+    if core is None:
+        return (False, f"the energy runner needs the formula's energy_core utils on the master ({CORE_ERROR}): "
+                       "run salt-run saltutil.sync_utils (energy.orch does)")
     return __virtualname__
 
 
-def reactor_file():
-    """master.d/energy-reactor.conf next to the master's config file."""
-    return os.path.join(os.path.dirname(__opts__["conf_file"]), "master.d", "energy-reactor.conf")
+def orch_targets(defaults, pillar=None, ping_timeout=None):
+    """
+    What each phase of ``energy.orch`` targets: ``targets`` (role -> compound target, without the
+    minions that do not answer), ``all`` (every minion of every role), ``down`` (those that did not
+    answer a ``test.ping`` within ``energy:ping_timeout``), ``roles_down`` (roles whose minions are
+    all down: their phase is skipped), ``events_enabled`` and ``restart_master``.
 
+    ``defaults`` is ``energy`` of defaults.yaml, ``pillar`` the master's pillar ``energy``. Pillar
+    errors are left to the orch's plan-check step, which names them on every minion.
 
-def reactor_config(main_reactions, enabled=True):
-    """The content of master.d/energy-reactor.conf, or None when it should not exist (pure).
+    CLI Example:
 
-    Salt replaces a top-level key of the main config with the same key of master.d files, so the
-    reactions of the main config file (``main_reactions``) are carried over, or they would be lost."""
-    import yaml  # pylint: disable=import-outside-toplevel
+    .. code-block:: bash
 
-    if not enabled:
-        return None
-    if isinstance(main_reactions, dict):
-        main_reactions = [{k: v} for k, v in main_reactions.items()]
-    kept = [r for r in main_reactions or [] if not (isinstance(r, dict) and EVENT in r)]
-    return ("# managed by the energy formula (salt-run energy.reactor): the docker_events of the stack's\n"
-            "# containers -> energy.react on the minion; the reactions of the main config are kept here\n"
-            + yaml.safe_dump({"reactor": kept + [{EVENT: [REACTOR_SLS]}]}, default_flow_style=False))
-
-
-def _write_config(enabled):
-    """Write or remove master.d/energy-reactor.conf; returns what was done or None."""
-    import yaml  # pylint: disable=import-outside-toplevel
-
-    path = reactor_file()
+        salt-run energy.orch_targets "$(python3 -c 'import yaml,json;print(json.dumps(yaml.safe_load(open("energy/defaults.yaml"))["energy"]))')"
+    """
     try:
-        with open(__opts__["conf_file"], encoding="utf-8") as handle:
-            main = yaml.safe_load(handle) or {}
-    except OSError:
-        main = {}
-    wanted = reactor_config(main.get("reactor") if isinstance(main, dict) else None, enabled)
-    try:
-        with open(path, encoding="utf-8") as handle:
-            current = handle.read()
-    except OSError:
-        current = None
-    if current == wanted:
-        return None
-    if wanted is None:
-        os.remove(path)
-        return f"{path} removed"
-    os.makedirs(os.path.dirname(path), exist_ok=True)
-    with open(path + ".tmp", "w", encoding="utf-8") as handle:
-        handle.write(wanted)
-    os.replace(path + ".tmp", path)
-    return f"{path} {'written' if current is None else 'updated'}"
+        conf = core.schema.merge(defaults or {}, pillar)
+    except core.schema.PlanError:
+        conf = dict(defaults or {})
+    targets = core.placement.role_targets(conf)
+    every = " or ".join(f"( {t} )" for t in dict.fromkeys(targets.values()))
+    timeout = ping_timeout or conf.get("ping_timeout")
+    if not core.schema.is_positive(timeout):
+        timeout = 10
+    # an explicit timeout: the master's (or salt-run -t's) could make a down minion cost minutes
+    status = __salt__["manage.status"](tgt=every, tgt_type="compound", timeout=timeout,
+                                       gather_job_timeout=timeout) if every else {}
+    down = sorted((status or {}).get("down") or [])
+    roles_down = []
+    if down:
+        skip = " and not L@" + ",".join(down)
+        targets = {role: f"( {target} ){skip}" for role, target in targets.items()}
+        every = f"( {every} ){skip}"  # 'a or b and not c' is 'a or (b and not c)'
+        # cache.grains matches without pinging: a role with no minion left has no phase
+        roles_down = [role for role, target in targets.items()
+                      if not __salt__["cache.grains"](tgt=target, tgt_type="compound")]
+    heal = conf.get("heal") if isinstance(conf.get("heal"), dict) else {}
+    events = heal.get("events") if isinstance(heal.get("events"), dict) else {}
+    return {"targets": targets, "all": every, "down": down, "roles_down": roles_down,
+            "events_enabled": events.get("enabled", True) is True,
+            "restart_master": events.get("restart_master", False) is True}
 
 
-def _ask(sevent, tag, data, answer, wait):
-    data = dict(data, key=salt.utils.master.get_master_key("root", __opts__))
-    sevent.fire_event(data, f"salt/reactors/manage/{tag}")
-    return sevent.get_event(wait=wait, tag=f"salt/reactors/manage/{answer}")
+def react_event(minion=None, event=None):
+    """
+    The master's reaction to ``energy/docker/<action>`` from the docker_events engine of
+    ``minion``: when ``event`` reports the death (or removal) of a container of the stack that
+    belongs to that minion, run ``energy.react <name> <action>`` on it; anything else is dropped
+    and logged. The event comes from a minion, so it is untrusted: it is checked here, in Python,
+    and passed on as data.
+
+    CLI Example:
+
+    .. code-block:: bash
+
+        salt-run energy.react_event minion=node-a event='{"Action": "die", "Actor": {"Attributes": {"name": "energy-node-a-sensor", "energy.minion": "node-a"}}}'
+    """
+    reason = core.names.reaction_refused(minion, event)
+    if reason:
+        log.info("energy reactor: event from %r dropped: %s", minion, reason)
+        return {"result": True, "comment": f"dropped: {reason}"}
+    import salt.client  # pylint: disable=import-outside-toplevel
+
+    name = event["Actor"]["Attributes"]["name"]
+    with salt.client.get_local_client(mopts=__opts__) as client:
+        jid = client.cmd_async([minion], "energy.react", kwarg={"name": name, "action": event["Action"]},
+                               tgt_type="list")
+    return {"result": bool(jid), "comment": f"energy.react {name} {event['Action']} sent to {minion} (job {jid})"}
+
+
+# --------------------------------------------------------------------------- the reactor config
+
+
+def _reactor_file():
+    return os.path.join(os.path.dirname(__opts__["conf_file"]), "master.d", core.healing.REACTOR_FILE)
 
 
 def _running_reactions(wait):
@@ -95,80 +123,27 @@ def _running_reactions(wait):
     ``salt/reactors/manage/add`` (``salt-run reactor.add``) adds shows in this list but, in Salt 3008,
     never matches an event (it goes to a copy of the opts the reactor does not read), which is why
     this runner does not add reactions live."""
+    import salt.utils.event  # pylint: disable=import-outside-toplevel
+    import salt.utils.master  # pylint: disable=import-outside-toplevel
+
     with salt.utils.event.get_event("master", __opts__["sock_dir"], opts=__opts__, listen=True) as sevent:
-        listed = _ask(sevent, "list", {}, "list-results", wait)
+        data = {"key": salt.utils.master.get_master_key("root", __opts__)}
+        sevent.fire_event(data, "salt/reactors/manage/list")
+        listed = sevent.get_event(wait=wait, tag="salt/reactors/manage/list-results")
     if listed is None:
         return None
     return [next(iter(r)) for r in listed.get("reactors") or [] if isinstance(r, dict) and r]
 
 
-def _master_pid():
-    """The pid of the running salt-master (its pidfile), or None."""
-    try:
-        with open(__opts__["pidfile"], encoding="utf-8") as handle:
-            pid = int(handle.read().strip())
-        os.kill(pid, 0)
-    except (KeyError, OSError, ValueError):
-        return None
-    return pid
-
-
-def _started_at(pid):
-    """When process ``pid`` started (epoch seconds), from /proc; None when unknown."""
-    try:
-        with open(f"/proc/{pid}/stat", encoding="utf-8") as handle:
-            ticks = int(handle.read().rsplit(")", 1)[1].split()[19])
-        with open("/proc/stat", encoding="utf-8") as handle:
-            boot = next(int(line.split()[1]) for line in handle if line.startswith("btime "))
-    except (OSError, ValueError, IndexError, StopIteration):
-        return None
-    return boot + ticks / os.sysconf("SC_CLK_TCK")
-
-
-def parse_cmdline(raw):
-    """A salt-master's command line from its /proc/<pid>/cmdline bytes (pure). Salt sets process
-    titles (setproctitle): the arguments then come as one string joined by spaces, followed by
-    the title ``MainProcess``."""
-    parts = [a.decode() for a in raw.split(b"\0") if a]
-    if len(parts) == 1 and " " in parts[0]:
-        parts = parts[0].split()
-    if parts and parts[-1] == "MainProcess":
-        parts = parts[:-1]
-    return parts
-
-
-def _master_command(pid):
-    """The command line salt-master ``pid`` was started with, from /proc."""
-    try:
-        with open(f"/proc/{pid}/cmdline", "rb") as handle:
-            return parse_cmdline(handle.read())
-    except OSError:
-        return []
-
-
-def can_restart_master(pid, command, systemd):
-    """How the salt-master can be restarted (pure): ``systemd`` when it runs under systemd, its own
-    command line when it runs as a daemon (``-d``), or None (a foreground master under a supervisor
-    Salt does not know, such as a test harness: restarting it would stop it for good)."""
-    if pid is None:
-        return None
-    if systemd:
-        return "systemd"
-    if "-d" in command or "--daemon" in command:
-        return "daemon mode, same command line"
-    return None
-
-
 def _restart_master_later(how, pid, command):
     """Restart salt-master from a detached process once the caller (``salt-run``, the orch) has
     returned: a restart in the middle of an orchestration would lose its jobs' returns."""
-    if how == "systemd":
-        restart = "systemctl restart salt-master"
-    else:
-        restart = (f"kill {pid}; for i in $(seq 120); do kill -0 {pid} 2>/dev/null || break; sleep 0.5; done; "
-                   f"kill -9 {pid} 2>/dev/null; exec {shlex.join(command)}")
-    script = (f"for i in $(seq 240); do kill -0 {os.getpid()} 2>/dev/null || break; sleep 0.5; done; "
-              f"sleep 1; [ \"$(cat {shlex.quote(__opts__['pidfile'])} 2>/dev/null)\" = {pid} ] || exit 0; {restart}")
+    import shlex  # pylint: disable=import-outside-toplevel
+
+    pidfile = shlex.quote(__opts__["pidfile"])
+    script = core.healing.restart_script(how, "salt-master", pid, command,
+                                         wait_for=f"kill -0 {os.getpid()} 2>/dev/null",
+                                         guard=f"sleep 1; [ \"$(cat {pidfile} 2>/dev/null)\" = {pid} ]")
     try:
         cwd = os.readlink(f"/proc/{pid}/cwd")
     except OSError:
@@ -202,24 +177,27 @@ def reactor(enabled=True, restart=False, wait=5):
         salt-run energy.reactor restart=True
         salt-run energy.reactor enabled=False
     """
-    path = reactor_file()
-    result = {"config": _write_config(enabled), "file": path, "restart": None}
+    path = _reactor_file()
+    main = core.healing.main_config_key(__opts__["conf_file"], "reactor")
+    written = core.healing.write_atomic(path, core.healing.reactor_config(main, enabled))
+    result = {"config": f"{path} {written}" if written else None, "file": path, "restart": None}
     reactions = _running_reactions(wait)
-    pid = _master_pid()
-    started = _started_at(pid) if pid else None
+    pid = core.healing.pid_from(__opts__.get("pidfile"))
+    started = core.healing.started_at(pid) if pid else None
+    event = core.names.REACTOR_EVENT
     result["running"] = reactions is not None
-    listed = reactions is not None and EVENT in reactions
+    listed = reactions is not None and event in reactions
     # the file is what the running master read when it started before the file last changed
     result["loaded"] = listed and (started is None or os.path.getmtime(path) < started) if enabled else listed
     if result["loaded"] == bool(enabled):
-        result["comment"] = (f"reaction {EVENT} loaded by the running reactor" if enabled
-                             else f"reaction {EVENT} absent from {path} and from the running reactor")
+        result["comment"] = (f"reaction {event} loaded by the running reactor" if enabled
+                             else f"reaction {event} absent from {path} and from the running reactor")
         return result
 
-    command = _master_command(pid) if pid else []
-    how = can_restart_master(pid, command, os.path.isdir("/run/systemd/system")) if restart else None
-    need = (f"to load {path} (reaction {EVENT})" if enabled
-            else f"to drop reaction {EVENT} (harmless until then: energy.react skips when events are off)")
+    command = core.healing.command_of(pid) if pid else []
+    how = core.healing.how_to_restart(pid, command, os.path.isdir("/run/systemd/system")) if restart else None
+    need = (f"to load {path} (reaction {event})" if enabled
+            else f"to drop reaction {event} (harmless until then: energy.react skips when events are off)")
     if how:
         _restart_master_later(how, pid, command)
         result["restart"] = how

@@ -1,14 +1,18 @@
 """
-States of the energy formula that Docker's own states do not cover.
+States of the energy formula that Docker's own states do not cover:
 
-``energy.reachable``: wait until a service of the stack answers on its TCP port, so that a
-formula starts only once its MongoDB answers and an unreachable service fails the run with a
-message naming it.
+``energy.reachable``        wait until a service of the stack answers (a formula starts only once
+                            its MongoDB and InfluxDB answer; an unreachable one fails the run,
+                            naming it)
+``energy.influxdb_database`` an InfluxDB 1.x database with the pillar retention
+``energy.healthy``          a container that runs and answers, recreated when it does not
+``energy.events_engine``    the docker_events engine config of event-driven healing
+
+The decisions (what "healthy" means, the engine config) live in the pure core, ``energy_core``.
 """
 
 import logging
-import socket
-import struct
+import os
 import time
 import urllib.parse
 
@@ -16,8 +20,24 @@ log = logging.getLogger(__name__)
 
 __virtualname__ = "energy"
 
+try:
+    import energy_core
+
+    core = energy_core.load()
+    CORE_ERROR = None
+except ImportError as exc:  # the utils are not synced yet (saltutil.sync_utils)
+    core = None
+    CORE_ERROR = str(exc)
+
 
 def __virtual__():
+    if core is None:
+        return (False, f"the energy states need the formula's energy_core utils ({CORE_ERROR}): "
+                       "run saltutil.sync_utils (energy.orch does)")
+    if "energy.plan" not in __salt__:
+        return (False, "the energy states need the energy execution module (saltutil.sync_modules)")
+    if "docker.inspect_container" not in __salt__:
+        return (False, "the energy states need saltext-dockermod (pip install saltext.dockermod)")
     return __virtualname__
 
 
@@ -27,12 +47,28 @@ def _host_port(uri):
 
 
 def _probe(host, port, timeout):
-    """True when a TCP connection to host:port opens within ``timeout`` seconds (pure helper)."""
+    """True when a TCP connection to host:port opens within ``timeout`` seconds."""
+    import socket  # pylint: disable=import-outside-toplevel
+
     try:
         with socket.create_connection((host, port), timeout=timeout):
             return True
     except OSError:
         return False
+
+
+def _wait_for_port(host, port, deadline, interval=0.5):
+    """True once host:port accepts TCP connections; False when ``deadline`` (monotonic) passes first."""
+    while not _probe(host, port, 2):
+        if time.monotonic() >= deadline:
+            return False
+        time.sleep(interval)
+    return True
+
+
+def _not_answering(label, host, port, timeout):
+    return (f"{label} at {host}:{port} does not answer after {timeout} s "
+            f"(checked from minion {__opts__.get('id')}): is its container running?")
 
 
 def reachable(name, service=None, timeout=60, interval=0.5):
@@ -66,56 +102,8 @@ def reachable(name, service=None, timeout=60, interval=0.5):
     return ret
 
 
-def _wait_for_port(host, port, deadline, interval=0.5):
-    """True once host:port accepts TCP connections; False when ``deadline`` (monotonic) passes first."""
-    while not _probe(host, port, 2):
-        if time.monotonic() >= deadline:
-            return False
-        time.sleep(interval)
-    return True
-
-
-def _not_answering(label, host, port, timeout):
-    return (f"{label} at {host}:{port} does not answer after {timeout} s "
-            f"(checked from minion {__opts__.get('id')}): is its container running?")
-
-
-_UNITS = {"w": 604800, "d": 86400, "h": 3600, "m": 60, "s": 1}
-
-
-def _duration_seconds(text):
-    """InfluxDB duration ('30d', '720h0m0s', 'INF', '0s') -> seconds; 0 means infinite."""
-    text = str(text).strip().lower()
-    if text in ("inf", "0", "0s", ""):
-        return 0
-    total, number = 0, ""
-    for char in text:
-        if char.isdigit():
-            number += char
-        elif char in _UNITS and number:
-            total += int(number) * _UNITS[char]
-            number = ""
-        else:
-            raise ValueError(f"not an InfluxDB duration: {text!r}")
-    if number:
-        raise ValueError(f"not an InfluxDB duration (unit missing): {text!r}")
-    return total
-
-
-def _influx_query(url, query, method="GET", timeout=10, **params):
-    import json  # pylint: disable=import-outside-toplevel
-    import urllib.request  # pylint: disable=import-outside-toplevel
-
-    data = urllib.parse.urlencode({"q": query, **params}).encode()
-    if method == "GET":
-        request = urllib.request.Request(f"{url}/query?{data.decode()}")
-    else:
-        request = urllib.request.Request(f"{url}/query", data=data, method="POST")
-    with urllib.request.urlopen(request, timeout=timeout) as resp:
-        result = json.load(resp)["results"][0]
-    if "error" in result:
-        raise RuntimeError(result["error"])
-    return result
+def _influx_query(url, query, method="GET"):
+    return core.health.influx_query(url, query, method)
 
 
 def influxdb_database(name, url, retention="30d", service=None, timeout=60):
@@ -134,7 +122,7 @@ def influxdb_database(name, url, retention="30d", service=None, timeout=60):
     ret = {"name": name, "changes": {}, "result": False, "comment": ""}
     label = service or f"influxdb {url}"
     try:
-        wanted = _duration_seconds(retention)
+        wanted = core.schema.duration_seconds(retention)
     except ValueError as exc:
         ret["comment"] = f"{label}: {exc}"
         return ret
@@ -173,7 +161,7 @@ def influxdb_database(name, url, retention="30d", service=None, timeout=60):
         columns = series.get("columns", [])
         default = next((dict(zip(columns, row)) for row in series.get("values", [])
                         if dict(zip(columns, row)).get("default")), None)
-        current = _duration_seconds(default["duration"]) if default else None
+        current = core.schema.duration_seconds(default["duration"]) if default else None
         if current == wanted:
             ret["result"] = True
             ret["comment"] = f"database {name} on {label} is as wanted (retention {retention})"
@@ -191,111 +179,12 @@ def influxdb_database(name, url, retention="30d", service=None, timeout=60):
     return ret
 
 
-def _recv_exactly(sock, size):
-    data = b""
-    while len(data) < size:
-        chunk = sock.recv(size - len(data))
-        if not chunk:
-            raise OSError("the connection was closed")
-        data += chunk
-    return data
-
-
-def _mongo_ping(address, timeout=3):
-    """None when the MongoDB at ``address`` (host:port) answers ``{ping: 1}``, else why not.
-
-    The command goes as one OP_MSG (the wire protocol of MongoDB 3.6 and later), so no driver is
-    needed on the minion: a mongod that accepts connections but is hung fails this."""
-    body = b"\x10ping\x00" + struct.pack("<i", 1) + b"\x02$db\x00" + struct.pack("<i", 6) + b"admin\x00"
-    message = struct.pack("<I", 0) + b"\x00" + struct.pack("<i", len(body) + 5) + body + b"\x00"
+def _inspect(name):
+    """Docker's inspection of container ``name``, or None when it is missing (saltext-dockermod raises)."""
     try:
-        with socket.create_connection(_host_port(address), timeout=timeout) as sock:
-            sock.sendall(struct.pack("<iiii", 16 + len(message), 1, 0, 2013) + message)
-            length, _, _, opcode = struct.unpack("<iiii", _recv_exactly(sock, 16))
-            reply = _recv_exactly(sock, length - 16)
-    except (OSError, struct.error) as exc:
-        return f"{address} does not answer a MongoDB ping ({exc})"
-    document = reply[5:]  # flag bits, then the body section's kind byte
-    for marker, fmt in ((b"\x01ok\x00", "<d"), (b"\x10ok\x00", "<i")):
-        at = document.find(marker)
-        if opcode == 2013 and at >= 0 and struct.unpack_from(fmt, document, at + len(marker))[0] == 1:
-            return None
-    return f"{address} answered a MongoDB ping without ok: 1"
-
-
-def _http_ok(url, timeout=3):
-    import urllib.request  # pylint: disable=import-outside-toplevel
-
-    try:
-        with urllib.request.urlopen(url, timeout=timeout) as resp:
-            return 200 <= resp.status < 300, f"GET {url}: HTTP {resp.status}"
-    except OSError as exc:
-        return False, f"GET {url}: {exc}"
-
-
-def _backlog(spec):
-    """Reports waiting in the formula's MongoDB collection (None when pymongo is not installed)."""
-    try:
-        import pymongo  # pylint: disable=import-outside-toplevel
-    except ImportError:
+        return __salt__["docker.inspect_container"](name)
+    except Exception:  # pylint: disable=broad-except
         return None
-    client = pymongo.MongoClient(spec["uri"], serverSelectionTimeoutMS=3000)
-    try:
-        return client[spec["database"]][spec["collection"]].estimated_document_count()
-    finally:
-        client.close()
-
-
-def _newest_point_age(spec):
-    """Seconds since this sensor's newest measured (rapl) point in InfluxDB; None when there is none."""
-    query = (f"SELECT last(power) FROM power_consumption WHERE sensor = '{spec['sensor']}' "
-             "AND target = 'rapl'")
-    series = _influx_query(spec["url"], query, db=spec["database"], epoch="s").get("series", [])
-    return time.time() - series[0]["values"][0][0] if series else None
-
-
-def _diagnose(info, probe, grace):
-    """Why a container of the stack is unhealthy, or None when it is healthy.
-
-    ``info`` is ``docker.inspect_container``'s result (None when the container is missing);
-    ``probe`` says what answering means for its component; containers younger than ``grace``
-    seconds are only judged on running and answering (SmartWatts warms up for a minute)."""
-    if info is None:
-        return "the container is missing"
-    status = (info.get("State") or {}).get("Status")
-    if status != "running":
-        return f"the container is {status}"
-    if "mongo" in probe:
-        reason = _mongo_ping(probe["mongo"])
-        if reason:
-            return reason
-    if "http" in probe:
-        ok, detail = _http_ok(probe["http"])
-        if not ok:
-            return f"{detail} (the service does not answer)"
-    started = (info.get("State") or {}).get("StartedAt", "")
-    try:
-        import datetime  # pylint: disable=import-outside-toplevel
-
-        age = time.time() - datetime.datetime.fromisoformat(started[:26].rstrip("Z") + "+00:00").timestamp()
-    except ValueError:
-        age = grace
-    if age < grace:
-        return None
-    try:
-        if "backlog" in probe:
-            waiting = _backlog(probe["backlog"])
-            if waiting is not None and waiting > probe["backlog"]["max"]:
-                return f"{waiting} sensor reports wait in MongoDB: the formula is not consuming them"
-        if "fresh" in probe:
-            stale = _newest_point_age(probe["fresh"])
-            if stale is None or stale > probe["fresh"]["max_age"]:
-                when = "never" if stale is None else f"{stale:.0f} s ago"
-                return f"the sensor's newest measured power point is {when} (limit {probe['fresh']['max_age']} s)"
-    except Exception as exc:  # pylint: disable=broad-except
-        # a database we read through being down is its own container's problem, not this one's
-        log.debug("energy.healthy: indirect check failed: %s", exc)
-    return None
 
 
 def healthy(name, component, run, probe=None, grace=60, timeout=60, trigger="health check"):
@@ -319,11 +208,8 @@ def healthy(name, component, run, probe=None, grace=60, timeout=60, trigger="hea
     if held:
         ret["comment"] = f"{component} container {name} left alone: {held}"
         return ret
-    try:
-        info = __salt__["docker.inspect_container"](name)
-    except Exception:  # pylint: disable=broad-except
-        info = None
-    reason = _diagnose(info, probe, grace)
+    info = _inspect(name)
+    reason = core.health.diagnose(info, probe, grace)
     if reason is None:
         ret["comment"] = f"{component} container {name} is healthy"
         return ret
@@ -341,7 +227,7 @@ def healthy(name, component, run, probe=None, grace=60, timeout=60, trigger="hea
     deadline = time.monotonic() + float(timeout)
     after = None
     while created.get("result"):
-        after = _diagnose(__salt__["docker.inspect_container"](name), probe, grace=float("inf"))
+        after = core.health.diagnose(_inspect(name), probe, grace=float("inf"))
         if after is None or time.monotonic() > deadline:
             break
         time.sleep(0.5)
@@ -349,7 +235,7 @@ def healthy(name, component, run, probe=None, grace=60, timeout=60, trigger="hea
     healed = bool(created.get("result")) and after is None
     event = {"minion": __opts__.get("id"), "container": name, "component": component, "reason": reason,
              "duration": duration, "healed": healed, "trigger": trigger}
-    __salt__["event.send"](f"energy/heal/{component}", event)
+    __salt__["event.send"](f"{core.names.HEAL_EVENT}/{component}", event)
     ret["changes"] = {"recreated": event}
     if healed:
         log.warning("energy heal: %s container %s recreated and answering in %.2f s", component, name, duration)
@@ -363,77 +249,42 @@ def healthy(name, component, run, probe=None, grace=60, timeout=60, trigger="hea
     return ret
 
 
-def _can_restart_minion():
-    """How this minion can be restarted, or None when it cannot (a foreground
-    minion under a supervisor Salt does not know, such as a test harness)."""
-    import os  # pylint: disable=import-outside-toplevel
-    import sys  # pylint: disable=import-outside-toplevel
-
-    if __opts__.get("minion_restart_command"):
-        return "minion_restart_command"
-    if os.path.isdir("/run/systemd/system"):
-        return "systemd"
-    if "-d" in sys.argv or "--daemon" in sys.argv:
-        return "its own command line (daemon mode)"
-    return None
-
-
-def _restart_pending(cachedir, now, window=120):
-    """True when a restart was scheduled less than ``window`` seconds ago; else mark one now.
-    Two runs that both find the engine missing (the orch's heal phase and the schedule) must
-    not both restart the minion: the second restart would start a second salt-minion."""
-    import os  # pylint: disable=import-outside-toplevel
-
-    marker = os.path.join(cachedir, "energy", "restart-pending")
-    try:
-        if now - os.path.getmtime(marker) < window:
-            return True
-    except OSError:
-        pass
-    os.makedirs(os.path.dirname(marker), exist_ok=True)
-    with open(marker, "w", encoding="utf-8") as handle:
-        handle.write(str(now))
-    return False
-
-
-def _restart_minion_later(how, delay=5):
+def _restart_minion_later(delay=5):
     """Restart this salt-minion from a detached process once no job runs on it, this one included
-    (restarting it from inside the job would wait on the job itself). Returns
-    False when a restart is already on its way."""
-    import os  # pylint: disable=import-outside-toplevel
+    (restarting it from inside the job would wait on the job itself). Returns how, or None when a
+    restart is already on its way or this minion cannot be restarted."""
     import shlex  # pylint: disable=import-outside-toplevel
     import subprocess  # pylint: disable=import-outside-toplevel
     import sys  # pylint: disable=import-outside-toplevel
-    import time  # pylint: disable=import-outside-toplevel
 
-    if _restart_pending(__opts__["cachedir"], time.time()):
-        return False
-
-    if how == "systemd":
-        command = "systemctl restart salt-minion"
-    else:
-        try:
-            with open(__opts__["pidfile"], encoding="utf-8") as handle:
-                pid = int(handle.read().strip())
-        except (KeyError, OSError, ValueError):
-            pid = __grains__["pid"]
-        restart = __opts__.get("minion_restart_command") or sys.argv
-        # a minion still there after 60 s is killed: two minions with one id would both run every job
-        command = (f"kill {pid}; for i in $(seq 120); do kill -0 {pid} 2>/dev/null || break; sleep 0.5; done; "
-                   f"kill -9 {pid} 2>/dev/null; exec {shlex.join(str(a) for a in restart)}")
-    # wait until no job runs (this one included: its proc file goes when it has returned), so that
-    # the restart does not cut an orch phase or a heal run short; at most 2 minutes
+    pid = core.healing.pid_from(__opts__.get("pidfile")) or __grains__["pid"]
+    how = core.healing.how_to_restart(pid, sys.argv, os.path.isdir("/run/systemd/system"),
+                                      __opts__.get("minion_restart_command"))
+    if how is None or core.healing.restart_pending(__opts__["cachedir"], time.time()):
+        return None
+    command = __opts__.get("minion_restart_command") or sys.argv
+    # no job running (this one's proc file goes when it has returned): the restart cuts no orch
+    # phase or heal run short
     procs = shlex.quote(os.path.join(__opts__["cachedir"], "proc"))
-    idle = f'for i in $(seq 240); do [ -z "$(ls -A {procs} 2>/dev/null)" ] && break; sleep 0.5; done; '
-    subprocess.Popen(["sh", "-c", f"sleep {delay}; {idle}{command}"], start_new_session=True, close_fds=True,  # pylint: disable=consider-using-with
+    script = core.healing.restart_script(how, "salt-minion", pid, command,
+                                         wait_for=f'[ -n "$(ls -A {procs} 2>/dev/null)" ]')
+    subprocess.Popen(["sh", "-c", f"sleep {delay}; {script}"], start_new_session=True, close_fds=True,  # pylint: disable=consider-using-with
                      stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-    return True
+    return how
+
+
+def _can_restart_minion():
+    import sys  # pylint: disable=import-outside-toplevel
+
+    pid = core.healing.pid_from(__opts__.get("pidfile")) or __grains__.get("pid")
+    return core.healing.how_to_restart(pid, sys.argv, os.path.isdir("/run/systemd/system"),
+                                       __opts__.get("minion_restart_command"))
 
 
 def events_engine(name, enabled=True, restart=True):
     """
     Install (or remove) the docker_events engine config of the formula at ``name``
-    (``minion.d/energy-events.conf``; see ``energy.engine_config``) and make sure the running
+    (``minion.d/energy-events.conf``; see ``energy_core.healing.engine_config``) and make sure the running
     salt-minion has loaded it: engines start with the minion, so when the file is new the minion
     is restarted once no job runs on it (systemd, ``minion_restart_command`` or daemon mode).
     With ``restart: False``, or when the minion cannot be restarted that way, the state says that
@@ -446,15 +297,10 @@ def events_engine(name, enabled=True, restart=True):
             - name: /etc/salt/minion.d/energy-events.conf
             - order: last
     """
-    import os  # pylint: disable=import-outside-toplevel
-
     ret = {"name": name, "changes": {}, "result": True, "comment": ""}
-    wanted = __salt__["energy.engine_content"]() if enabled else None
-    try:
-        with open(name, encoding="utf-8") as handle:
-            current = handle.read()
-    except OSError:
-        current = None
+    main_engines = core.healing.main_config_key(__opts__["conf_file"], "engines")
+    wanted = core.healing.engine_content(__opts__["id"], main_engines) if enabled else None
+    current = core.healing.read_text(name)
     loaded = __salt__["energy.engine_loaded"]()
     comments = []
     if current != wanted:
@@ -465,17 +311,10 @@ def events_engine(name, enabled=True, restart=True):
         else:
             comments.append(f"{name} {verb}{'written' if current is None else 'updated'}")
             ret["changes"]["config"] = {"old": None if current is None else "other content", "new": name}
-        if not __opts__.get("test"):
-            if wanted is None:
-                try:
-                    os.remove(name)
-                except FileNotFoundError:
-                    pass
-            else:
-                os.makedirs(os.path.dirname(name), exist_ok=True)
-                with open(name + ".tmp", "w", encoding="utf-8") as handle:
-                    handle.write(wanted)
-                os.replace(name + ".tmp", name)
+        if __opts__.get("test"):
+            ret["result"] = None
+        else:
+            core.healing.write_atomic(name, wanted)
     needs_restart = loaded != enabled or (enabled and current != wanted and current is not None)
     if not needs_restart:
         comments.append("the docker_events engine is " + ("running" if loaded else "off"))
@@ -487,7 +326,7 @@ def events_engine(name, enabled=True, restart=True):
             comments.append(f"salt-minion would be restarted to {what} the docker_events engine"
                             if how else f"salt-minion needs a restart to {what} the docker_events engine")
         elif how:
-            if _restart_minion_later(how):
+            if _restart_minion_later():
                 ret["changes"]["minion"] = {"restart": how, "to": f"{what} the docker_events engine"}
                 log.warning("energy: salt-minion restarts (%s) once no job runs, to %s the docker_events engine",
                             how, what)

@@ -3,17 +3,17 @@
     .venv/bin/python benchmarks/placement.py
 """
 
-import importlib.util
 import pathlib
+import sys
 import random
 import statistics
 import time
 import tracemalloc
 
 ROOT = pathlib.Path(__file__).resolve().parent.parent
-spec = importlib.util.spec_from_file_location("energy_module", ROOT / "_modules" / "energy.py")
-energy = importlib.util.module_from_spec(spec)
-spec.loader.exec_module(energy)
+sys.path.insert(0, str(ROOT / "_utils"))
+
+from energy_core import placement as energy  # noqa: E402
 
 
 def inputs(minions, cpu_names, seed=1):

@@ -28,9 +28,9 @@ energy-{{ c.component }}-container-absent-{{ c.name }}:
 {%- set ns.previous = 'docker_container: energy-' ~ c.component ~ '-container-absent-' ~ c.name %}
 {% endfor %}
 {%- for path in deployed.config_files %}
-energy-sensor-config-absent-{{ path }}:
+energy-files-absent-{{ path }}:
   file.absent:
-    - name: {{ path }}
+    - name: {{ path | json }}
 {% endfor %}
 {%- if energy.clean.purge_data %}
 {%- for volume in deployed.volumes %}

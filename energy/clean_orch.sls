@@ -2,7 +2,7 @@
     Removes the stack from every minion of every role (energy.clean: heal schedule and engine
     first, then containers in reverse order; data volumes only when energy:clean:purge_data is
     true), and the energy reaction from this master's reactor. #}
-{%- from tpldir ~ "/targets.jinja" import all_targets, down, sync_steps with context %}
+{%- from tpldir ~ "/orch_targets.jinja" import all_targets, down, sync_steps with context %}
 {{ sync_steps() }}
 
 energy-reactor-reaction-absent-runner:

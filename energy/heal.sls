@@ -3,13 +3,12 @@
     stack and these checks every energy:heal:schedule:seconds (maxrunning 1), and the
     docker_events engine whose die/destroy events the master's reactor turns into energy.react.
     Containers in maintenance (energy.maintenance) are left alone. #}
-{%- from tpldir ~ "/map.jinja" import energy with context %}
-{%- from tpldir ~ "/plan.jinja" import mine with context %}
+{%- from tpldir ~ "/plan.jinja" import energy, node with context %}
 {%- set heal = energy.heal %}
-{%- for c in mine.containers if c.component in heal.components %}
+{%- for c in node.containers if c.component in heal.components %}
 energy-{{ c.component }}-health-healthy-{{ c.name }}:
   energy.healthy:
-    - name: {{ c.name }}
+    - name: {{ c.name | json }}
     - component: {{ c.component }}
     - run: {{ c.run | json }}
     - probe: {{ c.health | json }}

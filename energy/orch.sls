@@ -5,7 +5,7 @@
     master's reactor for those events. Each phase targets its role; each minion deploys only what
     the plan gives it. Minions that do not answer are left out of every step (a phase whose
     minions all are down is skipped) and named by the last step, which then fails. #}
-{%- from tpldir ~ "/targets.jinja" import targets, all_targets, down, roles_down, events_enabled, restart_master, sync_steps with context %}
+{%- from tpldir ~ "/orch_targets.jinja" import orch, targets, all_targets, down, roles_down, sync_steps with context %}
 
 {{ sync_steps() }}
 
@@ -63,8 +63,8 @@ energy-heal-deploy-orch:
 energy-reactor-reaction-present-runner:
   salt.runner:
     - name: energy.reactor
-    - enabled: {{ events_enabled }}
-    - restart: {{ restart_master }}
+    - enabled: {{ orch.events_enabled }}
+    - restart: {{ orch.restart_master }}
     - require:
       - salt: energy-orch-runners-sync-runner
 {%- if down %}

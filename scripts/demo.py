@@ -23,16 +23,17 @@ import urllib.request
 import yaml
 
 ROOT = pathlib.Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(ROOT / "_utils"))
+
+from energy_core import events  # noqa: E402  the formula's event tables
 DEMO = ROOT / ".demo"
 BIN = pathlib.Path(sys.executable).parent
 MASTER_CONF = DEMO / "master" / "conf"
 PUBLISH_PORT, RET_PORT = 14505, 14506
 GRAFANA_PASSWORD = "energy-demo"  # a demo on loopback; set your own in a real pillar
 
-# the core events the simulated CPUs have (the grain's tables; shared/platform.md)
-SKYLAKE = ["CPU_CLK_THREAD_UNHALTED:REF_P", "CPU_CLK_THREAD_UNHALTED:THREAD_P", "LLC_MISSES", "INSTRUCTIONS_RETIRED"]
-HASWELL = ["CPU_CLK_UNHALTED:REF_P", "CPU_CLK_UNHALTED:THREAD_P", "LLC_MISSES", "INSTRUCTIONS_RETIRED"]
-ZEN2 = ["CYCLES_NOT_IN_HALT", "RETIRED_INSTRUCTIONS", "RETIRED_UOPS"]
+# the core events of the simulated CPUs: this VM has no PMU, so the grain finds none
+SKYLAKE, HASWELL, ZEN2 = list(events.INTEL_SKYLAKE), list(events.INTEL_SANDY), list(events.AMD_ZEN2)
 
 MINIONS = {
     "ctl": ("127.0.0.1", {"cpu_name": "Intel(R) Xeon(R) Gold 6130 CPU @ 2.10GHz", "cpu_vendor": "intel",
@@ -73,7 +74,7 @@ def pillar():
         "influxdb": image("influxdb"),
         # the Grafana stand-in (no Grafana image can be had here), on the host's network to reach
         # the demo's loopback addresses; production uses grafana/grafana-oss
-        "grafana": image("grafana", admin_password=GRAFANA_PASSWORD,
+        "grafana": image("grafana", admin_password=GRAFANA_PASSWORD, env={"GF_SERVER_HTTP_ADDR": "127.0.0.1"},
                          options={"network_mode": "host", "port_bindings": []}),
         # the demo's daemons can restart: the orch has them load the reactor and the engines
         "heal": {"events": {"restart_minion": True, "restart_master": True}},
@@ -88,7 +89,7 @@ def configure():
         pillar_roots={"base": [str(DEMO / "pillar")]}, timeout=30))
     srv = DEMO / "srv"  # only the formula: the repository would make the fileserver walk .venv
     srv.mkdir(parents=True, exist_ok=True)
-    for name in ("energy", "_grains", "_modules", "_states", "_runners", "examples"):
+    for name in ("energy", "_utils", "_grains", "_modules", "_states", "_runners", "examples"):
         if not (srv / name).exists():
             (srv / name).symlink_to(ROOT / name)
     write_yaml(DEMO / "pillar" / "top.sls", {"base": {"*": ["energy"]}})

@@ -1,15 +1,21 @@
-"""Shared test helpers: where the formula lives, the images built by tests/images/build.sh."""
+"""Shared test helpers: where the formula lives, the images built by tests/images/build.sh.
+
+The pure core (``_utils/energy_core``) goes on ``sys.path`` here, as Salt's loader puts the synced
+utils on it: unit tests import it by plain ``import energy_core``."""
 
 import json
 import pathlib
 import socket
+import sys
 
 import pytest
 
 ROOT = pathlib.Path(__file__).resolve().parent.parent
+if str(ROOT / "_utils") not in sys.path:
+    sys.path.insert(0, str(ROOT / "_utils"))
 
 
-FORMULA_DIRS = ("energy", "_grains", "_modules", "_states", "_runners", "examples")
+FORMULA_DIRS = ("energy", "_utils", "_grains", "_modules", "_states", "_runners", "examples")
 
 
 def formula_file_root(directory):

@@ -5,17 +5,12 @@ the arguments the plan renders, validates them, and builds its influxdb2 pusher 
 """
 
 import copy
-import importlib.util
 import json
 
 import pytest
 
-from tests.conftest import ROOT
+from energy_core import components, plan, schema
 from tests.integration.conftest import docker_client
-
-spec = importlib.util.spec_from_file_location("energy_module", ROOT / "_modules" / "energy.py")
-energy = importlib.util.module_from_spec(spec)
-spec.loader.exec_module(energy)
 
 CHECK = """
 import json, sys
@@ -39,13 +34,13 @@ def influxdb2_plan(defaults):
     conf["influxdb"].update(version=2, org="lab", token="s3cr3t-token", password="longenough", image="influxdb",
                             tag="2.7.5")
     conf["grafana"]["admin_password"] = "not-admin"
-    assert energy.validate(conf) == []
+    assert schema.validate(conf) == []
     facts = {"sensors": {"n1": {"cpu_name": "AMD EPYC 7452 32-Core Processor", "cpu_base_freq_mhz": 2350,
                                 "rapl_domains": ["package"], "pmu_events": ["CYCLES_NOT_IN_HALT"],
                                 "address": "10.0.0.1"}},
              "mongos": {"ctl": {"address": "10.0.0.9"}}, "formulas": {"ctl": {}}, "influxdbs": {"ctl": {}},
              "grafana": {"ctl": {}}}
-    return energy.build_plan(conf, facts)
+    return plan.build(conf, facts)
 
 
 def test_smartwatts_parses_and_validates_the_influxdb2_output(influxdb2_plan, images):
@@ -73,6 +68,6 @@ def test_influxdb2_container_is_set_up_with_the_cpu_bucket(influxdb2_plan):
     assert env["DOCKER_INFLUXDB_INIT_BUCKET"] == "power_amd_epyc_7452"
     assert env["DOCKER_INFLUXDB_INIT_ADMIN_TOKEN"] == "s3cr3t-token"
     assert influx["run"]["binds"] == [f"{influx['volume']}:/var/lib/influxdb2"]
-    datasource = energy.grafana_datasources({"influxdb": {"version": 2, "token": "s3cr3t-token"}},
+    datasource = components.grafana_datasources({"influxdb": {"version": 2, "token": "s3cr3t-token"}},
                                             influxdb2_plan["cpus"])["datasources"][0]
     assert datasource["secureJsonData"] == {"httpHeaderValue1": "Token s3cr3t-token"}

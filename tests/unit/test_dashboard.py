@@ -40,7 +40,7 @@ def test_every_query_is_raw_influxql_on_the_cpu_datasource_and_uses_defined_vari
             used = set(re.findall(r"\$\{?(\w+)", target["query"] + target.get("alias", "")))
             assert used <= variables | builtins, used - variables - builtins
             assert "power_consumption" in target["query"]
-            # never group by the `formula` tag: it is a model hash (shared/platform.md)
+            # never group by the `formula` tag: SmartWatts sets it to a model hash (dozens during warm-up)
             assert '"formula"' not in target["query"]
     assert queries >= 4
 

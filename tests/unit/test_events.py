@@ -2,24 +2,12 @@
 (both must keep what the main config file has: Salt replaces a top-level key with a .d file's),
 maintenance windows, and when a salt-master can be restarted."""
 
-import importlib.util
 import time
 
 import pytest
 import yaml
 
-from tests.conftest import ROOT
-
-
-def load(name, path):
-    spec = importlib.util.spec_from_file_location(name, ROOT / path)
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
-
-
-energy = load("energy_module", "_modules/energy.py")
-runner = load("energy_runner", "_runners/energy.py")
+from energy_core import healing, maintenance
 OURS = {"energy/docker/*": ["salt://energy/reactor/heal.sls"]}
 
 
@@ -29,7 +17,7 @@ def engine_names(config):
 
 @pytest.mark.parametrize("main", [None, [], ["pytest"], [{"pytest": {"port": 1}}], {"pytest": {"port": 1}}])
 def test_engine_config_keeps_the_main_configs_engines(main):
-    config = energy.engine_config("node-a", main)
+    config = healing.engine_config("node-a", main)
     kept = [] if not main else ["pytest"]
     assert engine_names(config) == kept + ["energy-docker-events"]
     ours = config["engines"][-1]["energy-docker-events"]
@@ -40,9 +28,9 @@ def test_engine_config_keeps_the_main_configs_engines(main):
 
 
 def test_engine_config_replaces_an_older_copy_of_itself():
-    old = energy.engine_config("node-a")["engines"]
+    old = healing.engine_config("node-a")["engines"]
     old[-1]["energy-docker-events"]["filters"]["event"] = ["die"]
-    config = energy.engine_config("node-a", ["pytest"] + old)
+    config = healing.engine_config("node-a", ["pytest"] + old)
     assert engine_names(config) == ["pytest", "energy-docker-events"]
     assert config["engines"][-1]["energy-docker-events"]["filters"]["event"] == ["die", "destroy"]
 
@@ -50,17 +38,17 @@ def test_engine_config_replaces_an_older_copy_of_itself():
 @pytest.mark.parametrize("main", [None, [{"salt/auth": ["/srv/reactor/auth.sls"]}],
                                   {"salt/auth": ["/srv/reactor/auth.sls"]}])
 def test_reactor_config_keeps_the_main_configs_reactions(main):
-    reactions = yaml.safe_load(runner.reactor_config(main))["reactor"]
+    reactions = yaml.safe_load(healing.reactor_config(main))["reactor"]
     kept = [] if not main else [{"salt/auth": ["/srv/reactor/auth.sls"]}]
     assert reactions == kept + [OURS]
 
 
 def test_reactor_config_is_idempotent_and_removable():
-    first = runner.reactor_config([{"salt/auth": ["a.sls"]}])
+    first = healing.reactor_config([{"salt/auth": ["a.sls"]}])
     # a main config that already lists the formula's reaction does not get it twice
-    again = runner.reactor_config(yaml.safe_load(first)["reactor"])
+    again = healing.reactor_config(yaml.safe_load(first)["reactor"])
     assert again == first
-    assert runner.reactor_config([{"salt/auth": ["a.sls"]}], enabled=False) is None
+    assert healing.reactor_config([{"salt/auth": ["a.sls"]}], enabled=False) is None
 
 
 @pytest.mark.parametrize("raw, expected", [
@@ -71,7 +59,7 @@ def test_reactor_config_is_idempotent_and_removable():
     (b"", []),
 ])
 def test_a_masters_command_line_from_proc(raw, expected):
-    assert runner.parse_cmdline(raw) == expected
+    assert healing.parse_cmdline(raw) == expected
 
 
 @pytest.mark.parametrize("pid, command, systemd, expected", [
@@ -82,29 +70,26 @@ def test_a_masters_command_line_from_proc(raw, expected):
     (42, ["salt-master", "-c", "/tmp/master"], False, None),  # foreground under a harness: left alone
 ])
 def test_when_a_master_can_be_restarted(pid, command, systemd, expected):
-    assert runner.can_restart_master(pid, command, systemd) == expected
+    assert healing.how_to_restart(pid, command, systemd) == expected
 
 
 def test_held_reason_checks_the_container_then_its_component_then_all():
     now = time.time()
     entries = {"formula": {"since": now, "until": now + 3600, "reason": "new model"},
                "all": {"since": now, "until": None, "reason": ""}}
-    reason = energy.held_reason(entries, "energy-node-a-formula-xeon", "formula", "node-a")
+    reason = maintenance.held_reason(entries, "energy-node-a-formula-xeon", "formula", "node-a")
     assert reason.startswith("maintenance on formula since ") and " until " in reason
     assert "(new model)" in reason and reason.endswith("salt node-a energy.maintenance off formula")
-    reason = energy.held_reason(entries, "energy-node-a-sensor", "sensor", "node-a")
+    reason = maintenance.held_reason(entries, "energy-node-a-sensor", "sensor", "node-a")
     assert reason.startswith("maintenance on all since ") and " until " not in reason and "()" not in reason
     entries["energy-node-a-sensor"] = {"since": now, "until": None, "reason": "disk"}
-    assert energy.held_reason(entries, "energy-node-a-sensor", "sensor", "node-a").startswith(
+    assert maintenance.held_reason(entries, "energy-node-a-sensor", "sensor", "node-a").startswith(
         "maintenance on energy-node-a-sensor since")
-    assert energy.held_reason({}, "energy-node-a-sensor", "sensor", "node-a") == ""
-
-
-states = load("energy_states", "_states/energy.py")
+    assert maintenance.held_reason({}, "energy-node-a-sensor", "sensor", "node-a") == ""
 
 
 def test_two_runs_that_find_the_engine_missing_restart_the_minion_once(tmp_path):
     now = time.time()
-    assert states._restart_pending(str(tmp_path), now) is False  # the first run restarts it
-    assert states._restart_pending(str(tmp_path), now + 30) is True  # the schedule, 30 s later, does not
-    assert states._restart_pending(str(tmp_path), now + 300) is False  # a restart long after is a new one
+    assert healing.restart_pending(str(tmp_path), now) is False  # the first run restarts it
+    assert healing.restart_pending(str(tmp_path), now + 30) is True  # the schedule, 30 s later, does not
+    assert healing.restart_pending(str(tmp_path), now + 300) is False  # a restart long after is a new one

@@ -5,6 +5,7 @@ import pathlib
 
 import pytest
 
+from energy_core import events
 from tests.conftest import ROOT
 
 DATA = pathlib.Path(__file__).resolve().parent.parent / "data" / "cpuinfo"
@@ -49,7 +50,7 @@ def test_intel_server(sysfs):
     assert facts["cgroup_version"] == 2
     assert facts["cpu_count"] == 2
     assert facts["virtual"] is False
-    assert facts["pmu_events"] == grains.INTEL_SKYLAKE_EVENTS
+    assert facts["pmu_events"] == list(events.INTEL_SKYLAKE)
 
 
 def test_amd_takes_base_frequency_from_cpufreq(sysfs):
@@ -57,7 +58,7 @@ def test_amd_takes_base_frequency_from_cpufreq(sysfs):
     assert facts["cpu_name"] == "AMD EPYC 7452 32-Core Processor"
     assert facts["cpu_vendor"] == "amd"
     assert facts["cpu_base_freq_mhz"] == 2350
-    assert facts["pmu_events"] == grains.AMD_ZEN2_EVENTS
+    assert facts["pmu_events"] == list(events.AMD_ZEN2)
 
 
 def test_arm_has_no_model_name_line(tmp_path):

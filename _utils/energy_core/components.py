@@ -1,0 +1,205 @@
+"""One builder per component: the container the plan gives a minion for it.
+
+Every container of the plan is a mapping with exactly the keys of ``CONTAINER_KEYS``:
+
+``name``        the container's name (``names.container_name``); its data volume has the same name
+``component``   sensor, mongo, formula, influxdb or grafana
+``minion``      the minion that runs it
+``cpu``         the CPU name it serves (None for Grafana)
+``image_repo``, ``image_tag``   the image, from pillar
+``run``         the arguments of ``docker_container.running`` (pillar ``options`` have the last word)
+``volume``      its named data volume, or None
+``url``         where it answers (``mongodb://a:p``, ``http://a:p``), or None
+``health``      what ``energy.healthy`` checks besides "running": ``{"mongo": "a:p"}``,
+                ``{"http": url}``, ``{"backlog": {...}}`` or ``{"fresh": {...}}``
+``waits_for``   services that must answer before it starts: ``[{"service", "url", "component"}]``
+``files``       files written on its minion before it starts: ``{path: {"format": "json" | "yaml" |
+                "source", "data": ..., "mode"}}`` (``source`` data is a ``salt://`` URL)
+``database``    the InfluxDB 1.x database the formula's state keeps: ``{"name", "retention"}``, or None
+"""
+
+import copy
+
+from . import events, names
+
+CONTAINER_KEYS = ("name", "component", "minion", "cpu", "image_repo", "image_tag", "run", "volume", "url",
+                  "health", "waits_for", "files", "database")
+
+GRAFANA_DASHBOARD_PROVIDER = {
+    "apiVersion": 1,
+    "providers": [{"name": "energy", "folder": "Energy", "type": "file", "disableDeletion": True,
+                   "allowUiUpdates": False, "options": {"path": "/etc/grafana/dashboards"}}],
+}
+DASHBOARD_SOURCE = "salt://energy/files/dashboard.json"
+
+
+def container(conf, component, minion, cpu=None, slug=None, run=None, **keys):
+    """A container entry with every key of CONTAINER_KEYS (those not given are None or empty)."""
+    section = conf[component]
+    run = dict(run or {})
+    env = dict(section.get("env") or {})
+    env.update(run.pop("environment", {}))
+    run.update({
+        "image": f"{section['image']}:{section['tag']}",
+        "labels": names.labels(component, minion, cpu),
+        "restart_policy": conf["restart_policy"],
+        "environment": {k: str(v) for k, v in sorted(env.items())},
+    })
+    run.update(copy.deepcopy(section.get("options") or {}))  # pillar has the last word
+    unknown = set(keys) - set(CONTAINER_KEYS)
+    if unknown:
+        raise TypeError(f"not container keys: {sorted(unknown)}")
+    entry = {key: None for key in CONTAINER_KEYS}
+    entry.update(waits_for=[], files={}, health={})
+    entry.update(keys)
+    entry.update(name=names.container_name(minion, component, slug), component=component, minion=minion, cpu=cpu,
+                 image_repo=section["image"], image_tag=str(section["tag"]), run=run)
+    return entry
+
+
+def sensor_config(conf, minion, info):
+    """The hwpc-sensor JSON config of one sensor minion (the real sensor's --config-file format)."""
+    facts = info["facts"]
+    core = conf["sensor"].get("events") or facts.get("pmu_events") or []
+    return {
+        "name": minion,
+        "verbose": False,
+        "frequency": conf["sensor"]["frequency_ms"],
+        # cgroup v2 is the sensor's default base path since hwpc-sensor 1.3.0
+        "cgroup_basepath": "/sys/fs/cgroup" if facts.get("cgroup_version") == 2 else "/sys/fs/cgroup/perf_event",
+        "output": {"type": "mongodb", "uri": info["mongo_uri"], "database": info["database"],
+                   "collection": info["collection"]},
+        "system": {"rapl": {"events": events.rapl_events(facts.get("rapl_domains")),
+                            "monitoring_type": "MONITOR_ONE_CPU_PER_SOCKET"},
+                   "msr": {"events": list(events.MSR)}},
+        "container": {"core": {"events": list(core)}},
+    }
+
+
+def sensor(conf, minion, cpu, info):
+    config_file = names.sensor_config_file(conf["config_dir"], minion)
+    return container(
+        conf, "sensor", minion, cpu,
+        run={"command": ["--config-file", "/etc/hwpc-sensor/config.json"],
+             "binds": [f"{config_file}:/etc/hwpc-sensor/config.json:ro", "/sys:/sys",
+                       "/var/lib/docker/containers:/var/lib/docker/containers:ro"],
+             "network_mode": "host", "pid_mode": "host", "privileged": True},
+        files={config_file: {"format": "json", "data": sensor_config(conf, minion, info), "mode": "0644"}},
+        health={"fresh": {"url": info["influxdb_url"], "database": info["influxdb_database"], "sensor": minion,
+                          "max_age": conf["heal"]["max_age_seconds"]}},
+    )
+
+
+def mongo(conf, cpu, info):
+    host, address, port = info["mongo"], info["mongo_address"], info["mongo_port"]
+    volume = names.container_name(host, "mongo", info["slug"])
+    return container(
+        conf, "mongo", host, cpu, info["slug"],
+        run={"port_bindings": [f"{address}:{port}:27017"], "binds": [f"{volume}:/data/db"]},
+        volume=volume, url=info["mongo_uri"], health={"mongo": f"{address}:{port}"},
+    )
+
+
+def influxdb(conf, cpu, info):
+    host, address, port = info["influxdb"], info["influxdb_address"], info["influxdb_port"]
+    volume = names.container_name(host, "influxdb", info["slug"])
+    settings = conf["influxdb"]
+    run = {"port_bindings": [f"{address}:{port}:8086"], "binds": [f"{volume}:/var/lib/influxdb"]}
+    database = {"name": info["influxdb_database"], "retention": settings["retention"]}
+    if settings["version"] == 2:
+        database = None  # the image's setup mode makes the bucket, with its retention
+        run["binds"] = [f"{volume}:/var/lib/influxdb2"]
+        run["environment"] = {  # first start only: the upstream image's setup mode
+            "DOCKER_INFLUXDB_INIT_MODE": "setup", "DOCKER_INFLUXDB_INIT_USERNAME": "energy",
+            "DOCKER_INFLUXDB_INIT_PASSWORD": settings["password"],
+            "DOCKER_INFLUXDB_INIT_ORG": settings["org"],
+            "DOCKER_INFLUXDB_INIT_BUCKET": info["influxdb_database"],
+            "DOCKER_INFLUXDB_INIT_RETENTION": "0s" if settings["retention"].upper() == "INF" else settings["retention"],
+            "DOCKER_INFLUXDB_INIT_ADMIN_TOKEN": settings["token"],
+        }
+    return container(conf, "influxdb", host, cpu, info["slug"], run=run, volume=volume, url=info["influxdb_url"],
+                     health={"http": f"{info['influxdb_url']}/ping"}, database=database)
+
+
+def influxdb_output(conf, info):
+    """SmartWatts output arguments: ``influxdb`` (1.x, SmartWatts 2.1) or ``influxdb2`` (2.x,
+    SmartWatts >= 2.2). The ``scope`` tag keeps cpu and dram series apart (without it they
+    overwrite each other)."""
+    settings = conf["influxdb"]
+    v2 = settings["version"] == 2
+    args = ["--output", "influxdb2" if v2 else "influxdb", "--model", "PowerReport", "--name", "pusher_power",
+            "--uri", f"http://{info['influxdb_address']}" if v2 else info["influxdb_address"],
+            "--port", str(info["influxdb_port"]), "--db", info["influxdb_database"], "--tags", "scope,socket"]
+    if v2:
+        args += ["--org", settings["org"], "--token", settings["token"]]
+    return args
+
+
+def formula_command(conf, info):
+    """SmartWatts arguments for one CPU name (same for the upstream image and the test image)."""
+    facts = info["facts"]
+    settings = conf["formula"]
+    args = [
+        "--verbose" if settings.get("verbose") else None,
+        "--stream",
+        "--input", "mongodb", "--model", "HWPCReport", "--name", "puller",
+        "--uri", info["mongo_uri"], "--db", info["database"], "--collection", info["collection"],
+        *influxdb_output(conf, info),
+        "--cpu-base-freq", str(facts.get("cpu_base_freq_mhz") or settings["default_base_freq_mhz"]),
+        "--cpu-error-threshold", str(settings["cpu_error_threshold"]),
+        # must equal the sensor's period, or the power is scaled wrong
+        "--sensor-reports-frequency", str(conf["sensor"]["frequency_ms"]),
+    ]
+    if facts.get("tdp_w"):
+        args += ["--cpu-tdp", str(facts["tdp_w"])]
+    if "dram" not in (facts.get("rapl_domains") or []):
+        args.append("--disable-dram-formula")
+    args += [str(a) for a in settings.get("extra_args") or []]
+    return [a for a in args if a is not None]
+
+
+def formula(conf, cpu, info):
+    return container(
+        conf, "formula", info["formula"], cpu, info["slug"],
+        run={"command": formula_command(conf, info), "network_mode": "host"},
+        waits_for=[{"component": "mongo", "service": f"mongo for {cpu}", "url": info["mongo_uri"]},
+                   {"component": "influxdb", "service": f"influxdb for {cpu}", "url": info["influxdb_url"]}],
+        health={"backlog": {"uri": info["mongo_uri"], "database": info["database"],
+                            "collection": info["collection"], "max": conf["heal"]["max_backlog"]}},
+    )
+
+
+def grafana_datasources(conf, cpus):
+    """Grafana provisioning: one InfluxQL datasource per CPU name, on the InfluxDB the plan chose."""
+    datasources = []
+    for cpu, info in sorted(cpus.items()):
+        source = {"name": f"energy {cpu}", "uid": names.datasource_uid(info["slug"]), "type": "influxdb",
+                  "access": "proxy", "url": info["influxdb_url"], "editable": False,
+                  "jsonData": {"dbName": info["influxdb_database"], "httpMode": "GET"}}
+        if conf["influxdb"]["version"] == 2:  # InfluxQL on 2.x: the bucket's DBRP mapping + token
+            source["jsonData"]["httpHeaderName1"] = "Authorization"
+            source["secureJsonData"] = {"httpHeaderValue1": f"Token {conf['influxdb']['token']}"}
+        datasources.append(source)
+    return {"apiVersion": 1, "datasources": datasources}
+
+
+def grafana(conf, minion, address, cpus):
+    port = conf["grafana"]["port"]
+    volume = names.container_name(minion, "grafana")
+    home = names.grafana_dir(conf["config_dir"], minion)
+    url = f"http://{address}:{port}"
+    return container(
+        conf, "grafana", minion,
+        run={"port_bindings": [f"{address}:{port}:3000"],
+             "binds": [f"{volume}:/var/lib/grafana", f"{home}/provisioning:/etc/grafana/provisioning:ro",
+                       f"{home}/dashboards:/etc/grafana/dashboards:ro"],
+             "environment": {"GF_SECURITY_ADMIN_PASSWORD": conf["grafana"]["admin_password"]}},
+        volume=volume, url=url, health={"http": f"{url}/api/health"},
+        files={  # read by the grafana user (uid 472) in the container
+            f"{home}/provisioning/datasources/energy.yaml": {
+                "format": "yaml", "data": grafana_datasources(conf, cpus), "mode": "0644"},
+            f"{home}/provisioning/dashboards/energy.yaml": {
+                "format": "yaml", "data": GRAFANA_DASHBOARD_PROVIDER, "mode": "0644"},
+            f"{home}/dashboards/energy.json": {"format": "source", "data": DASHBOARD_SOURCE, "mode": "0644"},
+        },
+    )

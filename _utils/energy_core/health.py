@@ -1,0 +1,119 @@
+"""What "healthy" means for each container of the stack (the diagnosis ``energy.healthy`` acts on).
+
+``diagnose`` reads Docker's inspection of the container and the container's ``health`` probe (see
+``components``) and returns why it is unhealthy, or None. It only reads; recreating is the
+state's job.
+"""
+
+import datetime
+import json
+import time
+import urllib.parse
+import urllib.request
+
+from . import mongo_wire
+
+
+def mongo_ping(address, timeout=3):
+    """None when the MongoDB at ``address`` (host:port) answers ``{ping: 1}``, else why not: a
+    mongod that accepts connections but is hung fails this."""
+    try:
+        reply = mongo_wire.command(address, "admin", {"ping": 1}, timeout)
+    except (OSError, ValueError) as exc:
+        return f"{address} does not answer a MongoDB ping ({exc})"
+    if reply.get("ok") != 1:
+        return f"{address} answered a MongoDB ping without ok: 1"
+    return None
+
+
+def http_ok(url, timeout=3):
+    """(answers with 2xx, what was seen)."""
+    try:
+        with urllib.request.urlopen(url, timeout=timeout) as resp:
+            return 200 <= resp.status < 300, f"GET {url}: HTTP {resp.status}"
+    except OSError as exc:
+        return False, f"GET {url}: {exc}"
+
+
+def backlog(probe, timeout=3):
+    """Reports waiting in the formula's MongoDB collection (a ``count`` command)."""
+    address = urllib.parse.urlsplit(probe["uri"]).netloc.rpartition("@")[2]
+    reply = mongo_wire.command(address, probe["database"], {"count": probe["collection"]}, timeout)
+    if reply.get("ok") != 1:
+        raise OSError(f"count on {probe['database']}.{probe['collection']} failed: {reply.get('errmsg', reply)}")
+    return int(reply.get("n", 0))
+
+
+def influx_query(url, query, method="GET", timeout=10, **params):
+    """One InfluxQL query on InfluxDB 1.x; the first statement's result. Raises RuntimeError when
+    InfluxDB answers with an error, OSError when it does not answer."""
+    data = urllib.parse.urlencode({"q": query, **params}).encode()
+    if method == "GET":
+        request = urllib.request.Request(f"{url}/query?{data.decode()}")
+    else:
+        request = urllib.request.Request(f"{url}/query", data=data, method="POST")
+    with urllib.request.urlopen(request, timeout=timeout) as resp:
+        result = json.load(resp)["results"][0]
+    if "error" in result:
+        raise RuntimeError(result["error"])
+    return result
+
+
+def newest_point_age(probe):
+    """Seconds since this sensor's newest measured (rapl) point in InfluxDB; None when there is none."""
+    query = (f"SELECT last(power) FROM power_consumption WHERE sensor = '{probe['sensor']}' "
+             "AND target = 'rapl'")
+    series = influx_query(probe["url"], query, db=probe["database"], epoch="s").get("series", [])
+    return time.time() - series[0]["values"][0][0] if series else None
+
+
+def age(info, now=None):
+    """Seconds since the container started (Docker's ``State.StartedAt``), or None."""
+    started = (info.get("State") or {}).get("StartedAt", "")
+    try:
+        when = datetime.datetime.fromisoformat(started[:26].rstrip("Z") + "+00:00").timestamp()
+    except ValueError:
+        return None
+    return (now or time.time()) - when
+
+
+def diagnose(info, probe, grace):
+    """Why a container of the stack is unhealthy, or None when it is healthy.
+
+    ``info`` is Docker's inspection of the container (None when the container is missing);
+    ``probe`` its ``health`` entry. A container younger than ``grace`` seconds is only judged on
+    running and answering (SmartWatts warms up for a minute). Checks that read another service
+    (the formula's backlog in its MongoDB, the sensor's points in InfluxDB) count only when that
+    service answers: a database that is down is its own container's problem."""
+    if info is None:
+        return "the container is missing"
+    status = (info.get("State") or {}).get("Status")
+    if status != "running":
+        return f"the container is {status}"
+    if "mongo" in probe:
+        reason = mongo_ping(probe["mongo"])
+        if reason:
+            return reason
+    if "http" in probe:
+        ok, detail = http_ok(probe["http"])
+        if not ok:
+            return f"{detail} (the service does not answer)"
+    running_for = age(info)
+    if running_for is not None and running_for < grace:
+        return None
+    if "backlog" in probe:
+        try:
+            waiting = backlog(probe["backlog"])
+        except OSError:
+            waiting = None
+        if waiting is not None and waiting > probe["backlog"]["max"]:
+            return f"{waiting} sensor reports wait in MongoDB: the formula is not consuming them"
+    if "fresh" in probe:
+        try:
+            stale = newest_point_age(probe["fresh"])
+        except (OSError, RuntimeError, ValueError, KeyError, IndexError):
+            return None
+        if stale is None or stale > probe["fresh"]["max_age"]:
+            when = "never" if stale is None else f"{stale:.0f} s ago"
+            return f"the sensor's newest measured power point is {when} (limit {probe['fresh']['max_age']} s)"
+    return None

@@ -1,0 +1,146 @@
+"""What things are called: roles, components, container and volume names, labels, CPU slugs.
+
+Every name the stack gives a container, volume, database or event is made here, so that the
+execution module, the states, the runner (and through it the reactor) agree on them.
+"""
+
+import hashlib
+import re
+
+ROLES = ("sensors", "mongos", "formulas", "influxdbs", "grafana")
+COMPONENTS = ("sensor", "mongo", "formula", "influxdb", "grafana")
+ROLE_OF = {"sensor": "sensors", "mongo": "mongos", "formula": "formulas", "influxdb": "influxdbs",
+           "grafana": "grafana"}
+# deployment order (what the orch applies) and removal order (what energy.clean applies)
+DEPLOY_ORDER = ("mongo", "sensor", "influxdb", "formula", "grafana")
+CLEAN_ORDER = ("grafana", "formula", "influxdb", "sensor", "mongo")
+# components whose data lives on a named volume
+DATA_COMPONENTS = ("mongo", "influxdb", "grafana")
+
+# the fields of the energy grain, as the mine publishes them (energy.facts adds ``address``)
+FACT_KEYS = ("cpu_name", "cpu_vendor", "cpu_family", "cpu_model", "cpu_count", "cpu_base_freq_mhz",
+             "tdp_w", "rapl_domains", "pmu_events", "virtual", "cgroup_version", "address")
+MINE_FUNCTION = "energy.facts"
+
+LABEL_COMPONENT = "energy.component"
+LABEL_MINION = "energy.minion"
+LABEL_CPU = "energy.cpu"
+
+# event-driven healing: the docker_events engine on each minion fires EVENT_TAG/<Action>; the
+# master's reactor listens to REACTOR_EVENT and renders REACTOR_SLS
+ENGINE_NAME = "energy-docker-events"
+EVENT_TAG = "energy/docker"
+REACTOR_EVENT = EVENT_TAG + "/*"
+REACTOR_SLS = "salt://energy/reactor/heal.sls"
+HEAL_EVENT = "energy/heal"  # energy/heal/<component>
+MAINTENANCE_EVENT = "energy/maintenance"  # energy/maintenance/<on|off>
+SCHEDULE_NAME = "energy-heal"
+
+
+def safe_minion(minion):
+    """A minion id as it appears in container names (Docker allows [a-zA-Z0-9_.-])."""
+    return re.sub(r"[^a-zA-Z0-9_.-]", "-", minion)
+
+
+def container_name(minion, component, slug=None):
+    """``energy-<minion>-<component>[-<slug>]``; data volumes carry the same name."""
+    return f"energy-{safe_minion(minion)}-{component}" + (f"-{slug}" if slug else "")
+
+
+def is_stack_name(name, minion):
+    """True when ``name`` is a container name the stack gives on ``minion`` (any component).
+
+    ``docker_container.running`` makes temporary containers with the stack's labels under random
+    names: only names of this form are the stack's own."""
+    if not isinstance(name, str) or not isinstance(minion, str) or not minion:
+        return False
+    prefix = f"energy-{safe_minion(minion)}-"
+    if not name.startswith(prefix):
+        return False
+    rest = name[len(prefix):]
+    return any(rest == c or (rest.startswith(c + "-") and re.fullmatch(r"[a-z0-9_]+(-[0-9]+)?", rest[len(c) + 1:]))
+               for c in COMPONENTS)
+
+
+MAX_NAME = 255  # longer than any name the stack gives (Docker allows 253 characters for a hostname)
+ACTIONS = ("die", "destroy")
+
+
+def reaction_refused(minion, event):
+    """Why the reactor must not act on ``event`` (the data of ``energy/docker/<action>``) sent by
+    ``minion``, or '' when it may: a die or destroy of a container of the stack that belongs to
+    that minion. The event comes from a minion: nothing in it is trusted before this says ''."""
+    if not isinstance(minion, str) or not minion or len(minion) > MAX_NAME:
+        return "no valid minion id"
+    if not isinstance(event, dict):
+        return "the event data is not a mapping"
+    action = event.get("Action")
+    if action not in ACTIONS:
+        return f"action {str(action)[:40]!r} is not one of {', '.join(ACTIONS)}"
+    actor = event.get("Actor")
+    attributes = actor.get("Attributes") if isinstance(actor, dict) else None
+    if not isinstance(attributes, dict):
+        return "the event has no Actor.Attributes"
+    name = attributes.get("name")
+    if not isinstance(name, str) or len(name) > MAX_NAME:
+        return "the container name is missing or too long"
+    if attributes.get(LABEL_MINION) != minion:
+        return f"the container is not labelled {LABEL_MINION}={minion}"
+    if not is_stack_name(name, minion):
+        return f"{name[:80]!r} is not a container name the stack gives on {minion}"
+    return ""
+
+
+def labels(component, minion, cpu=None):
+    """The labels of a container of the stack (what energy.deployed and the engine filter on)."""
+    result = {LABEL_COMPONENT: component, LABEL_MINION: minion}
+    if cpu is not None:
+        result[LABEL_CPU] = cpu
+    return result
+
+
+def sensor_config_file(config_dir, minion):
+    """Where the sensor of ``minion`` reads its JSON config (hwpc-sensor wants a .json name)."""
+    return f"{config_dir}/{container_name(minion, 'sensor')}.json"
+
+
+def grafana_dir(config_dir, minion):
+    """Where Grafana's provisioning files and dashboards live on its minion."""
+    return f"{config_dir}/{container_name(minion, 'grafana')}"
+
+
+def cpu_slug(cpu_name):
+    """A short identifier for a CPU name, for database and container names.
+
+    ``Intel(R) Xeon(R) Gold 6130 CPU @ 2.10GHz`` -> ``intel_xeon_gold_6130``.
+    """
+    short = re.sub(r"\((R|TM|r|tm)\)", " ", cpu_name)
+    short = re.sub(r"@.*$", " ", short)
+    short = re.sub(r"\b(CPU|Processor|[0-9]+-Core)\b", " ", short, flags=re.IGNORECASE)
+    short = re.sub(r"[^a-z0-9]+", "_", short.lower()).strip("_")
+    return short or "cpu_" + hashlib.sha1(cpu_name.encode()).hexdigest()[:8]
+
+
+def cpu_slugs(cpu_names):
+    """Slugs for a set of CPU names, unique: colliding short names get a hash of the full name."""
+    short = {name: cpu_slug(name) for name in cpu_names}
+    counts = {}
+    for slug in short.values():
+        counts[slug] = counts.get(slug, 0) + 1
+    return {
+        name: slug if counts[slug] == 1 else f"{slug}_{hashlib.sha1(name.encode()).hexdigest()[:6]}"
+        for name, slug in short.items()
+    }
+
+
+def sensor_database(slug):
+    return f"sensors_{slug}"
+
+
+def power_database(slug):
+    return f"power_{slug}"
+
+
+def datasource_uid(slug):
+    """Grafana uids are at most 40 characters: a stable hash of the CPU slug."""
+    return "energy-" + hashlib.sha1(slug.encode()).hexdigest()[:12]
