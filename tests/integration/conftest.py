@@ -16,16 +16,15 @@ import docker
 import pytest
 import yaml
 
+from energy_core import events
 from tests.conftest import built_images, formula_file_root
 
 XEON_GOLD = "Intel(R) Xeon(R) Gold 6130 CPU @ 2.10GHz"
 EPYC = "AMD EPYC 7452 32-Core Processor"
 XEON_E5 = "Intel(R) Xeon(R) CPU E5-2630 v3 @ 2.40GHz"
 
-# the core events the simulated CPUs have (the grain's tables; shared/platform.md)
-SKYLAKE = ["CPU_CLK_THREAD_UNHALTED:REF_P", "CPU_CLK_THREAD_UNHALTED:THREAD_P", "LLC_MISSES", "INSTRUCTIONS_RETIRED"]
-HASWELL = ["CPU_CLK_UNHALTED:REF_P", "CPU_CLK_UNHALTED:THREAD_P", "LLC_MISSES", "INSTRUCTIONS_RETIRED"]
-ZEN2 = ["CYCLES_NOT_IN_HALT", "RETIRED_INSTRUCTIONS", "RETIRED_UOPS"]
+# the core events of the simulated CPUs (the formula's tables): this VM has no PMU to find them
+SKYLAKE, HASWELL, ZEN2 = list(events.INTEL_SKYLAKE), list(events.INTEL_SANDY), list(events.AMD_ZEN2)
 
 # minion id -> (address, CPU facts); test-ctl is the control minion and also a sensor host.
 # The ids differ from the demo's (scripts/demo.py), so the tests never touch a running demo.
@@ -44,6 +43,7 @@ MINIONS = {
 SENSOR_PERIOD_MS = 500
 SIM_CONTAINERS = "app-a:50,app-b:30,example-{sensor}:20"
 GRAFANA_PASSWORD = "energy-test-grafana"
+GRAFANA_PORT = 13000
 
 
 def simulated_containers(minion):
@@ -77,8 +77,10 @@ def base_pillar(images, config_dir):
             "formula": image("smartwatts"),
             "influxdb": dict(image("influxdb"), retention="7d"),
             # the test minions' addresses are loopback ones, which a bridged container cannot
-            # reach: Grafana shares the host's network here (on real hosts it needs no option)
-            "grafana": dict(image("grafana"), admin_password=GRAFANA_PASSWORD,
+            # reach: Grafana shares the host's network here (on real hosts it needs no option),
+            # on its own address and port (Grafana's GF_SERVER_HTTP_*), apart from a demo's
+            "grafana": dict(image("grafana"), admin_password=GRAFANA_PASSWORD, port=GRAFANA_PORT,
+                            env={"GF_SERVER_HTTP_ADDR": MINIONS["test-ctl"][0], "GF_SERVER_HTTP_PORT": GRAFANA_PORT},
                             options={"network_mode": "host", "port_bindings": []}),
             # a schedule re-applying the stack every minute would undo what the tests break on
             # purpose; test_heal.py turns it on for itself
@@ -87,6 +89,20 @@ def base_pillar(images, config_dir):
                      "events": {"enabled": True, "restart_minion": False}},
         }
     }
+
+
+def containers(docker_engine, all=True, **labels):  # pylint: disable=redefined-builtin
+    """The containers of the test minions with these labels (``energy_cpu="X"`` is the label
+    ``energy.cpu=X``): never those of a demo running on the same engine."""
+    filters = {"label": [f"{k.replace('_', '.')}={v}" for k, v in labels.items()]}
+    return [c for c in docker_engine.containers.list(all=all, filters=filters)
+            if c.labels.get("energy.minion") in MINIONS]
+
+
+def one(docker_engine, component, cpu):
+    """The one container of ``component`` for ``cpu`` on the test minions."""
+    (container,) = containers(docker_engine, energy_component=component, energy_cpu=cpu)
+    return container
 
 
 def docker_client():

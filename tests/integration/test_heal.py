@@ -5,7 +5,7 @@ import time
 
 import pytest
 
-from tests.integration.conftest import XEON_E5, XEON_GOLD, pillar_changed
+from tests.integration.conftest import XEON_E5, XEON_GOLD, one, pillar_changed
 from tests.power import influx
 
 
@@ -13,11 +13,6 @@ from tests.power import influx
 def plan(deployed, salt_cli):
     return salt_cli.run("energy.plan", minion_tgt="test-ctl").data
 
-
-def one(docker_engine, component, cpu):
-    (container,) = docker_engine.containers.list(all=True, filters={"label": [
-        f"energy.component={component}", f"energy.cpu={cpu}"]})
-    return container
 
 
 def points(info):

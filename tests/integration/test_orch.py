@@ -1,7 +1,7 @@
 """One orchestrate run deploys the whole stack, placed by CPU name, on the real Docker engine."""
 
-from tests.integration.conftest import (EPYC, MINIONS, XEON_E5, XEON_GOLD, failed_steps, pillar_changed,
-                                       state_changes)
+from tests.integration.conftest import (EPYC, MINIONS, XEON_E5, XEON_GOLD, containers, failed_steps,
+                                       pillar_changed, state_changes)
 from tests.power import influx
 
 # The placement the pillar asks for: CPU names sorted -> AMD, Xeon E5, Xeon Gold; mongos [test-ctl, test-node-a]
@@ -14,8 +14,7 @@ EXPECTED = {
 
 
 def running(docker_engine, **labels):
-    filters = {"label": [f"{k.replace('_', '.')}={v}" for k, v in labels.items()], "status": "running"}
-    return docker_engine.containers.list(filters=filters)
+    return containers(docker_engine, all=False, **labels)
 
 
 def test_orchestrate_places_every_container_on_the_planned_minion(deployed, docker_engine):

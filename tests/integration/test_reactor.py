@@ -13,13 +13,8 @@ import time
 import pytest
 import yaml
 
-from tests.integration.conftest import XEON_GOLD
+from tests.integration.conftest import XEON_GOLD, one
 
-
-def one(docker_engine, component, cpu):
-    (container,) = docker_engine.containers.list(all=True, filters={"label": [
-        f"energy.component={component}", f"energy.cpu={cpu}"]})
-    return container
 
 
 def engine_state(ret):

@@ -99,4 +99,6 @@ class Handler(BaseHTTPRequestHandler):
 
 if __name__ == "__main__":
     print(f"grafana stand-in: {len(datasources())} datasources, dashboards {sorted(dashboards())}", flush=True)
-    ThreadingHTTPServer(("0.0.0.0", 3000), Handler).serve_forever()
+    # Grafana's own settings for [server] http_addr and http_port
+    address = os.environ.get("GF_SERVER_HTTP_ADDR") or "0.0.0.0"
+    ThreadingHTTPServer((address, int(os.environ.get("GF_SERVER_HTTP_PORT") or 3000)), Handler).serve_forever()
