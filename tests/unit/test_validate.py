@@ -1,16 +1,12 @@
 """Bad pillar gets an error naming the key, the value and the fix."""
 
 import copy
-import importlib.util
 
 import pytest
 import yaml
 
+from energy_core import schema as energy
 from tests.conftest import ROOT
-
-spec = importlib.util.spec_from_file_location("energy_module", ROOT / "_modules" / "energy.py")
-energy = importlib.util.module_from_spec(spec)
-spec.loader.exec_module(energy)
 
 
 @pytest.fixture
@@ -29,11 +25,28 @@ def test_known_keys_are_the_keys_of_defaults_yaml(defaults):
     assert sorted(energy.KNOWN_KEYS) == sorted(defaults)
 
 
+def paths_of(data, prefix=""):
+    """The key paths of a YAML mapping, down to the schema's leaves."""
+    for key, value in data.items():
+        path = f"{prefix}{key}"
+        if isinstance(value, dict) and any(p.startswith(path + ":") for p in energy.key_paths()):
+            yield from paths_of(value, path + ":")
+        else:
+            yield path
+
+
+def test_defaults_yaml_holds_every_key_of_the_schema_and_no_other(defaults):
+    assert sorted(paths_of(defaults)) == sorted(energy.key_paths())
+
+
+def test_pillar_example_documents_every_key_of_the_schema():
+    example = yaml.safe_load((ROOT / "pillar.example").read_text())["energy"]
+    assert sorted(paths_of(example)) == sorted(energy.key_paths())
+
+
 def test_pillar_example_is_valid(defaults):
     example = yaml.safe_load((ROOT / "pillar.example").read_text())["energy"]
-    import salt.utils.dictupdate
-
-    merged = salt.utils.dictupdate.merge(copy.deepcopy(defaults), example, merge_lists=False)
+    merged = energy.merge(defaults, example)
     assert energy.validate(merged) == []
 
 
@@ -81,6 +94,21 @@ BAD = [
     ("heal:schedule:seconds", 0, "positive number of seconds"),
     ("heal:schedule:seconds", "60", "positive number of seconds"),
     ("heal:max_backlog", -1, "positive number"),
+    # unknown keys one level down or more, with the nearest known key
+    ("mongo:prot", 27017, "did you mean port?"),
+    ("influxdb:retension", "30d", "did you mean retention?"),
+    ("heal:schedule:second", 30, "did you mean seconds?"),
+    ("heal:evnets", {}, "did you mean events?"),
+    # types checked at every level
+    ("facts:cpu_name", 42, "CPU model name as a string"),
+    ("facts:rapl_domains", None, "list of RAPL domains"),
+    ("facts:tdp_w", "high", "TDP in Watts"),
+    ("facts:cgroup_version", 3, "1 or 2"),
+    ("sensor:events", "CYCLES", "list of event names"),
+    ("formula:extra_args", "--verbose", "list of arguments"),
+    ("formula:verbose", "false", "true or false"),
+    ("heal:timeout", float("inf"), "positive number"),
+    ("restart_policy", "on-failure:x", "on-failure:N"),
 ]
 
 

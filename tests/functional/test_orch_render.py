@@ -1,0 +1,437 @@
+"""energy/orch.sls and energy/clean_orch.sls rendered by Salt's own jinja|yaml renderers.
+
+The orchestrate files render on the master before any of their steps runs: at render time
+orch_targets.jinja syncs the utils and runners to the master, reads the pillar and asks the
+formula's runner (``energy.orch_targets``) what each phase targets. Here the render is the real
+one (``salt.template.compile_template`` with the renderers of ``salt.loader.render``, templates
+served by a local fileclient from a file root made by ``formula_file_root``, so that the
+``tpldir``-relative ``import_yaml`` and ``from ... import`` resolve as on a master), and so is the
+runner: ``salt['saltutil.runner']`` records the sync calls and, for ``energy.orch_targets``, calls
+the real ``_runners/energy.py``. Only the master's view of the fleet is faked: ``manage.status``
+and ``cache.grains`` match their compound target against a small fleet with Salt's own compound
+matcher, and a per-test set of minions does not answer.
+
+What is checked against the pure core: each deploy phase targets
+``energy_core.placement.role_targets(merged conf)[role]``, and the steps that concern every minion
+target the union of those targets.
+"""
+
+import copy
+import importlib.util
+import logging
+
+import pytest
+import salt.config
+import salt.exceptions
+import salt.loader
+import salt.template
+import salt.utils.args
+import yaml
+from energy_core import names, placement, schema
+
+from tests.conftest import ROOT, formula_file_root
+
+# the fleet the master knows: minion id -> grains (what its cache holds)
+FLEET = {
+    "ctl": {"energy_role": "control", "virtual": "physical"},
+    "n1": {"energy_role": "node", "virtual": "physical"},
+    "n2": {"energy_role": "node", "virtual": "physical"},
+    "n3": {"energy_role": "node", "virtual": "container"},
+    "db1": {"energy_role": "db", "virtual": "physical"},
+    "db2": {"energy_role": "db", "virtual": "physical"},
+    "graf": {"energy_role": "dashboard", "virtual": "physical"},
+}
+
+PHASES = [(component, names.ROLE_OF[component]) for component in names.DEPLOY_ORDER]
+SYNC_STEPS = ("energy-orch-modules-sync-function", "energy-orch-modules-refresh-function")
+UNION_STEPS_ORCH = SYNC_STEPS + ("energy-orch-mine-update-function", "energy-orch-plan-check-function",
+                                 "energy-heal-deploy-orch")
+UNION_STEPS_CLEAN = SYNC_STEPS + ("energy-orch-clean-apply-orch",)
+FAIL_STEP = "energy-orch-minions-answer-fail"
+REACTOR_STEP = "energy-reactor-reaction-present-runner"
+
+PILLARS = {
+    "roles-unset-with-control": {"control": "ctl", "grafana": {"admin_password": "pw"}},
+    "roles-as-lists": {"roles": {"sensors": ["n1", "n2"], "mongos": ["db1"], "formulas": ["db1", "db2"],
+                                 "influxdbs": ["db2"], "grafana": ["graf"]},
+                       "grafana": {"admin_password": "pw"}},
+    "compound-targets": {"control": "ctl",
+                         "roles": {"sensors": "n* and not G@virtual:container",
+                                   "mongos": "G@energy_role:db",
+                                   "influxdbs": "L@db1,db2 or ctl",
+                                   "grafana": "graf"},
+                         "grafana": {"admin_password": "pw"}},
+    "grafana-disabled": {"control": "ctl", "grafana": {"enabled": False}},
+    "sensors-explicit": {"control": "ctl", "roles": {"sensors": "n1"}, "grafana": {"admin_password": "pw"}},
+}
+
+
+# --------------------------------------------------------------------------- the fleet's matcher
+
+
+@pytest.fixture(scope="module")
+def matchers():
+    opts = salt.config.minion_config(None)
+    opts["grains"] = {}
+    return salt.loader.matchers(opts)
+
+
+def matching(matchers, tgt, fleet=FLEET):
+    """The fleet's minions that the compound target ``tgt`` matches (Salt's compound matcher)."""
+    match = matchers["compound_match.match"]
+    return sorted(mid for mid, grains in fleet.items()
+                  if match(tgt, opts={"id": mid, "grains": grains, "nodegroups": {}}, minion_id=mid))
+
+
+# --------------------------------------------------------------------------- the render
+
+
+class Master:
+    """The master as the orchestrate file sees it at render time."""
+
+    def __init__(self, opts, matchers, pillar, down=()):
+        self.opts = opts
+        self.matchers = matchers
+        self.pillar = pillar
+        self.down = set(down)
+        self.calls = []  # saltutil.runner names, in call order
+        self.calls_before_targets = None  # what had been called when energy.orch_targets was
+        self.status_calls = []
+        self.grains_calls = []
+        spec = importlib.util.spec_from_file_location("energy_runner_under_test", ROOT / "_runners" / "energy.py")
+        self.runner = importlib.util.module_from_spec(spec)
+        spec.loader.exec_module(self.runner)
+        assert self.runner.__virtual__() == "energy"
+        self.runner.__salt__ = {"manage.status": self.manage_status, "cache.grains": self.cache_grains}
+
+    # runners the energy runner calls
+    def manage_status(self, output=True, tgt="*", tgt_type="glob", timeout=None, gather_job_timeout=None):
+        assert tgt_type == "compound"
+        self.status_calls.append({"tgt": tgt, "timeout": timeout, "gather_job_timeout": gather_job_timeout})
+        matched = matching(self.matchers, tgt)
+        return {"up": [m for m in matched if m not in self.down], "down": [m for m in matched if m in self.down]}
+
+    def cache_grains(self, tgt=None, tgt_type="glob", **kwargs):
+        assert tgt_type == "compound"
+        self.grains_calls.append(tgt)
+        return {mid: FLEET[mid] for mid in matching(self.matchers, tgt)}
+
+    # execution modules the template calls
+    def saltutil_runner(self, name, arg=None, kwarg=None, full_return=False, saltenv="base", **kwargs):
+        # as salt.modules.saltutil.runner: keyword arguments join kwarg
+        kwarg = dict(kwarg or {})
+        kwarg.update(salt.utils.args.clean_kwargs(**kwargs))
+        self.calls.append(name)
+        if name == "energy.orch_targets":
+            self.calls_before_targets = list(self.calls[:-1])
+            return self.runner.orch_targets(*(arg or []), **kwarg)
+        if name in ("saltutil.sync_utils", "saltutil.sync_runners"):
+            return []
+        raise AssertionError(f"unexpected runner {name}")
+
+    def pillar_get(self, key, default="", **kwargs):
+        if key == "energy" and self.pillar is not None:
+            return copy.deepcopy(self.pillar)
+        return default
+
+    def render(self, sls):
+        functions = {"saltutil.runner": self.saltutil_runner, "pillar.get": self.pillar_get}
+        pillar = {} if self.pillar is None else {"energy": copy.deepcopy(self.pillar)}
+        renderers = salt.loader.render(self.opts, functions, pillar=pillar)
+        path = self.opts["file_roots"]["base"][0] + "/" + sls.replace(".", "/") + ".sls"
+        high = salt.template.compile_template(path, renderers, self.opts["renderer"],
+                                              self.opts["renderer_blacklist"], self.opts["renderer_whitelist"],
+                                              saltenv="base", sls=sls)
+        assert high, f"{sls} rendered to nothing"
+        return high
+
+
+@pytest.fixture(scope="module")
+def master_opts(tmp_path_factory):
+    root = tmp_path_factory.mktemp("orch-render")
+    opts = salt.config.minion_config(None)
+    opts.update({
+        "id": "orch-master",
+        "file_client": "local",
+        "file_roots": {"base": [str(formula_file_root(root / "srv"))]},
+        "cachedir": str(root / "cache"),
+        "pki_dir": str(root / "pki"),
+        "sock_dir": str(root / "sock"),
+        "grains": {},
+    })
+    return opts
+
+
+@pytest.fixture
+def render(master_opts, matchers):
+    def render(sls, pillar, down=()):
+        master = Master(copy.deepcopy(master_opts), matchers, pillar, down)
+        return master, master.render(sls)
+    return render
+
+
+def step(high, sid):
+    """(function, {argument: value}) of the state ``sid``."""
+    assert sid in high, f"{sid} not rendered; ids: {list(high)}"
+    (fun, args), = [(k, v) for k, v in high[sid].items() if not k.startswith("__")]
+    merged = {}
+    for arg in args:
+        merged.update(arg)
+    return fun, merged
+
+
+def deploy_phases(high):
+    return [sid for sid in high if sid.endswith("-deploy-orch") and sid != "energy-heal-deploy-orch"]
+
+
+def expected_targets(defaults, pillar):
+    return placement.role_targets(schema.merge(defaults, pillar))
+
+
+def requires(high, sid):
+    return [next(iter(r.items())) for r in step(high, sid)[1].get("require", [])]
+
+
+def assert_requisites_resolve(high):
+    for sid in high:
+        for kind, target in requires(high, sid):
+            assert target in high, f"{sid} requires {kind}: {target}, which is not rendered"
+            assert step(high, target)[0].split(".")[0] == kind, f"{sid} requires {kind}: {target}"
+
+
+# --------------------------------------------------------------------------- every minion answers
+
+
+@pytest.mark.parametrize("case", sorted(PILLARS))
+def test_each_phase_targets_its_role_and_the_other_steps_the_union(render, defaults, matchers, case):
+    pillar = PILLARS[case]
+    master, high = render("energy.orch", pillar)
+    expected = expected_targets(defaults, pillar)
+
+    phases = deploy_phases(high)
+    assert phases == [f"energy-{c}-deploy-orch" for c, role in PHASES if role in expected]
+    for component, role in PHASES:
+        if role not in expected:
+            continue
+        fun, args = step(high, f"energy-{component}-deploy-orch")
+        assert fun == "salt.state"
+        assert args["tgt"] == expected[role], (role, args["tgt"])
+        assert args["tgt_type"] == "compound"
+        assert args["sls"] == [f"energy.{component}"]
+        assert args["failhard"] is True and args["queue"] is True
+
+    union = step(high, "energy-orch-modules-sync-function")[1]["tgt"]
+    for sid in UNION_STEPS_ORCH:
+        args = step(high, sid)[1]
+        assert args["tgt"] == union and args["tgt_type"] == "compound", sid
+    for target in expected.values():
+        assert f"( {target} )" in union
+    # the union matches exactly the minions of every role
+    assert matching(matchers, union) == sorted(set().union(*(matching(matchers, t) for t in expected.values())))
+    assert FAIL_STEP not in high
+    assert master.grains_calls == []  # nobody down: no cache lookup
+    assert master.status_calls == [{"tgt": union, "timeout": 10, "gather_job_timeout": 10}]
+
+
+@pytest.mark.parametrize("case", sorted(PILLARS))
+def test_the_phases_chain_in_deployment_order(render, case):
+    _, high = render("energy.orch", PILLARS[case])
+    assert_requisites_resolve(high)
+    chain = ["energy-orch-plan-check-function"] + deploy_phases(high) + ["energy-heal-deploy-orch"]
+    for previous, current in zip(chain, chain[1:]):
+        assert requires(high, current) == [("salt", previous)], current
+    ids = list(high)
+    assert ids.index("energy-orch-runners-sync-runner") == 0
+    assert [ids.index(sid) for sid in chain] == sorted(ids.index(sid) for sid in chain)
+
+
+@pytest.mark.parametrize("case", sorted(PILLARS))
+def test_clean_orch_targets_the_union(render, defaults, matchers, case):
+    pillar = PILLARS[case]
+    _, orch = render("energy.orch", pillar)
+    _, high = render("energy.clean_orch", pillar)
+    assert_requisites_resolve(high)
+    union = step(orch, "energy-orch-modules-sync-function")[1]["tgt"]
+    for sid in UNION_STEPS_CLEAN:
+        assert step(high, sid)[1]["tgt"] == union, sid
+    fun, args = step(high, "energy-orch-clean-apply-orch")
+    assert fun == "salt.state" and args["sls"] == ["energy.clean"]
+    assert step(high, "energy-reactor-reaction-absent-runner")[1]["enabled"] is False
+    assert deploy_phases(high) == []
+    assert FAIL_STEP not in high
+    expected = expected_targets(defaults, pillar)
+    assert matching(matchers, union) == sorted(set().union(*(matching(matchers, t) for t in expected.values())))
+
+
+def test_grafana_disabled_has_no_grafana_phase(render, defaults):
+    pillar = PILLARS["grafana-disabled"]
+    _, high = render("energy.orch", pillar)
+    assert "grafana" not in expected_targets(defaults, pillar)
+    assert "energy-grafana-deploy-orch" not in high
+    assert requires(high, "energy-heal-deploy-orch") == [("salt", "energy-formula-deploy-orch")]
+    # the same pillar with grafana enabled has the phase
+    _, enabled = render("energy.orch", {**pillar, "grafana": {"enabled": True, "admin_password": "pw"}})
+    assert step(enabled, "energy-grafana-deploy-orch")[1]["tgt"] == "ctl"
+
+
+def test_a_pillar_the_runner_cannot_merge_still_renders_for_the_plan_check(render):
+    """``energy`` not a mapping: the runner falls back to defaults.yaml (control unset: sensors
+    only), so that the plan-check step runs and names the error on every minion."""
+    _, high = render("energy.orch", "not a mapping")
+    assert deploy_phases(high) == ["energy-sensor-deploy-orch"]
+    assert step(high, "energy-sensor-deploy-orch")[1]["tgt"] == "*"
+    assert step(high, "energy-orch-plan-check-function")[1]["name"] == "energy.plan"
+
+
+@pytest.mark.parametrize("pillar", [
+    {"control": "ctl", "roles": ["n1"]},
+    {"control": 5},
+    {"control": "ctl", "roles": {"mongos": 5}},
+], ids=["roles-a-list", "control-a-number", "role-a-number"])
+def test_an_ill_typed_target_still_renders_for_the_plan_check(render, monkeypatch, pillar):
+    # the failed render's traceback would reach Salt's deferred log handler, flushed after pytest closed stderr
+    monkeypatch.setattr(logging.getLogger("salt.utils.templates"), "disabled", True)
+    assert schema.validate(schema.merge(yaml.safe_load((ROOT / "energy" / "defaults.yaml").read_text())["energy"],
+                                        pillar)), "the plan-check would name this pillar's error"
+    _, high = render("energy.orch", pillar)
+    assert step(high, "energy-orch-plan-check-function")[1]["name"] == "energy.plan"
+
+
+def test_no_energy_pillar_deploys_sensors_everywhere_and_nothing_else(render):
+    _, high = render("energy.orch", None)
+    assert deploy_phases(high) == ["energy-sensor-deploy-orch"]
+    assert step(high, "energy-orch-plan-check-function")[1]["tgt"] == "( * )"
+
+
+# --------------------------------------------------------------------------- render-time calls
+
+
+@pytest.mark.parametrize("sls", ["energy.orch", "energy.clean_orch"])
+def test_utils_and_runners_are_synced_before_the_runner_is_called_once(render, sls):
+    master, _ = render(sls, PILLARS["roles-unset-with-control"])
+    assert master.calls_before_targets == ["saltutil.sync_utils", "saltutil.sync_runners"]
+    # one call: each one pings every minion of the stack
+    assert master.calls == ["saltutil.sync_utils", "saltutil.sync_runners", "energy.orch_targets"]
+    assert len(master.status_calls) == 1
+
+
+def test_ping_timeout_from_pillar_reaches_manage_status(render):
+    master, _ = render("energy.orch", {**PILLARS["roles-unset-with-control"], "ping_timeout": 3})
+    assert [(c["timeout"], c["gather_job_timeout"]) for c in master.status_calls] == [(3, 3)]
+
+
+@pytest.mark.parametrize("events, expected", [
+    (None, (True, False)),
+    ({"enabled": False}, (False, False)),
+    ({"restart_master": True}, (True, True)),
+    ({"enabled": False, "restart_master": True}, (False, True)),
+])
+def test_events_enabled_and_restart_master_reach_the_reactor_step(render, events, expected):
+    pillar = copy.deepcopy(PILLARS["roles-unset-with-control"])
+    if events is not None:
+        pillar["heal"] = {"events": events}
+    _, high = render("energy.orch", pillar)
+    fun, args = step(high, REACTOR_STEP)
+    assert fun == "salt.runner" and args["name"] == "energy.reactor"
+    assert (args["enabled"], args["restart"]) == expected
+    assert requires(high, REACTOR_STEP) == [("salt", "energy-orch-runners-sync-runner")]
+
+
+# --------------------------------------------------------------------------- minions that do not answer
+
+
+@pytest.mark.parametrize("case, down", [
+    ("roles-unset-with-control", ["n2"]),
+    ("roles-as-lists", ["n1"]),
+    ("compound-targets", ["n2", "db1"]),
+    ("sensors-explicit", ["n1"]),  # sensors: n1 only, so no sensor phase
+    ("grafana-disabled", ["db1"]),  # db1 is only a sensor here (sensors: '*')
+])
+def test_a_down_minion_is_left_out_of_every_target_and_named_at_the_end(render, defaults, matchers, case, down):
+    pillar = PILLARS[case]
+    master, high = render("energy.orch", pillar, down=down)
+    expected = expected_targets(defaults, pillar)
+    every = sorted(set().union(*(matching(matchers, t) for t in expected.values())))
+    assert set(down) <= set(every), "each case's down minions belong to the stack"
+    really_down = sorted(down)
+    skip = " and not L@" + ",".join(really_down)
+    # one ping of the whole stack; the steps for every minion target it without the down ones
+    assert len(master.status_calls) == 1
+    assert step(high, "energy-orch-plan-check-function")[1]["tgt"] == f"( {master.status_calls[0]['tgt']} ){skip}"
+    skipped = []
+    for component, role in PHASES:
+        if role not in expected:
+            continue
+        sid = f"energy-{component}-deploy-orch"
+        if not set(matching(matchers, expected[role])) - set(really_down):
+            assert sid not in high
+            skipped.append(role)
+            continue
+        tgt = step(high, sid)[1]["tgt"]
+        assert tgt == f"( {expected[role]} ){skip}"
+        assert matching(matchers, tgt) == sorted(set(matching(matchers, expected[role])) - set(really_down))
+    for sid in UNION_STEPS_ORCH:
+        tgt = step(high, sid)[1]["tgt"]
+        assert tgt.endswith(skip), sid
+        assert matching(matchers, tgt) == sorted(set(every) - set(really_down))
+    fun, args = step(high, FAIL_STEP)
+    assert fun == "test.fail_without_changes"
+    assert args["name"].startswith(f"minion(s) {', '.join(really_down)} did not answer")
+    assert ("all its minions are down" in args["name"]) == bool(skipped)
+    for role in skipped:
+        assert role in args["name"].split("(no ")[1].split(" phase")[0]
+    assert list(high)[-1] == FAIL_STEP
+
+
+def test_a_minion_outside_every_role_does_not_count_as_down(render):
+    """n3 does not answer, but the stack (sensors n1, the rest on ctl) does not include it."""
+    master, high = render("energy.orch", PILLARS["sensors-explicit"], down=["n3"])
+    assert FAIL_STEP not in high
+    assert master.status_calls[0]["tgt"] == "( n1 ) or ( ctl )"
+
+
+def test_a_role_whose_minions_are_all_down_has_no_phase(render, defaults):
+    pillar = PILLARS["roles-as-lists"]  # mongos: [db1]
+    master, high = render("energy.orch", pillar, down=["db1"])
+    assert "energy-mongo-deploy-orch" not in high
+    # the formulas keep db2
+    assert step(high, "energy-formula-deploy-orch")[1]["tgt"] == "( L@db1,db2 ) and not L@db1"
+    # the chain skips the missing phase
+    assert requires(high, "energy-sensor-deploy-orch") == [("salt", "energy-orch-plan-check-function")]
+    assert_requisites_resolve(high)
+    name = step(high, FAIL_STEP)[1]["name"]
+    assert "minion(s) db1 did not answer" in name and "(no mongos phase: all its minions are down)" in name
+    # the runner looked each remaining target up in the master's cache
+    assert "( L@db1 ) and not L@db1" in master.grains_calls
+
+
+def test_every_minion_of_the_control_down_leaves_only_the_sensors(render):
+    _, high = render("energy.orch", PILLARS["roles-unset-with-control"], down=["ctl"])
+    assert deploy_phases(high) == ["energy-sensor-deploy-orch"]
+    assert step(high, "energy-sensor-deploy-orch")[1]["tgt"] == "( * ) and not L@ctl"
+    name = step(high, FAIL_STEP)[1]["name"]
+    for role in ("mongos", "formulas", "influxdbs", "grafana"):
+        assert role in name
+    assert "sensors" not in name
+
+
+def test_clean_orch_leaves_down_minions_out_and_names_them(render, matchers):
+    _, high = render("energy.clean_orch", PILLARS["compound-targets"], down=["db2", "n1"])
+    tgt = step(high, "energy-orch-clean-apply-orch")[1]["tgt"]
+    assert tgt.endswith(" and not L@db2,n1")
+    assert "db2" not in matching(matchers, tgt) and "n1" not in matching(matchers, tgt)
+    for sid in UNION_STEPS_CLEAN:
+        assert step(high, sid)[1]["tgt"] == tgt
+    name = step(high, FAIL_STEP)[1]["name"]
+    assert name.startswith("minion(s) db2, n1 did not answer: the stack is still on them")
+    assert list(high)[-1] == FAIL_STEP
+    # the reactor's reaction goes whoever answers
+    assert step(high, "energy-reactor-reaction-absent-runner")[1]["enabled"] is False
+
+
+def test_the_runner_is_the_real_one(render):
+    """Guard: the runner the template called is _runners/energy.py itself, not a stand-in."""
+    master, _ = render("energy.orch", PILLARS["roles-unset-with-control"])
+    assert master.runner.__file__ == str(ROOT / "_runners" / "energy.py")
+    assert master.runner.orch_targets.__module__ == "energy_runner_under_test"
+    assert master.status_calls, "the runner did not ask manage.status"
