@@ -118,9 +118,17 @@ def _defaults():
     return yaml.safe_load(text)["energy"]
 
 
-def config(defaults=None):
+def _masked(value, conf, secrets):
+    """``value`` as it may leave the minion: secrets replaced by ``***`` unless ``secrets`` (the
+    formula's own SLS files, which render in the job and return nothing of it)."""
+    return value if secrets else core.schema.mask(value, core.schema.secrets(conf))
+
+
+def config(defaults=None, secrets=False):
     """
     The merged configuration: ``defaults.yaml`` overridden by pillar ``energy``, validated.
+    Secrets (``energy:grafana:admin_password``, ``energy:influxdb:token``/``password``) are shown
+    as ``***`` unless ``secrets=True``.
 
     CLI Example:
 
@@ -139,7 +147,8 @@ def config(defaults=None):
             _fail(exc)
         return merged
 
-    return _per_job("config", [defaults, pillar], compute)
+    merged = _per_job("config", [defaults, pillar], compute)
+    return _masked(merged, merged, secrets)
 
 
 def _role_facts(conf):
@@ -151,20 +160,8 @@ def _role_facts(conf):
     return result
 
 
-def plan(conf=None):
-    """
-    The deployment plan computed from the mine: which minion runs which containers (see
-    ``energy_core.plan`` for its shape). Every node computes the same plan from the same mine data;
-    it is computed once per job. Raises with a message naming the pillar key when the
-    configuration or the placement is invalid.
-
-    CLI Example:
-
-    .. code-block:: bash
-
-        salt-call energy.plan
-    """
-    conf = conf if conf is not None else config()
+def _plan(conf):
+    """The plan with its secrets (for the formula's SLS files and energy.react)."""
 
     def compute():
         try:
@@ -176,9 +173,27 @@ def plan(conf=None):
     return _per_job("plan", conf, compute)
 
 
-def node(conf=None):
+def plan(conf=None, secrets=False):
     """
-    This minion's part of the plan: ``{"containers": [...]}``.
+    The deployment plan computed from the mine: which minion runs which containers (see
+    ``energy_core.plan`` for its shape). Every node computes the same plan from the same mine data;
+    it is computed once per job. Raises with a message naming the pillar key when the
+    configuration or the placement is invalid. Secrets are shown as ``***`` unless ``secrets=True``.
+
+    CLI Example:
+
+    .. code-block:: bash
+
+        salt-call energy.plan
+    """
+    conf = conf if conf is not None else config(secrets=True)
+    return _masked(_plan(conf), conf, secrets)
+
+
+def node(conf=None, secrets=False):
+    """
+    This minion's part of the plan: ``{"containers": [...]}``. Secrets are shown as ``***``
+    unless ``secrets=True`` (what the formula's SLS files ask for).
 
     CLI Example:
 
@@ -186,7 +201,8 @@ def node(conf=None):
 
         salt-call energy.node
     """
-    return core.plan.node(plan(conf), __opts__["id"])
+    conf = conf if conf is not None else config(secrets=True)
+    return _masked(core.plan.node(_plan(conf), __opts__["id"]), conf, secrets)
 
 
 def summary(conf=None):
@@ -199,7 +215,8 @@ def summary(conf=None):
 
         salt-call energy.summary
     """
-    return core.plan.summary(plan(conf))
+    conf = conf if conf is not None else config(secrets=True)
+    return _masked(core.plan.summary(_plan(conf)), conf, False)
 
 
 def hostname_to_influx(conf=None):
@@ -372,10 +389,10 @@ def react(name, action="die"):
 
     if not os.path.exists(engine_file()):
         return skip(f"event-driven healing is off on this minion ({engine_file()} is absent)")
-    conf = config()
+    conf = config(secrets=True)
     if not conf["heal"]["events"]["enabled"]:
         return skip("energy:heal:events:enabled is false")
-    spec = next((c for c in node(conf)["containers"] if c["name"] == name), None)
+    spec = next((c for c in node(conf, secrets=True)["containers"] if c["name"] == name), None)
     if spec is None:
         return skip("not a container of this minion's plan: left alone")
     if spec["component"] not in conf["heal"]["components"]:

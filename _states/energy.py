@@ -106,10 +106,11 @@ def _influx_query(url, query, method="GET"):
     return core.health.influx_query(url, query, method)
 
 
-def influxdb_database(name, url, retention="30d", service=None, timeout=60):
+def influxdb_database(name, url, retention="30d", service=None, timeout=60, warning=None):
     """
     Make sure InfluxDB 1.x at ``url`` answers and holds database ``name`` whose default retention
-    policy keeps ``retention`` (InfluxDB duration, ``INF`` = forever).
+    policy keeps ``retention`` (InfluxDB duration, ``INF`` = forever). ``warning`` (why this
+    InfluxDB is reachable without authentication) is returned as a warning of every run.
 
     .. code-block:: yaml
 
@@ -120,6 +121,8 @@ def influxdb_database(name, url, retention="30d", service=None, timeout=60):
             - retention: 30d
     """
     ret = {"name": name, "changes": {}, "result": False, "comment": ""}
+    if warning:
+        ret["warnings"] = [warning]
     label = service or f"influxdb {url}"
     try:
         wanted = core.schema.duration_seconds(retention)
@@ -213,6 +216,19 @@ def healthy(name, component, run, probe=None, grace=60, timeout=60, trigger="hea
     if reason is None:
         ret["comment"] = f"{component} container {name} is healthy"
         return ret
+    if reason.startswith(core.health.UNCHECKED):
+        # recreating this container would not bring back the database its check reads through
+        ret["result"] = False
+        ret["comment"] = f"{component} container {name} is unhealthy: {reason}; left as it is"
+        return ret
+    try:
+        __salt__["docker.inspect_image"](run["image"])
+    except Exception:  # pylint: disable=broad-except
+        ret["result"] = False
+        ret["comment"] = (f"{component} container {name} is unhealthy ({reason}) but image {run['image']} is not on "
+                          f"{__opts__.get('id')}, so it is left as it is: apply energy.{component} to pull it")
+        log.error("energy heal: %s", ret["comment"])
+        return ret
     if __opts__.get("test"):
         ret["result"] = None
         ret["comment"] = f"would recreate {component} container {name} because {reason}"
@@ -221,9 +237,9 @@ def healthy(name, component, run, probe=None, grace=60, timeout=60, trigger="hea
     started = time.monotonic()
     log.warning("energy heal: %s container %s is unhealthy (%s; found by %s): recreating it", component, name,
                 reason, trigger)
-    if info is not None:
-        __salt__["docker.rm"](name, force=True)
-    created = __states__["docker_container.running"](name=name, **run)
+    # docker_container.running makes the new container before it removes the old one (force:
+    # even when the old one is configured as wanted): a failed creation leaves the old one there
+    created = __states__["docker_container.running"](name=name, force=info is not None, **run)
     deadline = time.monotonic() + float(timeout)
     after = None
     while created.get("result"):

@@ -30,7 +30,7 @@ DEMO = ROOT / ".demo"
 BIN = pathlib.Path(sys.executable).parent
 MASTER_CONF = DEMO / "master" / "conf"
 PUBLISH_PORT, RET_PORT = 14505, 14506
-GRAFANA_PASSWORD = "energy-demo"  # a demo on loopback; set your own in a real pillar
+GRAFANA_PASSWORD = "energy-demo-grafana"  # a demo on loopback; set your own in a real pillar
 
 # the core events of the simulated CPUs: this VM has no PMU, so the grain finds none
 SKYLAKE, HASWELL, ZEN2 = list(events.INTEL_SKYLAKE), list(events.INTEL_SANDY), list(events.AMD_ZEN2)

@@ -15,7 +15,8 @@ Every container of the plan is a mapping with exactly the keys of ``CONTAINER_KE
 ``waits_for``   services that must answer before it starts: ``[{"service", "url", "component"}]``
 ``files``       files written on its minion before it starts: ``{path: {"format": "json" | "yaml" |
                 "source", "data": ..., "mode"}}`` (``source`` data is a ``salt://`` URL)
-``database``    the InfluxDB 1.x database the formula's state keeps: ``{"name", "retention"}``, or None
+``database``    the InfluxDB 1.x database the formula's state keeps: ``{"name", "retention", "warning"}``
+                (``warning``: why this InfluxDB is reachable without authentication), or None
 """
 
 import copy
@@ -105,7 +106,8 @@ def influxdb(conf, cpu, info):
     volume = names.container_name(host, "influxdb", info["slug"])
     settings = conf["influxdb"]
     run = {"port_bindings": [f"{address}:{port}:8086"], "binds": [f"{volume}:/var/lib/influxdb"]}
-    database = {"name": info["influxdb_database"], "retention": settings["retention"]}
+    database = {"name": info["influxdb_database"], "retention": settings["retention"],
+                "warning": info.get("influxdb_warning")}
     if settings["version"] == 2:
         database = None  # the image's setup mode makes the bucket, with its retention
         run["binds"] = [f"{volume}:/var/lib/influxdb2"]
@@ -193,7 +195,9 @@ def grafana(conf, minion, address, cpus):
         run={"port_bindings": [f"{address}:{port}:3000"],
              "binds": [f"{volume}:/var/lib/grafana", f"{home}/provisioning:/etc/grafana/provisioning:ro",
                        f"{home}/dashboards:/etc/grafana/dashboards:ro"],
-             "environment": {"GF_SECURITY_ADMIN_PASSWORD": conf["grafana"]["admin_password"]}},
+             # no anonymous viewer and no sign-up: the admin account only (Grafana's defaults, made explicit)
+             "environment": {"GF_SECURITY_ADMIN_PASSWORD": conf["grafana"]["admin_password"],
+                             "GF_AUTH_ANONYMOUS_ENABLED": "false", "GF_USERS_ALLOW_SIGN_UP": "false"}},
         volume=volume, url=url, health={"http": f"{url}/api/health"},
         files={  # read by the grafana user (uid 472) in the container
             f"{home}/provisioning/datasources/energy.yaml": {

@@ -13,6 +13,10 @@ import urllib.request
 
 from . import mongo_wire
 
+# a reason that starts so: the check itself could not run (the database it reads through does not
+# answer); the container is reported unhealthy, but recreating it would not help
+UNCHECKED = "cannot check: "
+
 
 def mongo_ping(address, timeout=3):
     """None when the MongoDB at ``address`` (host:port) answers ``{ping: 1}``, else why not: a
@@ -82,9 +86,9 @@ def diagnose(info, probe, grace):
 
     ``info`` is Docker's inspection of the container (None when the container is missing);
     ``probe`` its ``health`` entry. A container younger than ``grace`` seconds is only judged on
-    running and answering (SmartWatts warms up for a minute). Checks that read another service
-    (the formula's backlog in its MongoDB, the sensor's points in InfluxDB) count only when that
-    service answers: a database that is down is its own container's problem."""
+    running and answering (SmartWatts warms up for a minute). A check that reads through another
+    service (the formula's backlog in its MongoDB, the sensor's points in InfluxDB) and cannot run
+    gives a reason starting with UNCHECKED: that database is its own container's problem."""
     if info is None:
         return "the container is missing"
     status = (info.get("State") or {}).get("Status")
@@ -104,15 +108,15 @@ def diagnose(info, probe, grace):
     if "backlog" in probe:
         try:
             waiting = backlog(probe["backlog"])
-        except OSError:
-            waiting = None
-        if waiting is not None and waiting > probe["backlog"]["max"]:
+        except (OSError, ValueError) as exc:
+            return f"{UNCHECKED}the formula's backlog in {probe['backlog']['uri'].rpartition('@')[2]} ({exc})"
+        if waiting > probe["backlog"]["max"]:
             return f"{waiting} sensor reports wait in MongoDB: the formula is not consuming them"
     if "fresh" in probe:
         try:
             stale = newest_point_age(probe["fresh"])
-        except (OSError, RuntimeError, ValueError, KeyError, IndexError):
-            return None
+        except (OSError, RuntimeError, ValueError, KeyError, IndexError) as exc:
+            return f"{UNCHECKED}the sensor's newest point in {probe['fresh']['url']} ({exc})"
         if stale is None or stale > probe["fresh"]["max_age"]:
             when = "never" if stale is None else f"{stale:.0f} s ago"
             return f"the sensor's newest measured power point is {when} (limit {probe['fresh']['max_age']} s)"

@@ -62,7 +62,14 @@ def is_stack_name(name, minion):
                for c in COMPONENTS)
 
 
-MAX_NAME = 255  # longer than any name the stack gives (Docker allows 253 characters for a hostname)
+MAX_NAME = 253  # the longest container or volume name the stack gives
+MAX_DATABASE = 63  # MongoDB database names are under 64 bytes
+MAX_SLUG = 40  # a CPU slug is cut there (with a hash of the full name), so database names stay short
+
+
+def is_docker_name(name):
+    """Docker's rule for container and volume names."""
+    return re.fullmatch(r"[a-zA-Z0-9][a-zA-Z0-9_.-]*", name) is not None
 ACTIONS = ("die", "destroy")
 
 
@@ -118,7 +125,10 @@ def cpu_slug(cpu_name):
     short = re.sub(r"@.*$", " ", short)
     short = re.sub(r"\b(CPU|Processor|[0-9]+-Core)\b", " ", short, flags=re.IGNORECASE)
     short = re.sub(r"[^a-z0-9]+", "_", short.lower()).strip("_")
-    return short or "cpu_" + hashlib.sha1(cpu_name.encode()).hexdigest()[:8]
+    digest = hashlib.sha1(cpu_name.encode()).hexdigest()
+    if len(short) > MAX_SLUG:
+        short = f"{short[:MAX_SLUG - 7].rstrip('_')}_{digest[:6]}"
+    return short or "cpu_" + digest[:8]
 
 
 def cpu_slugs(cpu_names):

@@ -4,14 +4,17 @@
 
     {"cpus": {cpu_name: {"slug", "sensors", "mongo", "formula", "influxdb", "facts", "mongo_uri",
                          "mongo_address", "mongo_port", "database", "collection", "influxdb_address",
-                         "influxdb_port", "influxdb_url", "influxdb_database"}},
+                         "influxdb_port", "influxdb_url", "influxdb_database",
+                         "local": {"mongo": bool, "influxdb": bool},   # published on 127.0.0.1 only
+                         "influxdb_warning": why the InfluxDB is open, or None}},
      "hosts": {minion: {"containers": [container, ...]}},    # see components.CONTAINER_KEYS
-     "grafana": minion id or None}
+     "grafana": minion id or None,
+     "warnings": [what an operator must know: a database reachable without authentication, ...]}
 
 Every node computes the same plan from the same mine data, whatever order it comes in.
 """
 
-from . import components, names, schema
+from . import components, names, placement as placement_rules, schema
 from .placement import placement
 from .schema import PlanError
 
@@ -27,9 +30,43 @@ def _addresses(role_facts):
     return address
 
 
-def _cpu_info(conf, cpu, entry, slug, representative, address):
+LOOPBACK = "127.0.0.1"
+
+
+def _only_local(conf, entry, kind, grafana):
+    """True when every writer and reader of the CPU name's ``kind`` (mongo or influxdb) runs on its
+    host: its port is then published on the loopback address only. Sensors write to MongoDB and
+    read InfluxDB (their health check, the apps that ask hostname_to_influx); the formula reads
+    one and writes the other; Grafana reads InfluxDB, from the host's loopback only when it
+    shares the host's network."""
+    host = entry[kind]
+    users = {entry["formula"], *entry["sensors"]}
+    if kind == "influxdb" and schema.grafana_enabled(conf):
+        if grafana != host or (conf["grafana"].get("options") or {}).get("network_mode") != "host":
+            return False
+    return users == {host}
+
+
+def _open_warning(conf, cpu, entry, info, kind):
+    users = ", ".join(sorted({entry["formula"], *entry["sensors"]} - {entry[kind]})) or "the Grafana host"
+    if kind == "mongo":
+        return (f"MongoDB for {cpu} on {entry['mongo']} ({info['mongo_address']}:{info['mongo_port']}) accepts "
+                "connections without authentication from the network: whoever reaches it can read, inject or "
+                f"drop sensor reports. Let only {users} reach port {info['mongo_port']} (a firewall).")
+    if conf["influxdb"]["version"] == 2:
+        return None  # token authentication
+    return (f"InfluxDB for {cpu} on {entry['influxdb']} ({info['influxdb_url']}) answers without authentication "
+            "from the network: SmartWatts 2.1's InfluxDB 1.x output cannot send credentials. Close it with "
+            "InfluxDB 2 (energy:influxdb:version: 2, with a token) or a firewall that lets only "
+            f"{users} and Grafana reach port {info['influxdb_port']}.")
+
+
+def _cpu_info(conf, cpu, entry, slug, representative, address, grafana=None):
     mongo_port = conf["mongo"]["port"] + entry["slots"]["mongo"]
     influx_port = conf["influxdb"]["port"] + entry["slots"]["influxdb"]
+    address = dict(address)
+    local = {kind: _only_local(conf, entry, kind, grafana) for kind in ("mongo", "influxdb")}
+    address_of = {kind: LOOPBACK if local[kind] else address[entry[kind]] for kind in local}
     return {
         "slug": slug,
         "sensors": entry["sensors"],
@@ -38,15 +75,16 @@ def _cpu_info(conf, cpu, entry, slug, representative, address):
         "influxdb": entry["influxdb"],
         # facts of the first sensor host stand for the CPU name (same model, same facts)
         "facts": representative,
-        "mongo_address": address[entry["mongo"]],
+        "mongo_address": address_of["mongo"],
         "mongo_port": mongo_port,
-        "mongo_uri": f"mongodb://{address[entry['mongo']]}:{mongo_port}",
+        "mongo_uri": f"mongodb://{address_of['mongo']}:{mongo_port}",
         "database": names.sensor_database(slug),
         "collection": "hwpc",
-        "influxdb_address": address[entry["influxdb"]],
+        "influxdb_address": address_of["influxdb"],
         "influxdb_port": influx_port,
-        "influxdb_url": f"http://{address[entry['influxdb']]}:{influx_port}",
+        "influxdb_url": f"http://{address_of['influxdb']}:{influx_port}",
         "influxdb_database": names.power_database(slug),
+        "local": local,
     }
 
 
@@ -71,7 +109,7 @@ def build(conf, role_facts):
     placed = placement(cpus, roles)
     address = _addresses(role_facts)
     slugs = names.cpu_slugs(placed["cpus"])
-    result = {"cpus": {}, "hosts": {}, "grafana": placed["grafana"]}
+    result = {"cpus": {}, "hosts": {}, "grafana": placed["grafana"], "warnings": []}
 
     def add(entry):
         result["hosts"].setdefault(entry["minion"], {"containers": []})["containers"].append(entry)
@@ -79,16 +117,70 @@ def build(conf, role_facts):
     for cpu, entry in sorted(placed["cpus"].items()):
         representative = sensors[entry["sensors"][0]]
         _check_events(conf, cpu, entry, representative)
-        info = _cpu_info(conf, cpu, entry, slugs[cpu], representative, address)
+        info = _cpu_info(conf, cpu, entry, slugs[cpu], representative, address, placed["grafana"])
         result["cpus"][cpu] = info
+        warnings = {kind: None if info["local"][kind] else _open_warning(conf, cpu, entry, info, kind)
+                    for kind in ("mongo", "influxdb")}
+        result["warnings"] += [w for w in warnings.values() if w]
+        info["influxdb_warning"] = warnings["influxdb"]
         add(components.mongo(conf, cpu, info))
         add(components.influxdb(conf, cpu, info))
         for minion in entry["sensors"]:
             add(components.sensor(conf, minion, cpu, info))
         add(components.formula(conf, cpu, info))
+    if schema.grafana_enabled(conf) and cpus and not placed["grafana"]:
+        raise PlanError(
+            f"energy:roles:grafana: bad value {schema.describe(placement_rules.role_target(conf, 'grafana'))}: it matches "
+            "no minion that publishes its energy facts in the mine. Fix: target a minion of the fleet (or leave "
+            "the role to energy:control), or set energy:grafana:enabled: false.")
     if placed["grafana"]:
         add(components.grafana(conf, placed["grafana"], address[placed["grafana"]], result["cpus"]))
+    check_built(conf, result)
     return result
+
+
+# the components that publish a port on their minion, and the pillar key that sets it
+PUBLISHED = {"mongo": "mongo:port", "influxdb": "influxdb:port", "grafana": "grafana:port"}
+MAX_NAME = names.MAX_NAME
+
+
+def check_built(conf, full_plan):
+    """Raise PlanError when the plan cannot run: a host port above 65535 or taken twice on one
+    minion, a container or volume name Docker would refuse, a database name MongoDB would refuse."""
+    problems = []
+    for minion, host in sorted(full_plan["hosts"].items()):
+        taken = {}
+        for container in host["containers"]:
+            key = PUBLISHED.get(container["component"])
+            if key is None:
+                continue
+            port = int(container["url"].rsplit(":", 1)[1])
+            base = conf[container["component"]]["port"]
+            if port > 65535:
+                problems.append(
+                    f"energy:{key}: bad value {base}: {minion} runs several {container['component']} containers "
+                    f"on ports {base} and up, and {port} is above 65535. Fix: a lower energy:{key}, or more "
+                    f"hosts in energy:roles:{names.ROLE_OF[container['component']]}.")
+            elif port in taken and taken[port] != key:
+                problems.append(
+                    f"energy:{key}: bad value {base}: port {port} on {minion} is also taken by energy:{taken[port]}. "
+                    f"Fix: give energy:{key} and energy:{taken[port]} ranges that do not overlap (each host uses "
+                    "port .. port + N - 1 for N containers of a kind).")
+            taken.setdefault(port, key)
+        for container in host["containers"]:
+            for what in filter(None, (container["name"], container["volume"])):
+                if len(what) > MAX_NAME or not names.is_docker_name(what):
+                    problems.append(
+                        f"energy:roles: bad value {minion!r}: the name {what[:60]!r}... is not a Docker name "
+                        f"([a-zA-Z0-9][a-zA-Z0-9_.-]*, at most {MAX_NAME} characters). Fix: a shorter minion id.")
+    for cpu, info in sorted(full_plan["cpus"].items()):
+        for database in (info["database"], info["influxdb_database"]):
+            if len(database.encode()) > names.MAX_DATABASE:
+                problems.append(
+                    f"energy:facts:cpu_name: bad value {cpu!r}: database {database!r} is longer than "
+                    f"{names.MAX_DATABASE} bytes. Fix: a shorter energy:facts:cpu_name for these minions.")
+    if problems:
+        raise PlanError("invalid plan:\n  - " + "\n  - ".join(dict.fromkeys(problems)))
 
 
 def node(full_plan, minion):
@@ -114,6 +206,7 @@ def summary(full_plan):
                  for cpu, info in full_plan["cpus"].items()},
         "hosts": {minion: sorted(c["name"] for c in h["containers"]) for minion, h in full_plan["hosts"].items()},
         "grafana": full_plan["grafana"],
+        "warnings": full_plan.get("warnings", []),
         "grafana_url": next((c["url"] for h in full_plan["hosts"].values() for c in h["containers"]
                              if c["component"] == "grafana"), None),
     }

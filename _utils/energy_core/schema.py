@@ -143,7 +143,9 @@ SCHEMA = Section({
                                             "or a non-empty list of minion ids (strings).")
                       for role in names.ROLES}, "role", True),
     "facts": FACTS,
-    "config_dir": Rule(lambda v: isinstance(v, str) and v.startswith("/"), "an absolute directory path on the minions."),
+    # ':' and ',' would split Docker's bind specification (host:container:mode)
+    "config_dir": Rule(lambda v: isinstance(v, str) and v.startswith("/") and not re.search(r"[:,\s]", v),
+                       "an absolute directory path on the minions, without ':', ',' or spaces."),
     "restart_policy": Rule(lambda v: isinstance(v, str) and (v in RESTART_POLICIES or re.fullmatch(r"on-failure:[0-9]+", v)),
                            f"one of {', '.join(RESTART_POLICIES)} (on-failure:N allowed)."),
     "ready_timeout": SECONDS,
@@ -164,7 +166,9 @@ SCHEMA = Section({
     "influxdb": _container_section(
         version=Rule(lambda v: v in (1, 2) and not isinstance(v, bool), "1 (InfluxDB 1.x) or 2 (InfluxDB 2.x)."),
         port=PORT,
-        retention=Rule(is_duration, "an InfluxDB duration such as 30d, 12w or INF."),
+        # InfluxDB refuses a retention policy shorter than one hour
+        retention=Rule(lambda v: is_duration(v) and (duration_seconds(v) == 0 or duration_seconds(v) >= 3600),
+                       "an InfluxDB duration of 1h or more, such as 30d, 12w or INF."),
         org=Rule(lambda v: isinstance(v, str), "the organisation name (a string)."),
         token=Rule(lambda v: isinstance(v, str), "the admin token (a string)."),
         password=Rule(lambda v: isinstance(v, str), "the admin password (a string)."),
@@ -209,12 +213,19 @@ def _roles_need_a_host(conf):
                    f"or set energy:roles:{role} to a compound target or a list of minion ids.")
 
 
+GRAFANA_PASSWORD_MIN = 12
+
+
 def _grafana_password(conf):
     if _grafana_enabled(conf):
         password = conf["grafana"].get("admin_password")
         if not isinstance(password, str) or not password or password == "admin":
             yield ("grafana:admin_password", password,
-                   "set a secret admin password (not 'admin'), or set energy:grafana:enabled: false.")
+                   f"set a secret admin password (not 'admin', {GRAFANA_PASSWORD_MIN} characters or more), "
+                   "or set energy:grafana:enabled: false.")
+        elif len(password) < GRAFANA_PASSWORD_MIN:
+            yield ("grafana:admin_password", "***",
+                   f"a password of {GRAFANA_PASSWORD_MIN} characters or more (this one has {len(password)}).")
 
 
 def _influxdb2_secrets(conf):
@@ -226,11 +237,48 @@ def _influxdb2_secrets(conf):
             yield f"influxdb:{key}", influxdb.get(key), f"{fix}, required with influxdb:version 2."
     password = influxdb.get("password")
     if not isinstance(password, str) or len(password) < 8:
-        yield ("influxdb:password", password,
+        yield ("influxdb:password", "***" if password else password,
                "a password of at least 8 characters, required with influxdb:version 2.")
 
 
-CROSS_CHECKS = (_roles_need_a_host, _grafana_password, _influxdb2_secrets)
+def release(tag):
+    """(major, minor) of an image tag that names a release (``2.1.2``, ``v2.4``), else None."""
+    match = re.fullmatch(r"v?([0-9]+)\.([0-9]+)(\.[0-9]+)?([-.+].*)?", str(tag))
+    return (int(match.group(1)), int(match.group(2))) if match else None
+
+
+def _mongo_env_without_credentials(conf):
+    """The upstream mongo image turns authentication on when it is given a root user; the URIs
+    the sensors and formulas get carry no credentials, so they would all be refused."""
+    mongo = conf.get("mongo") if isinstance(conf.get("mongo"), dict) else {}
+    env = mongo.get("env") if isinstance(mongo.get("env"), dict) else {}
+    for key in sorted(k for k in env if str(k).startswith("MONGO_INITDB_ROOT_")):
+        yield (f"mongo:env:{key}", "***" if "PASSWORD" in str(key) else env[key],
+               "remove it: the sensors' and formulas' MongoDB URIs carry no credentials, so MongoDB with "
+               "authentication would refuse every report.")
+
+
+def _smartwatts_fits_influxdb(conf):
+    """SmartWatts 2.1 (powerapi 2.1.0) is the last with the InfluxDB 1.x output (``influxdb``):
+    powerapi 2.3.0 removed it, and SmartWatts 2.2 needs powerapi 2.5.0. SmartWatts 2.2 and later
+    have only ``influxdb2``. A tag that names no release (a local build) cannot be checked."""
+    formula = conf.get("formula") if isinstance(conf.get("formula"), dict) else {}
+    influxdb = conf.get("influxdb") if isinstance(conf.get("influxdb"), dict) else {}
+    version = release(formula.get("tag"))
+    if version is None or influxdb.get("version") not in (1, 2):
+        return
+    if influxdb["version"] == 1 and version >= (2, 2):
+        yield ("formula:tag", formula["tag"],
+               "SmartWatts 2.2 and later cannot write to InfluxDB 1.x (PowerAPI removed that output); use "
+               "SmartWatts 2.1.2 (tag: '2.1.2'), or InfluxDB 2 (energy:influxdb:version: 2, org, token, password).")
+    elif influxdb["version"] == 2 and version < (2, 2):
+        yield ("formula:tag", formula["tag"],
+               "SmartWatts before 2.2 has no InfluxDB 2 output; use a SmartWatts of 2.2 or later (e.g. tag: '2.4.1') "
+               "with energy:influxdb:version: 2, or InfluxDB 1.x (energy:influxdb:version: 1).")
+
+
+CROSS_CHECKS = (_roles_need_a_host, _grafana_password, _influxdb2_secrets, _smartwatts_fits_influxdb,
+                _mongo_env_without_credentials)
 
 
 # --------------------------------------------------------------------------- validation
@@ -329,3 +377,34 @@ def key_paths(section=SCHEMA, prefix=""):
             yield from key_paths(sub, path + ":")
         else:
             yield path
+
+
+# the pillar keys that hold secrets: never in a return, an event, a log line or a label
+SECRET_KEYS = ("grafana:admin_password", "influxdb:token", "influxdb:password")
+MASK = "***"
+
+
+def secrets(conf):
+    """The secret values of a configuration (non-empty strings at SECRET_KEYS)."""
+    found = set()
+    for path in SECRET_KEYS:
+        value = conf
+        for key in path.split(":"):
+            value = value.get(key) if isinstance(value, dict) else None
+        if isinstance(value, str) and value:
+            found.add(value)
+    return found
+
+
+def mask(value, hidden):
+    """``value`` with every occurrence of a string of ``hidden`` replaced by ``***`` (a copy)."""
+    if not hidden:
+        return value
+    if isinstance(value, dict):
+        return {mask(k, hidden): mask(v, hidden) for k, v in value.items()}
+    if isinstance(value, (list, tuple)):
+        return type(value)(mask(v, hidden) for v in value)
+    if isinstance(value, str):
+        for secret in sorted(hidden, key=len, reverse=True):
+            value = value.replace(secret, MASK)
+    return value

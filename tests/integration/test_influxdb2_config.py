@@ -33,7 +33,8 @@ def influxdb2_plan(defaults):
     conf.update(control="ctl")
     conf["influxdb"].update(version=2, org="lab", token="s3cr3t-token", password="longenough", image="influxdb",
                             tag="2.7.5")
-    conf["grafana"]["admin_password"] = "not-admin"
+    conf["grafana"]["admin_password"] = "not-admin-at-all"
+    conf["formula"]["tag"] = "2.4.1"  # the release this test runs; 2.1 has no influxdb2 output
     assert schema.validate(conf) == []
     facts = {"sensors": {"n1": {"cpu_name": "AMD EPYC 7452 32-Core Processor", "cpu_base_freq_mhz": 2350,
                                 "rapl_domains": ["package"], "pmu_events": ["CYCLES_NOT_IN_HALT"],

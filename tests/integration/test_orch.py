@@ -1,7 +1,7 @@
 """One orchestrate run deploys the whole stack, placed by CPU name, on the real Docker engine."""
 
-from tests.integration.conftest import (EPYC, MINIONS, XEON_E5, XEON_GOLD, containers, failed_steps,
-                                       pillar_changed, state_changes)
+from tests.integration.conftest import (EPYC, GRAFANA_PASSWORD, MINIONS, XEON_E5, XEON_GOLD, containers,
+                                       failed_steps, pillar_changed, state_changes)
 from tests.power import influx
 
 # The placement the pillar asks for: CPU names sorted -> AMD, Xeon E5, Xeon Gold; mongos [test-ctl, test-node-a]
@@ -19,6 +19,11 @@ def running(docker_engine, **labels):
 
 def test_orchestrate_places_every_container_on_the_planned_minion(deployed, docker_engine):
     assert not failed_steps(deployed)
+    # the stack spans several machines, so the orch says which databases are open to the network
+    text = str(deployed)
+    assert f"InfluxDB for {XEON_GOLD} on test-ctl (http://{MINIONS['test-ctl'][0]}:8087) answers without authentication" in text
+    assert f"MongoDB for {EPYC} on test-ctl ({MINIONS['test-ctl'][0]}:27017) accepts connections without authentication" in text
+    assert GRAFANA_PASSWORD not in text  # the plan check's return masks secrets
     for cpu, where in EXPECTED.items():
         for component in ("mongo", "influxdb", "formula"):
             found = running(docker_engine, energy_component=component, energy_cpu=cpu)

@@ -81,7 +81,7 @@ def test_build_plan_gives_each_wrapped_container_its_own_port_and_volume(default
 def test_pillar_options_override_container_arguments(defaults):
     conf = dict(defaults, control="ctl", sensor=dict(defaults["sensor"], options={"privileged": False}))
     facts = {"sensors": {"a": {"cpu_name": "X", "pmu_events": EVENTS}}, "mongos": {"ctl": {}},
-             "formulas": {"ctl": {}}, "influxdbs": {"ctl": {}}}
+             "formulas": {"ctl": {}}, "influxdbs": {"ctl": {}}, "grafana": {"ctl": {}}}
     (sensor,) = plan.build(conf, facts)["hosts"]["a"]["containers"]
     assert sensor["run"]["privileged"] is False
     assert sensor["run"]["labels"] == {"energy.component": "sensor", "energy.minion": "a", "energy.cpu": "X"}
@@ -90,7 +90,7 @@ def test_pillar_options_override_container_arguments(defaults):
 def test_cpu_without_pmu_events_is_refused_with_the_fix(defaults):
     conf = dict(defaults, control="ctl")
     facts = {"sensors": {"vm1": {"cpu_name": "AMD EPYC", "pmu_events": [], "virtual": True}},
-             "mongos": {"ctl": {}}, "formulas": {"ctl": {}}, "influxdbs": {"ctl": {}}}
+             "mongos": {"ctl": {}}, "formulas": {"ctl": {}}, "influxdbs": {"ctl": {}}, "grafana": {"ctl": {}}}
     with pytest.raises(PlanError, match=r"'AMD EPYC' \(minions vm1\) has no usable PMU events.*Fix:"):
         plan.build(conf, facts)
     conf["sensor"] = dict(defaults["sensor"], events=EVENTS)  # the user names them: accepted
@@ -129,3 +129,84 @@ def test_inventory_reads_the_stack_back_from_docker_in_removal_order():
     assert [c["name"] for c in inventory.containers(ps)] == ["energy-a-grafana", "energy-a-sensor", "energy-a-mongo-x"]
     volumes = ["energy-a-mongo-x", "energy-a-influxdb-x", "energy-a-grafana", "energy-ab-mongo-x", "other"]
     assert inventory.volumes("a", volumes) == ["energy-a-grafana", "energy-a-influxdb-x", "energy-a-mongo-x"]
+
+
+FLEET = {"sensors": {"a": {"cpu_name": "X", "pmu_events": EVENTS, "address": "10.0.0.1"},
+                     "b": {"cpu_name": "Y", "pmu_events": EVENTS, "address": "10.0.0.2"},
+                     "c": {"cpu_name": "Z", "pmu_events": EVENTS, "address": "10.0.0.3"}},
+         "mongos": {"ctl": {"address": "10.0.0.9"}}, "formulas": {"ctl": {}}, "influxdbs": {"ctl": {}},
+         "grafana": {"ctl": {}}}
+
+
+def fleet_conf(defaults, **sections):
+    conf = dict(defaults, control="ctl")
+    for name, values in sections.items():
+        conf[name] = dict(defaults[name], **values)
+    return conf
+
+
+@pytest.mark.parametrize("sections, words", [
+    # three CPU names on one host: ports 65534, 65535, 65536
+    ({"mongo": {"port": 65534}}, "energy:mongo:port: bad value 65534: ctl runs several mongo containers"),
+    ({"influxdb": {"port": 65535}}, "energy:influxdb:port: bad value 65535"),
+    # two kinds on one port range
+    ({"mongo": {"port": 8086}}, "port 8086 on ctl is also taken by energy:"),
+    ({"grafana": {"port": 27018}}, "port 27018 on ctl is also taken by energy:"),
+])
+def test_the_built_plan_is_checked_for_ports(defaults, sections, words):
+    with pytest.raises(PlanError) as exc:
+        plan.build(fleet_conf(defaults, **sections), FLEET)
+    assert words in str(exc.value) and "Fix:" in str(exc.value)
+
+
+def test_grafana_role_matching_no_minion_is_named(defaults):
+    facts = dict(FLEET, grafana={})
+    with pytest.raises(PlanError, match=r"energy:roles:grafana: bad value 'ctl': it matches no minion.*Fix:"):
+        plan.build(fleet_conf(defaults), facts)
+    assert plan.build(fleet_conf(defaults, grafana={"enabled": False}), facts)["grafana"] is None
+
+
+def test_a_long_cpu_name_gives_database_names_mongodb_accepts(defaults):
+    long_name = "Intel(R) Xeon(R) Platinum 8380 Extraordinarily Long Engineering Sample Name " * 3
+    facts = dict(FLEET, sensors={"a": {"cpu_name": long_name, "pmu_events": EVENTS}})
+    info = plan.build(fleet_conf(defaults), facts)["cpus"][long_name]
+    assert len(info["database"]) <= 63 and len(info["influxdb_database"]) <= 63
+    assert names.cpu_slug(long_name) != names.cpu_slug(long_name[:-1])  # the cut keeps names apart
+
+
+def test_a_minion_id_docker_cannot_name_is_refused(defaults):
+    facts = dict(FLEET, sensors={"x" * 300: {"cpu_name": "X", "pmu_events": EVENTS}})
+    with pytest.raises(PlanError, match="is not a Docker name.*Fix: a shorter minion id"):
+        plan.build(fleet_conf(defaults), facts)
+
+
+def test_databases_open_to_the_network_are_named_in_the_plan_warnings(defaults):
+    result = plan.build(fleet_conf(defaults), FLEET)
+    assert all(not info["local"]["mongo"] and not info["local"]["influxdb"] for info in result["cpus"].values())
+    mongo = [w for w in result["warnings"] if w.startswith("MongoDB for X on ctl (10.0.0.9:27017)")]
+    influx = [w for w in result["warnings"] if w.startswith("InfluxDB for X on ctl (http://10.0.0.9:8086)")]
+    assert len(mongo) == 1 and "without authentication" in mongo[0] and "Let only a reach port 27017" in mongo[0]
+    assert len(influx) == 1 and "energy:influxdb:version: 2" in influx[0]
+    (database,) = [c["database"] for c in result["hosts"]["ctl"]["containers"]
+                   if c["component"] == "influxdb" and c["cpu"] == "X"]
+    assert database["warning"] == influx[0]
+    assert plan.summary(result)["warnings"] == result["warnings"]
+
+
+def test_a_stack_on_one_machine_publishes_its_databases_on_loopback_only(defaults):
+    facts = {"sensors": {"solo": {"cpu_name": "X", "pmu_events": EVENTS, "address": "10.0.0.5"}},
+             "mongos": {"solo": {}}, "formulas": {"solo": {}}, "influxdbs": {"solo": {}}, "grafana": {"solo": {}}}
+    conf = fleet_conf(defaults, grafana={"enabled": False})
+    conf["control"] = "solo"
+    result = plan.build(conf, facts)
+    info = result["cpus"]["X"]
+    assert info["local"] == {"mongo": True, "influxdb": True} and result["warnings"] == []
+    assert info["mongo_uri"] == "mongodb://127.0.0.1:27017" and info["influxdb_url"] == "http://127.0.0.1:8086"
+    bindings = [c["run"]["port_bindings"] for c in result["hosts"]["solo"]["containers"] if c["component"] != "sensor"
+                and c["run"].get("port_bindings")]
+    assert bindings == [["127.0.0.1:27017:27017"], ["127.0.0.1:8086:8086"]]
+    # a bridged Grafana on the same host could not reach the host's loopback: InfluxDB stays published
+    conf["grafana"] = dict(defaults["grafana"], enabled=True)
+    result = plan.build(conf, facts)
+    assert result["cpus"]["X"]["local"] == {"mongo": True, "influxdb": False}
+    assert [w.split(" answers")[0] for w in result["warnings"]] == ["InfluxDB for X on solo (http://10.0.0.5:8086)"]

@@ -122,6 +122,7 @@ def state_salt():
         "energy.engine_loaded": mock.MagicMock(return_value=False),
         "docker.inspect_container": mock.MagicMock(return_value=inspected()),
         "docker.rm": mock.MagicMock(return_value=True),
+        "docker.inspect_image": mock.MagicMock(return_value={"Id": "sha256:0"}),
         "event.send": mock.MagicMock(return_value=True),
     }
 
@@ -361,7 +362,7 @@ def test_missing_container_is_recreated_and_the_heal_event_fired(state_salt, sta
     ret = energy_state.healthy(FORMULA, "formula", RUN, probe={}, trigger="docker die event")
     assert ret["result"] is True
     assert ret["comment"].startswith(f"recreated formula container {FORMULA} because the container is missing")
-    state_states["docker_container.running"].assert_called_once_with(name=FORMULA, **RUN)
+    state_states["docker_container.running"].assert_called_once_with(name=FORMULA, force=False, **RUN)
     state_salt["docker.rm"].assert_not_called()  # nothing to remove
     state_salt["event.send"].assert_called_once()
     tag, data = state_salt["event.send"].call_args.args
@@ -376,13 +377,34 @@ def test_missing_container_is_recreated_and_the_heal_event_fired(state_salt, sta
                for r in module_logs.records)
 
 
-def test_stopped_container_is_removed_before_it_is_recreated(state_salt, state_states):
+def test_stopped_container_is_replaced_by_docker_container_running_not_removed_first(state_salt, state_states):
+    # docker_container.running (force) makes the new container before it removes the old one
     state_salt["docker.inspect_container"].side_effect = [inspected("exited"), inspected()]
     ret = energy_state.healthy(SENSOR, "sensor", RUN)
     assert ret["result"] is True
-    state_salt["docker.rm"].assert_called_once_with(SENSOR, force=True)
-    state_states["docker_container.running"].assert_called_once()
+    state_salt["docker.rm"].assert_not_called()
+    state_states["docker_container.running"].assert_called_once_with(name=SENSOR, force=True, **RUN)
     assert state_salt["event.send"].call_args.args[1]["reason"] == "the container is exited"
+
+
+def test_an_unhealthy_container_whose_image_is_gone_is_left_as_it_is(state_salt, state_states):
+    state_salt["docker.inspect_container"].return_value = inspected("exited")
+    state_salt["docker.inspect_image"].side_effect = Exception("No such image")
+    ret = energy_state.healthy(SENSOR, "sensor", RUN)
+    assert ret["result"] is False
+    assert f"image {RUN['image']} is not on {MINION}" in ret["comment"] and "left as it is" in ret["comment"]
+    state_states["docker_container.running"].assert_not_called()
+    state_salt["docker.rm"].assert_not_called()
+
+
+def test_a_check_that_cannot_run_is_unhealthy_with_its_reason_and_recreates_nothing(state_salt, state_states,
+                                                                                    closed_port):
+    probe = {"backlog": {"uri": f"mongodb://127.0.0.1:{closed_port}", "database": "d", "collection": "c", "max": 1}}
+    ret = energy_state.healthy(FORMULA, "formula", RUN, probe=probe, grace=0)
+    assert ret["result"] is False
+    assert ret["comment"].startswith(f"formula container {FORMULA} is unhealthy: cannot check: the formula's backlog")
+    state_states["docker_container.running"].assert_not_called()
+    state_salt["event.send"].assert_not_called()
 
 
 def test_recreation_that_does_not_heal_fails_and_says_so(state_salt, state_states):
@@ -613,3 +635,17 @@ def test_react_event_passes_destroy_on_and_reports_a_publish_failure(local_clien
     client.cmd_async.assert_called_once_with([MINION], "energy.react", kwarg={"name": SENSOR, "action": "destroy"},
                                              tgt_type="list")
     assert ret["result"] is False
+
+
+# --------------------------------------------------------------------------- secrets
+
+
+def test_no_secret_leaves_the_minion_in_a_return(engine_on):
+    secret = "unit-test-secret"
+    for name, value in (("plan", energy_mod.plan()), ("node", energy_mod.node()),
+                        ("summary", energy_mod.summary()), ("config", energy_mod.config())):
+        assert secret not in repr(value), name
+    assert "***" in repr(energy_mod.config()) and "***" in repr(energy_mod.plan())
+    # the formula's own SLS files get the real value, to give it to Grafana
+    (grafana,) = [c for c in energy_mod.node(secrets=True)["containers"] if c["component"] == "grafana"]
+    assert grafana["run"]["environment"]["GF_SECURITY_ADMIN_PASSWORD"] == secret

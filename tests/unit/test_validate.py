@@ -21,6 +21,17 @@ def test_defaults_with_a_control_minion_are_valid(good):
     assert energy.validate(good) == []
 
 
+def test_the_default_smartwatts_is_the_release_the_end_to_end_test_runs(defaults):
+    # what ships is what runs: the test image installs this very release from PyPI (upstream's
+    # powerapi/smartwatts-formula:<release> image is built from the same package), with the same
+    # InfluxDB major version and output
+    wanted = (ROOT / "tests" / "images" / "smartwatts" / "requirements.txt").read_text().split()
+    assert f"smartwatts=={defaults['formula']['tag']}" in wanted
+    assert defaults["formula"]["image"] == "powerapi/smartwatts-formula"
+    assert defaults["influxdb"]["version"] == 1 and defaults["influxdb"]["tag"].startswith("1.")
+    assert "influxdb" in (ROOT / "tests" / "images" / "influxdb" / "Dockerfile").read_text()
+
+
 def test_known_keys_are_the_keys_of_defaults_yaml(defaults):
     assert sorted(energy.KNOWN_KEYS) == sorted(defaults)
 
@@ -80,6 +91,7 @@ BAD = [
     ("control", ["ctl"], "string"),
     ("grafana:admin_password", "admin", "not 'admin'"),
     ("grafana:admin_password", "", "secret admin password"),
+    ("heal:schedule:splay", float("nan"), "0 or more"),
     ("influxdb:version", 3, "1 (InfluxDB 1.x) or 2"),
     ("influxdb:retention", "30 days", "InfluxDB duration"),
     ("ready_timeout", 0, "positive number of seconds"),
@@ -109,6 +121,29 @@ BAD = [
     ("formula:verbose", "false", "true or false"),
     ("heal:timeout", float("inf"), "positive number"),
     ("restart_policy", "on-failure:x", "on-failure:N"),
+    ("config_dir", "/etc/energy:rw", "without ':'"),
+    ("config_dir", "/etc/my energy", "spaces"),
+    ("influxdb:retention", "1s", "1h or more"),
+    ("influxdb:retention", "59m", "1h or more"),
+    ("mongo:env:MONGO_INITDB_ROOT_USERNAME", "root", "carry no credentials"),
+    ("mongo:port", 0, "1 to 65535"),
+    ("mongo:port", 65536, "1 to 65535"),
+    ("sensor:frequency_ms", 9, "at least 10"),
+    ("sensor:frequency_ms", 500.5, "milliseconds"),
+    ("sensor:events", [1, 2], "list of event names"),
+    ("sensor:events", ["CYCLES", ""], "list of event names"),
+    ("sensor:options", "privileged", "mapping"),
+    ("grafana:enabled", "yes", "true or false"),
+    ("grafana:port", "3000", "1 to 65535"),
+    ("influxdb:org", 5, "organisation name"),
+    ("facts:cpu_count", 0, "1 or more"),
+    ("facts:virtual", "no", "true or false"),
+    ("facts:address", "", "address other minions reach"),
+    ("facts:pmu_events", "CYCLES", "list of core event names"),
+    ("roles:sensors", "", "compound target"),
+    ("roles:grafana", [""], "non-empty list"),
+    ("heal:grace_seconds", "90", "positive number"),
+    ("clean:purge", True, "did you mean purge_data?"),
 ]
 
 
@@ -120,6 +155,15 @@ def test_bad_input_names_key_value_and_fix(good, key, value, words):
     assert errors[0].startswith(f"energy:{key}: bad value")
     assert repr(value) in errors[0] or f"'{value}'" in errors[0]
     assert "Fix:" in errors[0] and words in errors[0]
+
+
+def test_there_are_at_least_60_bad_inputs_and_none_gives_a_traceback(good):
+    assert len(BAD) >= 60
+    for bad in (None, 42, "text", [], {"mongo": None}, {"heal": "on"}, {"roles": ["a"]}, {"facts": "x"},
+                {"sensor": {"env": None, "options": None}}, {"influxdb": {"version": None}}):
+        conf = good if not isinstance(bad, dict) else energy.merge(good, bad)
+        errors = energy.validate(bad if not isinstance(bad, dict) else conf)
+        assert all(isinstance(e, str) and "Fix:" in e for e in errors), errors
 
 
 def test_missing_control_names_every_role_it_leaves_empty(defaults):
@@ -136,8 +180,33 @@ def test_check_raises_with_every_problem(good):
     assert "energy:mongo:port" in str(exc.value) and "energy:bogus" in str(exc.value)
 
 
+@pytest.mark.parametrize("version, tag, accepted", [
+    (1, "2.1.2", True), (1, "v2.1.1", True), (1, "2.2.0", False), (1, "2.3.1", False), (1, "2.4.1", False),
+    (2, "2.4.1", True), (2, "2.2.0", True), (2, "2.1.2", False), (2, "1.0.0", False),
+    (1, "fd243071c022", True), (2, "latest", True),  # a local build or a moving tag: not a release to check
+])
+def test_smartwatts_release_must_fit_the_influxdb_version(good, version, tag, accepted):
+    good["influxdb"].update(version=version, token="t0k3n", password="longenough")
+    good["formula"]["tag"] = tag
+    errors = energy.validate(good)
+    if accepted:
+        assert errors == []
+    else:
+        (error,) = errors
+        assert error.startswith(f"energy:formula:tag: bad value '{tag}'") and "Fix:" in error
+        assert ("2.1.2" if version == 1 else "2.2 or later") in error
+
+
+def test_a_short_grafana_password_is_refused_without_being_echoed(good):
+    good["grafana"]["admin_password"] = "s3cret-pw"
+    (error,) = energy.validate(good)
+    assert error.startswith("energy:grafana:admin_password: bad value '***'") and "12 characters or more" in error
+    assert "s3cret-pw" not in error
+
+
 def test_influxdb2_needs_org_token_and_password(good):
     good["influxdb"]["version"] = 2
+    good["formula"]["tag"] = "2.4.1"
     errors = energy.validate(good)
     assert [e.split(": bad")[0] for e in errors] == ["energy:influxdb:token", "energy:influxdb:password"]
     good["influxdb"].update(token="t0k3n", password="longenough")

@@ -56,6 +56,9 @@ class Handler(BaseHTTPRequestHandler):
         self.wfile.write(data)
 
     def authorized(self):
+        # Grafana's [auth.anonymous] enabled: a viewer without credentials
+        if os.environ.get("GF_AUTH_ANONYMOUS_ENABLED", "false").lower() == "true":
+            return True
         password = os.environ.get("GF_SECURITY_ADMIN_PASSWORD", "admin")
         expected = "Basic " + base64.b64encode(f"admin:{password}".encode()).decode()
         return self.headers.get("Authorization") == expected
