@@ -5,10 +5,20 @@ CPU facts for the energy formula: the ``energy`` grain.
 
     salt '*' grains.get energy
 
-Fields: ``cpu_name``, ``cpu_vendor``, ``cpu_family``, ``cpu_model``, ``cpu_count``,
-``cpu_base_freq_mhz`` (absent when unknown), ``tdp_w`` (absent when unknown), ``rapl_domains``,
-``pmu_events`` (core events SmartWatts can use; empty on VMs and unknown CPUs), ``virtual`` and
-``cgroup_version``. Every field can be overridden in the minion config:
+Fields, what this machine's kernel really offers the sensor (``energy_core.sensor.support`` says
+why a machine cannot be monitored, in ``sensor_support``):
+
+- ``cpu_name``, ``cpu_vendor``, ``cpu_family``, ``cpu_model``, ``cpu_count``, ``virtual`` (the
+  hypervisor flag), ``cpu_base_freq_mhz`` and ``tdp_w`` (absent when unknown);
+- ``rapl_domains``: the RAPL domains perf offers (the ``power`` PMU's ``energy-*`` events: what
+  hwpc-sensor reads); ``powercap_domains``: those of the powercap driver, a second source;
+- ``pmu_name`` (the kernel's core PMU name on Intel), ``pmu_family`` (the event table it picks),
+  ``pmu_events`` (the core events of that table; empty on VMs and unknown CPUs);
+- ``perf_event_paranoid``, ``kernel``, ``cgroup_version``, ``cgroup_perf_event``;
+- ``cluster``: the host name without its trailing number (``econome-3`` -> ``econome``);
+- ``sensor_support``: ``ok``, or the reasons the sensor cannot work here.
+
+Every field can be overridden in the minion config:
 
 .. code-block:: yaml
 
@@ -92,8 +102,6 @@ def _parse_cpuinfo(text):
     if freq:
         facts["cpu_base_freq_mhz"] = freq
     facts["virtual"] = "hypervisor" in flags.split()
-    facts["pmu_events"] = core.events.pmu_events(facts["cpu_vendor"], facts.get("cpu_family"),
-                                                 facts.get("cpu_model"), facts["virtual"])
     return facts
 
 
@@ -106,11 +114,15 @@ def _base_freq_from_name(name):
     return int(round(value * 1000 if match.group(2).upper() == "G" else value))
 
 
-def _rapl_facts(powercap="/sys/class/powercap"):
-    """RAPL domains (package, core, uncore, dram, psys) and the package TDP when the kernel has it."""
+def _path(root, path):
+    return os.path.join(root, path.lstrip("/"))
+
+
+def _powercap_facts(root):
+    """RAPL domains the powercap driver has (package, core, uncore, dram, psys) and the package TDP."""
     domains = set()
     tdp_w = None
-    for zone in sorted(glob.glob(os.path.join(powercap, "intel-rapl:*"))):
+    for zone in sorted(glob.glob(_path(root, "/sys/class/powercap/intel-rapl:*"))):
         name = (_read(os.path.join(zone, "name"), "") or "").strip()
         if not name:
             continue
@@ -123,11 +135,86 @@ def _rapl_facts(powercap="/sys/class/powercap"):
     return sorted(domains), tdp_w
 
 
-def _cgroup_version(root="/sys/fs/cgroup"):
-    return 2 if os.path.exists(os.path.join(root, "cgroup.controllers")) else 1
+# the perf events of the kernel's `power` PMU (what hwpc-sensor reads) -> RAPL domain
+PERF_RAPL = {"energy-pkg": "package", "energy-ram": "dram", "energy-cores": "core", "energy-gpu": "uncore",
+             "energy-psys": "psys"}
 
 
-def _cpufreq_base_mhz(cpu_dir="/sys/devices/system/cpu/cpu0/cpufreq"):
+def _perf_rapl_domains(root):
+    events_dir = _path(root, "/sys/bus/event_source/devices/power/events")
+    found = {os.path.basename(p) for p in glob.glob(os.path.join(events_dir, "energy-*"))}
+    return sorted(PERF_RAPL[e] for e in found if e in PERF_RAPL)
+
+
+def _cgroup_facts(root):
+    """(cgroup version, whether per-cgroup perf counting is there): v2 when the unified hierarchy is
+    mounted; the perf_event controller is listed in /proc/cgroups (v2 enables it implicitly), and
+    on v1 it must be mounted at /sys/fs/cgroup/perf_event, where the sensor looks."""
+    version = 2 if os.path.exists(_path(root, "/sys/fs/cgroup/cgroup.controllers")) else 1
+    listed = None
+    text = _read(_path(root, "/proc/cgroups"))
+    if text is not None:
+        listed = any(line.split()[:1] == ["perf_event"] and line.split()[-1] == "1" for line in text.splitlines())
+    if version == 1:
+        return version, bool(listed) and os.path.isdir(_path(root, "/sys/fs/cgroup/perf_event"))
+    return version, listed
+
+
+def _cluster(hostname):
+    """The cluster of a host, as testbeds name them: the short host name without its trailing number
+    (``econome-3.nantes.grid5000.fr`` -> ``econome``)."""
+    short = (hostname or "").strip().split(".")[0]
+    return re.sub(r"[-_]?[0-9]+$", "", short) or short or "unknown"
+
+
+PFM_PMU_TYPE_CORE = 1  # libpfm4's pfm_pmu_type_t
+PFM_OS_NONE = 0
+
+
+def _libpfm4_core_events(library="pfm"):
+    """The event names libpfm4 (the library hwpc-sensor encodes events with) accepts for the core
+    PMUs present here; None when libpfm4 is not installed. Read through ctypes with the structures
+    of perfmon/pfmlib.h (libpfm 4.x)."""
+    import ctypes  # pylint: disable=import-outside-toplevel
+    import ctypes.util  # pylint: disable=import-outside-toplevel
+
+    path = ctypes.util.find_library(library)
+    if not path:
+        return None
+
+    class PmuInfo(ctypes.Structure):  # pfm_pmu_info_t
+        _fields_ = [("name", ctypes.c_char_p), ("desc", ctypes.c_char_p), ("size", ctypes.c_size_t),
+                    ("pmu", ctypes.c_int), ("type", ctypes.c_int), ("nevents", ctypes.c_int),
+                    ("first_event", ctypes.c_int), ("max_encoding", ctypes.c_int), ("num_cntrs", ctypes.c_int),
+                    ("num_fixed_cntrs", ctypes.c_int), ("flags", ctypes.c_uint)]
+
+    class EventInfo(ctypes.Structure):  # pfm_event_info_t
+        _fields_ = [("name", ctypes.c_char_p), ("desc", ctypes.c_char_p), ("equiv", ctypes.c_char_p),
+                    ("size", ctypes.c_size_t), ("code", ctypes.c_uint64), ("pmu", ctypes.c_int),
+                    ("dtype", ctypes.c_int), ("idx", ctypes.c_int), ("nattrs", ctypes.c_int),
+                    ("reserved", ctypes.c_int), ("flags", ctypes.c_uint)]
+
+    try:
+        lib = ctypes.CDLL(path)
+        if lib.pfm_initialize() != 0:
+            return None
+    except OSError:
+        return None
+    found = set()
+    for pmu in range(1024):  # pfm_pmu_t ids; unknown ones return an error
+        info = PmuInfo(size=ctypes.sizeof(PmuInfo))
+        if lib.pfm_get_pmu_info(pmu, ctypes.byref(info)) != 0 or not info.flags & 1 or info.type != PFM_PMU_TYPE_CORE:
+            continue
+        idx = info.first_event
+        while idx != -1 and len(found) < 5000:
+            event = EventInfo(size=ctypes.sizeof(EventInfo))
+            if lib.pfm_get_event_info(idx, PFM_OS_NONE, ctypes.byref(event)) == 0 and event.name:
+                found.add(event.name.decode(errors="replace"))
+            idx = lib.pfm_get_event_next(idx)
+    return sorted(found)
+
+
+def _cpufreq_base_mhz(cpu_dir):
     """Base frequency from cpufreq (intel_pstate: base_frequency; else the max listed state), kHz -> MHz."""
     for name in ("base_frequency", "cpuinfo_max_freq"):
         value = (_read(os.path.join(cpu_dir, name), "") or "").strip()
@@ -136,18 +223,36 @@ def _cpufreq_base_mhz(cpu_dir="/sys/devices/system/cpu/cpu0/cpufreq"):
     return None
 
 
-def _collect(cpuinfo_text, powercap="/sys/class/powercap", cgroup_root="/sys/fs/cgroup",
-            cpufreq_dir="/sys/devices/system/cpu/cpu0/cpufreq", overrides=None):
-    """All the facts, from the given paths (pure apart from reading them)."""
-    facts = _parse_cpuinfo(cpuinfo_text or "")
+def _collect(root="/", overrides=None, hostname=None):
+    """All the facts of the machine whose files are under ``root`` (``/``, or a recorded tree)."""
+    facts = _parse_cpuinfo(_read(_path(root, "/proc/cpuinfo"), "") or "")
     if "cpu_base_freq_mhz" not in facts:
-        freq = _cpufreq_base_mhz(cpufreq_dir)
+        freq = _cpufreq_base_mhz(_path(root, "/sys/devices/system/cpu/cpu0/cpufreq"))
         if freq:
             facts["cpu_base_freq_mhz"] = freq
-    facts["rapl_domains"], tdp_w = _rapl_facts(powercap)
+    facts["powercap_domains"], tdp_w = _powercap_facts(root)
     if tdp_w:
         facts["tdp_w"] = tdp_w
-    facts["cgroup_version"] = _cgroup_version(cgroup_root)
+    facts["rapl_domains"] = _perf_rapl_domains(root)
+    pmu_dir = _path(root, "/sys/bus/event_source/devices/cpu")
+    facts["pmu_name"] = (_read(os.path.join(pmu_dir, "caps", "pmu_name"), "") or "").strip() or None
+    has_core_pmu = os.path.isdir(pmu_dir)
+    family = core.events.family(facts["cpu_vendor"], facts.get("cpu_family"), facts.get("cpu_model"),
+                                facts["pmu_name"])
+    facts["pmu_family"] = family if has_core_pmu and not facts["virtual"] else None
+    facts["pmu_events"] = list(core.events.FAMILIES.get(facts["pmu_family"], ()))
+    paranoid = (_read(_path(root, "/proc/sys/kernel/perf_event_paranoid"), "") or "").strip()
+    facts["perf_event_paranoid"] = int(paranoid) if re.fullmatch(r"-?[0-9]+", paranoid) else None
+    facts["kernel"] = (_read(_path(root, "/proc/sys/kernel/osrelease"), "") or "").strip()
+    facts["cgroup_version"], facts["cgroup_perf_event"] = _cgroup_facts(root)
+    if hostname is None:
+        hostname = _read(_path(root, "/proc/sys/kernel/hostname"), "") or ""
+    facts["cluster"] = _cluster(hostname)
+    facts["sensor_support"] = core.sensor.support(facts, has_core_pmu)
+    if root == "/":  # what libpfm4 says of this machine, not of a recorded one
+        names = _libpfm4_core_events()
+        if names:
+            facts["pmu_event_names"] = names
     for key, value in (overrides or {}).items():
         if key in core.names.FACT_KEYS:
             facts[key] = value
@@ -157,4 +262,4 @@ def _collect(cpuinfo_text, powercap="/sys/class/powercap", cgroup_root="/sys/fs/
 def energy():
     """The ``energy`` grain (the only public function: Salt calls every public one)."""
     overrides = __opts__.get("energy_facts") or {}  # pylint: disable=undefined-variable
-    return {"energy": _collect(_read("/proc/cpuinfo", ""), overrides=overrides)}
+    return {"energy": _collect("/", overrides=overrides)}

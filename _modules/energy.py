@@ -12,16 +12,19 @@ saltext-dockermod) and hands it to the pure core (``_utils/energy_core``), which
 """
 
 import copy
-import hashlib
-import json
 import logging
 import os
+import sys
 import time
 
 log = logging.getLogger(__name__)
 
 __virtualname__ = "energy"
 
+try:  # imported from a checkout (or extmods) without Salt's loader: the core is beside this folder
+    import energy_core  # noqa: F401  pylint: disable=unused-import
+except ImportError:
+    sys.path += [os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))), d) for d in ("_utils", "utils")]
 try:
     import energy_core
 
@@ -68,19 +71,8 @@ def _job_id():
 
 
 def _per_job(name, inputs, compute):
-    """``compute()`` once per job and ``inputs``: every SLS of a state run renders the plan, and the
-    job id in the key keeps a long-lived minion from serving a plan of an earlier job."""
-    jid = _job_id()
-    if jid is None:
-        return compute()
-    digest = hashlib.sha1(json.dumps(inputs, sort_keys=True, default=str).encode()).hexdigest()
-    key = (jid, digest)
-    cached = __context__.get(f"energy.{name}")
-    if cached and cached[0] == key:
-        return cached[1]
-    value = compute()
-    __context__[f"energy.{name}"] = (key, value)
-    return value
+    """``compute()`` once per job: every SLS of a state run renders the plan."""
+    return core.plan.once_per_job(__context__, f"energy.{name}", _job_id(), inputs, compute)
 
 
 def _fail(exc):
@@ -188,6 +180,26 @@ def plan(conf=None, secrets=False):
     """
     conf = conf if conf is not None else config(secrets=True)
     return _masked(_plan(conf), conf, secrets)
+
+
+PlanError = core.schema.PlanError if core else ValueError  # what sensor_events raises (a ValueError)
+
+
+def sensor_events(cpu_facts, mode="best", extra=None):
+    """
+    The events of each CPU name's sensors (pure: see ``energy_core.sensor.sensor_events``).
+
+    ``cpu_facts`` is ``{cpu_name: energy grain}``; ``mode`` ``best`` or ``common``; ``extra``
+    ``{cpu_name or "*": [event, ...]}``. Returns ``{cpu_name: {"core", "rapl", "msr", "dram"}}``;
+    raises PlanError (a ValueError) for an extra event a CPU lacks, or no core role in common.
+
+    CLI Example:
+
+    .. code-block:: bash
+
+        salt-call energy.sensor_events '{"Xeon": {"cpu_vendor": "intel", "cpu_family": 6, "cpu_model": 85}}' common
+    """
+    return core.sensor.sensor_events(cpu_facts, mode, extra)
 
 
 def node(conf=None, secrets=False):
@@ -336,31 +348,16 @@ def maintenance(action="status", what="all", reason="", hours=None):
     """
     now = time.time()
     entries = core.maintenance.read(_maintenance_file(), now)
-    if isinstance(action, bool):  # the CLI's YAML reads a bare on/off as true/false
-        action = "on" if action else "off"
-    action, what = str(action).lower(), str(what)
-    if action == "status":
+    if str(action).lower() == "status":
         return entries
-    if action not in ("on", "off"):
-        raise CommandExecutionError(f"energy.maintenance: bad action {action!r}. Fix: on, off or status.")
-    if not core.maintenance.valid_target(what):
-        raise CommandExecutionError(
-            f"energy.maintenance: bad target {what!r}. Fix: all, a component ({', '.join(core.names.COMPONENTS)}) "
-            "or a container name of the stack (energy-...; see salt-call energy.deployed).")
-    if action == "on":
-        if hours is not None and not core.schema.is_positive(hours):
-            raise CommandExecutionError(f"energy.maintenance: bad hours {hours!r}. Fix: a positive number.")
-        entries[what] = {"reason": str(reason or ""), "since": now,
-                         "until": now + float(hours) * 3600 if hours is not None else None}
-        ended = []
-    else:
-        ended = sorted(entries) if what == "all" else [w for w in (what,) if w in entries]
-        for key in ended:
-            del entries[key]
+    try:
+        action, entries, ended = core.maintenance.change(entries, action, what, reason, hours, now)
+    except ValueError as exc:
+        _fail(exc)
     core.maintenance.write(_maintenance_file(), entries)
     log.warning("energy maintenance %s for %s on %s%s", action, what, __opts__["id"], f" ({reason})" if reason else "")
     __salt__["event.send"](f"{core.names.MAINTENANCE_EVENT}/{action}",
-                           {"minion": __opts__["id"], "what": what, "reason": str(reason or ""), "ended": ended})
+                           {"minion": __opts__["id"], "what": str(what), "reason": str(reason or ""), "ended": ended})
     return entries
 
 

@@ -102,10 +102,6 @@ def reachable(name, service=None, timeout=60, interval=0.5):
     return ret
 
 
-def _influx_query(url, query, method="GET"):
-    return core.health.influx_query(url, query, method)
-
-
 def influxdb_database(name, url, retention="30d", service=None, timeout=60, warning=None):
     """
     Make sure InfluxDB 1.x at ``url`` answers and holds database ``name`` whose default retention
@@ -125,7 +121,7 @@ def influxdb_database(name, url, retention="30d", service=None, timeout=60, warn
         ret["warnings"] = [warning]
     label = service or f"influxdb {url}"
     try:
-        wanted = core.schema.duration_seconds(retention)
+        core.schema.duration_seconds(retention)
     except ValueError as exc:
         ret["comment"] = f"{label}: {exc}"
         return ret
@@ -138,46 +134,23 @@ def influxdb_database(name, url, retention="30d", service=None, timeout=60, warn
         else:
             ret["comment"] = _not_answering(label, host, port, timeout)
         return ret
-    try:
-        # the port opens a moment before the HTTP API answers
+    test = bool(__opts__.get("test"))
+
+    def run(statement, method):
+        # the port opens a moment before the HTTP API answers: retry a query until the deadline
         while True:
             try:
-                databases = _influx_query(url, "SHOW DATABASES")
-                break
+                return core.influx.query(url, statement, method)
             except OSError:
                 if time.monotonic() >= deadline:
                     raise
                 time.sleep(0.5)
-        names = [row[0] for s in databases.get("series", []) for row in s.get("values", [])]
-        if name not in names:
-            if __opts__.get("test"):
-                ret["result"] = None
-                ret["comment"] = f"database {name} would be created on {label} with retention {retention}"
-                return ret
-            _influx_query(url, f'CREATE DATABASE "{name}" WITH DURATION {retention} NAME "energy"', "POST")
-            ret["changes"] = {"database": {"old": None, "new": name}, "retention": {"old": None, "new": retention}}
-            ret["result"] = True
-            ret["comment"] = f"database {name} created on {label} with retention {retention}"
-            return ret
-        policies = _influx_query(url, f'SHOW RETENTION POLICIES ON "{name}"')
-        series = (policies.get("series") or [{}])[0]
-        columns = series.get("columns", [])
-        default = next((dict(zip(columns, row)) for row in series.get("values", [])
-                        if dict(zip(columns, row)).get("default")), None)
-        current = core.schema.duration_seconds(default["duration"]) if default else None
-        if current == wanted:
-            ret["result"] = True
-            ret["comment"] = f"database {name} on {label} is as wanted (retention {retention})"
-            return ret
-        if __opts__.get("test"):
-            ret["result"] = None
-            ret["comment"] = f"retention of {name} on {label} would change to {retention}"
-            return ret
-        _influx_query(url, f'ALTER RETENTION POLICY "{default["name"]}" ON "{name}" DURATION {retention} DEFAULT', "POST")
-        ret["changes"] = {"retention": {"old": default["duration"], "new": retention}}
-        ret["result"] = True
-        ret["comment"] = f"retention of {name} on {label} changed to {retention}"
+
+    try:
+        ret["result"], ret["changes"], what = core.influx.ensure_database(run, name, retention, test)
+        ret["comment"] = f"{what}, on {label}"
     except (OSError, RuntimeError, ValueError, KeyError) as exc:
+        ret["result"] = False
         ret["comment"] = f"{label}: {exc} (from minion {__opts__.get('id')})"
     return ret
 
@@ -287,6 +260,68 @@ def _restart_minion_later(delay=5):
     subprocess.Popen(["sh", "-c", f"sleep {delay}; {script}"], start_new_session=True, close_fds=True,  # pylint: disable=consider-using-with
                      stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     return how
+
+
+def stays_up(name, component, seconds=5, cpu=None):
+    """
+    Watch a container that this run (re)started for ``seconds``: a container that exits or
+    restarts in that time fails the state with the end of its output, instead of looping on its
+    restart policy. An hwpc-sensor that refused an event of its config is stopped, and the
+    comment names the minion, the event and the fix.
+
+    .. code-block:: yaml
+
+        energy-sensor-container-settled-energy-node-a-sensor:
+          energy.stays_up:
+            - name: energy-node-a-sensor
+            - component: sensor
+    """
+    ret = {"name": name, "changes": {}, "result": True, "comment": ""}
+    if __opts__.get("test"):
+        ret["result"] = None
+        ret["comment"] = f"would watch {component} container {name} for {seconds} s"
+        return ret
+    minion = __opts__.get("id")
+    first = _inspect(name) or {}
+    if (first.get("State") or {}).get("Status") == "restarting":
+        # left in Docker's restart back-off by an earlier failure (its database was away): what
+        # counts is whether it stays up now
+        try:
+            __salt__["docker.restart"](name, timeout=1)
+        except Exception:  # pylint: disable=broad-except
+            pass
+        first = _inspect(name) or {}
+    restarts = first.get("RestartCount", 0)
+    deadline = time.monotonic() + float(seconds)
+    while True:
+        info = _inspect(name) or {}
+        status = (info.get("State") or {}).get("Status")
+        if status != "running" or info.get("RestartCount", 0) > restarts:
+            break
+        if time.monotonic() >= deadline:
+            ret["comment"] = f"{component} container {name} stays up"
+            return ret
+        time.sleep(0.5)
+    try:
+        logs = __salt__["docker.logs"](name, tail=20) or ""
+    except Exception as exc:  # pylint: disable=broad-except
+        logs = f"(no output: {exc})"
+    ret["result"] = False
+    refused = core.health.sensor_refusal(logs) if component == "sensor" else None
+    if refused:
+        __salt__["docker.stop"](name, timeout=1)
+        ret["changes"] = {"stopped": name}
+        ret["comment"] = (
+            f"the hwpc-sensor on {minion} refused its config: this machine cannot count event "
+            f"'{refused['event']}' (group {refused['group']}), so the sensor exits; it is stopped rather than "
+            f"left restarting. Fix: remove '{refused['event']}' from energy:sensor:events / "
+            f"energy:sensor:extra_events for {cpu or 'this CPU name'} (salt {minion} grains.get energy:pmu_events "
+            "lists what it offers), or run the sensor on a machine that has it.")
+    else:
+        ret["comment"] = (f"{component} container {name} on {minion} does not stay up ({status or 'gone'}, "
+                          f"{info.get('RestartCount', 0) - restarts} restart(s)); its last output:\n{logs.strip()[-1500:]}")
+    log.error("energy: %s", ret["comment"])
+    return ret
 
 
 def _can_restart_minion():

@@ -37,15 +37,19 @@ SKYLAKE, HASWELL, ZEN2 = list(events.INTEL_SKYLAKE), list(events.INTEL_SANDY), l
 
 MINIONS = {
     "ctl": ("127.0.0.1", {"cpu_name": "Intel(R) Xeon(R) Gold 6130 CPU @ 2.10GHz", "cpu_vendor": "intel",
+                          "cpu_family": 6, "cpu_model": 85,
                           "cpu_base_freq_mhz": 2100, "rapl_domains": ["dram", "package"],
                           "pmu_events": SKYLAKE}),
     "node-a": ("127.0.1.12", {"cpu_name": "Intel(R) Xeon(R) Gold 6130 CPU @ 2.10GHz", "cpu_vendor": "intel",
+                              "cpu_family": 6, "cpu_model": 85,
                               "cpu_base_freq_mhz": 2100, "rapl_domains": ["dram", "package"],
                               "pmu_events": SKYLAKE}),
     "node-b": ("127.0.1.13", {"cpu_name": "AMD EPYC 7452 32-Core Processor", "cpu_vendor": "amd",
+                              "cpu_family": 23, "cpu_model": 49,
                               "cpu_base_freq_mhz": 2350, "rapl_domains": ["package"],
                               "pmu_events": ZEN2}),
     "node-c": ("127.0.1.14", {"cpu_name": "Intel(R) Xeon(R) CPU E5-2630 v3 @ 2.40GHz", "cpu_vendor": "intel",
+                              "cpu_family": 6, "cpu_model": 63,
                               "cpu_base_freq_mhz": 2400, "rapl_domains": ["dram", "package"],
                               "pmu_events": HASWELL}),
 }

@@ -10,20 +10,26 @@ the other module types, which is what lets them ``import energy_core``.
 Modules, one concern each:
 
 ``names``        what things are called: roles, components, container/volume names, labels, slugs
+``checks``       checks of single values (types, ranges, durations, release tags)
+``rules``        the rules that tie several pillar keys together
 ``schema``       the pillar schema (a declarative table), merging defaults with pillar, validation
+``masking``      which pillar values are secrets, and how returns hide them
 ``placement``    role resolution and the round-robin placement of databases and formulas
+``dashboards``   the comparison dashboard, built from the plan
 ``components``   one builder per component: the container of a sensor, MongoDB, SmartWatts, ...
 ``plan``         the whole deployment plan from the configuration and the mine's facts
 ``inventory``    what is deployed on a minion, read back from Docker (what energy.clean removes)
-``events``       the hardware events the sensor reads, per CPU family
+``events``       the hardware events the sensor reads, per CPU family, and what each one means (roles)
+``sensor``       which events each CPU name's sensors read: "best" or "common" mode, events users add
 ``health``       what "healthy" means for each component (diagnosis)
+``influx``       InfluxDB 1.x queries, and a database kept with its retention
 ``mongo_wire``   a MongoDB command over the wire protocol, without a driver
 ``healing``      event-driven healing: engine and reactor configs, daemon restarts, atomic writes
 ``maintenance``  maintenance windows (containers the formula must leave alone)
 """
 
-MODULES = ("names", "schema", "placement", "events", "components", "plan", "inventory", "mongo_wire", "health",
-           "healing", "maintenance")
+MODULES = ("names", "checks", "masking", "rules", "schema", "placement", "events", "sensor", "dashboards",
+           "components", "plan", "inventory", "influx", "mongo_wire", "health", "healing", "maintenance")
 
 
 def load():

@@ -21,7 +21,7 @@ Every container of the plan is a mapping with exactly the keys of ``CONTAINER_KE
 
 import copy
 
-from . import events, names
+from . import dashboards, names
 
 CONTAINER_KEYS = ("name", "component", "minion", "cpu", "image_repo", "image_tag", "run", "volume", "url",
                   "health", "waits_for", "files", "database")
@@ -61,7 +61,7 @@ def container(conf, component, minion, cpu=None, slug=None, run=None, **keys):
 def sensor_config(conf, minion, info):
     """The hwpc-sensor JSON config of one sensor minion (the real sensor's --config-file format)."""
     facts = info["facts"]
-    core = conf["sensor"].get("events") or facts.get("pmu_events") or []
+    chosen = info["sensor"]
     return {
         "name": minion,
         "verbose": False,
@@ -70,10 +70,9 @@ def sensor_config(conf, minion, info):
         "cgroup_basepath": "/sys/fs/cgroup" if facts.get("cgroup_version") == 2 else "/sys/fs/cgroup/perf_event",
         "output": {"type": "mongodb", "uri": info["mongo_uri"], "database": info["database"],
                    "collection": info["collection"]},
-        "system": {"rapl": {"events": events.rapl_events(facts.get("rapl_domains")),
-                            "monitoring_type": "MONITOR_ONE_CPU_PER_SOCKET"},
-                   "msr": {"events": list(events.MSR)}},
-        "container": {"core": {"events": list(core)}},
+        "system": {"rapl": {"events": list(chosen["rapl"]), "monitoring_type": "MONITOR_ONE_CPU_PER_SOCKET"},
+                   "msr": {"events": list(chosen["msr"])}},
+        "container": {"core": {"events": list(chosen["core"])}},
     }
 
 
@@ -154,7 +153,7 @@ def formula_command(conf, info):
     ]
     if facts.get("tdp_w"):
         args += ["--cpu-tdp", str(facts["tdp_w"])]
-    if "dram" not in (facts.get("rapl_domains") or []):
+    if not info["sensor"]["dram"]:  # no DRAM domain here, or not on every CPU of a comparison
         args.append("--disable-dram-formula")
     args += [str(a) for a in settings.get("extra_args") or []]
     return [a for a in args if a is not None]
@@ -205,5 +204,6 @@ def grafana(conf, minion, address, cpus):
             f"{home}/provisioning/dashboards/energy.yaml": {
                 "format": "yaml", "data": GRAFANA_DASHBOARD_PROVIDER, "mode": "0644"},
             f"{home}/dashboards/energy.json": {"format": "source", "data": DASHBOARD_SOURCE, "mode": "0644"},
+            f"{home}/dashboards/compare.json": {"format": "json", "data": dashboards.comparison(cpus), "mode": "0644"},
         },
     )

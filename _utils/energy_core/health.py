@@ -6,16 +6,31 @@ state's job.
 """
 
 import datetime
-import json
+import re
 import time
 import urllib.parse
 import urllib.request
 
-from . import mongo_wire
+from . import influx, mongo_wire
 
 # a reason that starts so: the check itself could not run (the database it reads through does not
 # answer); the container is reported unhealthy, but recreating it would not help
 UNCHECKED = "cannot check: "
+
+
+# how hwpc-sensor says it cannot count an event of its config, before it exits (1.4 and later;
+# 1.3 and earlier); a missing rapl PMU shows as its RAPL event refused
+SENSOR_REFUSALS = (re.compile(r"Failed to add event '(?P<event>[^']+)' to group '(?P<group>[^']+)'"),
+                   re.compile(r"event '(?P<event>[^']+)' is invalid or unsupported by this machine"))
+
+
+def sensor_refusal(logs):
+    """``{"event", "group"}`` when the sensor's output says it refused an event, else None."""
+    for pattern in SENSOR_REFUSALS:
+        match = pattern.search(logs or "")
+        if match:
+            return {"event": match.group("event"), "group": match.groupdict().get("group") or "core"}
+    return None
 
 
 def mongo_ping(address, timeout=3):
@@ -48,26 +63,11 @@ def backlog(probe, timeout=3):
     return int(reply.get("n", 0))
 
 
-def influx_query(url, query, method="GET", timeout=10, **params):
-    """One InfluxQL query on InfluxDB 1.x; the first statement's result. Raises RuntimeError when
-    InfluxDB answers with an error, OSError when it does not answer."""
-    data = urllib.parse.urlencode({"q": query, **params}).encode()
-    if method == "GET":
-        request = urllib.request.Request(f"{url}/query?{data.decode()}")
-    else:
-        request = urllib.request.Request(f"{url}/query", data=data, method="POST")
-    with urllib.request.urlopen(request, timeout=timeout) as resp:
-        result = json.load(resp)["results"][0]
-    if "error" in result:
-        raise RuntimeError(result["error"])
-    return result
-
-
 def newest_point_age(probe):
     """Seconds since this sensor's newest measured (rapl) point in InfluxDB; None when there is none."""
     query = (f"SELECT last(power) FROM power_consumption WHERE sensor = '{probe['sensor']}' "
              "AND target = 'rapl'")
-    series = influx_query(probe["url"], query, db=probe["database"], epoch="s").get("series", [])
+    series = influx.query(probe["url"], query, db=probe["database"], epoch="s").get("series", [])
     return time.time() - series[0]["values"][0][0] if series else None
 
 

@@ -44,5 +44,29 @@ def held_reason(entries, name, component, minion):
     return ""
 
 
+def change(entries, action, what, reason, hours, now):
+    """Apply ``on``/``off`` of ``what`` to ``entries`` (a copy is returned with the windows ended).
+    Raises ValueError with the fix for a bad action, target or number of hours."""
+    if isinstance(action, bool):  # the CLI's YAML reads a bare on/off as true/false
+        action = "on" if action else "off"
+    action, what, entries = str(action).lower(), str(what), dict(entries)
+    if action not in ("on", "off"):
+        raise ValueError(f"energy.maintenance: bad action {action!r}. Fix: on, off or status.")
+    if not valid_target(what):
+        raise ValueError(f"energy.maintenance: bad target {what!r}. Fix: all, a component "
+                         f"({', '.join(names.COMPONENTS)}) or a container name of the stack (energy-...; see "
+                         "salt-call energy.deployed).")
+    if action == "on":
+        if hours is not None and not (isinstance(hours, (int, float)) and not isinstance(hours, bool) and hours > 0):
+            raise ValueError(f"energy.maintenance: bad hours {hours!r}. Fix: a positive number.")
+        entries[what] = {"reason": str(reason or ""), "since": now,
+                         "until": now + float(hours) * 3600 if hours is not None else None}
+        return action, entries, []
+    ended = sorted(entries) if what == "all" else [w for w in (what,) if w in entries]
+    for key in ended:
+        del entries[key]
+    return action, entries, ended
+
+
 def path_in(cachedir):
     return os.path.join(cachedir, "energy", "maintenance.json")

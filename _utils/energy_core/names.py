@@ -19,7 +19,9 @@ DATA_COMPONENTS = ("mongo", "influxdb", "grafana")
 
 # the fields of the energy grain, as the mine publishes them (energy.facts adds ``address``)
 FACT_KEYS = ("cpu_name", "cpu_vendor", "cpu_family", "cpu_model", "cpu_count", "cpu_base_freq_mhz",
-             "tdp_w", "rapl_domains", "pmu_events", "virtual", "cgroup_version", "address")
+             "tdp_w", "rapl_domains", "pmu_events", "virtual", "cgroup_version", "address",
+             "powercap_domains", "pmu_name", "pmu_family", "pmu_event_names", "perf_event_paranoid", "kernel",
+             "cgroup_perf_event", "cluster", "sensor_support")
 MINE_FUNCTION = "energy.facts"
 
 LABEL_COMPONENT = "energy.component"

@@ -6,7 +6,8 @@
                          "mongo_address", "mongo_port", "database", "collection", "influxdb_address",
                          "influxdb_port", "influxdb_url", "influxdb_database",
                          "local": {"mongo": bool, "influxdb": bool},   # published on 127.0.0.1 only
-                         "influxdb_warning": why the InfluxDB is open, or None}},
+                         "influxdb_warning": why the InfluxDB is open, or None,
+                         "sensor": {"core", "rapl", "msr", "dram", "dropped_roles", "mode"}}},
      "hosts": {minion: {"containers": [container, ...]}},    # see components.CONTAINER_KEYS
      "grafana": minion id or None,
      "warnings": [what an operator must know: a database reachable without authentication, ...]}
@@ -14,7 +15,11 @@
 Every node computes the same plan from the same mine data, whatever order it comes in.
 """
 
+import hashlib
+import json
+
 from . import components, names, placement as placement_rules, schema
+from . import sensor as sensor_rules
 from .placement import placement
 from .schema import PlanError
 
@@ -88,14 +93,42 @@ def _cpu_info(conf, cpu, entry, slug, representative, address, grafana=None):
     }
 
 
-def _check_events(conf, cpu, entry, representative):
-    if not (conf["sensor"].get("events") or representative.get("pmu_events")):
+def _check_events(cpu, entry, chosen, representative):
+    if not chosen["core"]:
+        why = representative.get("sensor_support")
+        why = f" ({'; '.join(why)})" if isinstance(why, list) and why else ""
         raise PlanError(
             f"energy:roles:sensors: CPU name {cpu!r} (minions {', '.join(entry['sensors'])}) has no usable "
-            "PMU events (a virtual machine, or a CPU the grain does not know), so SmartWatts could "
+            f"PMU events{why or ' (a virtual machine, or a CPU the grain does not know)'}, so SmartWatts could "
             "never attribute power to containers. Fix: leave these minions out of energy:roles:sensors, "
             "or give the events in energy:sensor:events or energy:facts:pmu_events."
         )
+
+
+def _compared(conf, sensors, cpus):
+    """The CPU names of the comparison: those with a sensor minion in a cluster of
+    energy:sensor:compare (the grain's ``cluster``), or every CPU name when it is empty."""
+    clusters = set(conf["sensor"].get("compare") or [])
+    if not clusters:
+        return None
+    return {cpus[m] for m, facts in sensors.items() if m in cpus and facts.get("cluster") in clusters}
+
+
+def sensor_events(conf, sensors, placed):
+    """Per CPU name: ``{"core", "rapl", "msr", "dram", "dropped_roles", "mode"}``, from the sensor
+    section (mode, compare, extra_events, events that replace the detected ones per CPU name)."""
+    settings = conf["sensor"]
+    facts = {cpu: sensors[entry["sensors"][0]] for cpu, entry in placed["cpus"].items()}
+    cpus = {m: f["cpu_name"] for m, f in sensors.items() if f.get("cpu_name")}
+    chosen, dropped = sensor_rules.resolve(facts, settings.get("mode", "best"), settings.get("extra_events"),
+                                           _compared(conf, sensors, cpus))
+    replaced = settings.get("events") or {}
+    for cpu, result in chosen.items():
+        own = replaced.get(cpu, replaced.get("*"))
+        if own:
+            result["core"] = list(own)
+        result.update(dropped_roles=dropped[cpu], mode=settings.get("mode", "best"))
+    return chosen
 
 
 def build(conf, role_facts):
@@ -114,10 +147,12 @@ def build(conf, role_facts):
     def add(entry):
         result["hosts"].setdefault(entry["minion"], {"containers": []})["containers"].append(entry)
 
+    chosen = sensor_events(conf, sensors, placed)
     for cpu, entry in sorted(placed["cpus"].items()):
         representative = sensors[entry["sensors"][0]]
-        _check_events(conf, cpu, entry, representative)
+        _check_events(cpu, entry, chosen[cpu], representative)
         info = _cpu_info(conf, cpu, entry, slugs[cpu], representative, address, placed["grafana"])
+        info["sensor"] = chosen[cpu]
         result["cpus"][cpu] = info
         warnings = {kind: None if info["local"][kind] else _open_warning(conf, cpu, entry, info, kind)
                     for kind in ("mongo", "influxdb")}
@@ -181,6 +216,21 @@ def check_built(conf, full_plan):
                     f"{names.MAX_DATABASE} bytes. Fix: a shorter energy:facts:cpu_name for these minions.")
     if problems:
         raise PlanError("invalid plan:\n  - " + "\n  - ".join(dict.fromkeys(problems)))
+
+
+def once_per_job(context, key, jid, inputs, compute):
+    """``compute()`` once per job and ``inputs``, kept in ``context`` (Salt's ``__context__``): the job
+    id in the key keeps a long-lived minion from serving a value of an earlier job; no job id, no
+    keeping."""
+    if jid is None:
+        return compute()
+    stamp = (jid, hashlib.sha1(json.dumps(inputs, sort_keys=True, default=str).encode()).hexdigest())
+    cached = context.get(key)
+    if cached and cached[0] == stamp:
+        return cached[1]
+    value = compute()
+    context[key] = (stamp, value)
+    return value
 
 
 def node(full_plan, minion):

@@ -10,10 +10,13 @@ Every error reads ``energy:<key>: bad value <value>. Fix: <fix>``.
 import collections
 import copy
 import difflib
-import math
 import re
 
-from . import names
+from . import names, rules
+from .checks import (describe, duration_seconds, is_bool, is_duration, is_int, is_number, is_port,  # noqa: F401
+                     is_positive, is_str_list, is_target, is_text)
+from .masking import MASK, SECRET_KEYS, mask, secrets  # noqa: F401  pylint: disable=unused-import
+from .rules import GRAFANA_PASSWORD_MIN  # noqa: F401  pylint: disable=unused-import
 
 Rule = collections.namedtuple("Rule", "check fix")
 MapOf = collections.namedtuple("MapOf", "rule fix")
@@ -26,67 +29,6 @@ MISSING = object()
 
 class PlanError(ValueError):
     """Bad configuration or mine data; the message names the pillar key, the value and the fix."""
-
-
-# --------------------------------------------------------------------------- checks
-
-
-def is_number(value):
-    return isinstance(value, (int, float)) and not isinstance(value, bool) and math.isfinite(value)
-
-
-def is_positive(value):
-    return is_number(value) and value > 0
-
-
-def is_int(value, low=None, high=None):
-    return (isinstance(value, int) and not isinstance(value, bool) and (low is None or value >= low)
-            and (high is None or value <= high))
-
-
-def is_port(value):
-    return is_int(value, 1, 65535)
-
-
-def is_bool(value):
-    return isinstance(value, bool)
-
-
-def is_text(value):
-    return isinstance(value, str) and bool(value.strip())
-
-
-def is_str_list(value):
-    return isinstance(value, list) and all(isinstance(v, str) and v for v in value)
-
-
-def is_target(value):
-    """A compound target string, or a non-empty list of minion ids."""
-    if isinstance(value, list):
-        return bool(value) and is_str_list(value)
-    return value is None or is_text(value)
-
-
-def is_duration(value):
-    """An InfluxDB duration: ``30d``, ``12w``, ``720h0m0s``, ``INF``."""
-    return isinstance(value, str) and (value.upper() == "INF" or re.fullmatch(r"([0-9]+(w|d|h|m|s))+", value) is not None)
-
-
-_UNITS = {"w": 604800, "d": 86400, "h": 3600, "m": 60, "s": 1}
-
-
-def duration_seconds(text):
-    """InfluxDB duration (``30d``, ``720h0m0s``, ``INF``, ``0s``) -> seconds; 0 means infinite."""
-    text = str(text).strip().lower()
-    if text in ("inf", "0", "0s", ""):
-        return 0
-    if not re.fullmatch(r"([0-9]+[wdhms])+", text):
-        raise ValueError(f"not an InfluxDB duration: {text!r}")
-    return sum(int(n) * _UNITS[u] for n, u in re.findall(r"([0-9]+)([wdhms])", text))
-
-
-def describe(value):
-    return f"'{value}'" if isinstance(value, str) else repr(value)
 
 
 # --------------------------------------------------------------------------- the table
@@ -133,6 +75,15 @@ FACTS = Section({
     "virtual": BOOL,
     "cgroup_version": Rule(lambda v: v in (1, 2) and not isinstance(v, bool), "1 or 2."),
     "address": Rule(is_text, "the address other minions reach this one on, as a string."),
+    "powercap_domains": Rule(is_str_list, "a list of powercap RAPL domains, e.g. [package, dram]."),
+    "pmu_name": Rule(lambda v: v is None or isinstance(v, str), "the kernel's core PMU name, e.g. skylake."),
+    "pmu_family": Rule(lambda v: v is None or isinstance(v, str), "an event family, e.g. intel_skylake or amd_zen3."),
+    "pmu_event_names": Rule(is_str_list, "a list of the event names the core PMU accepts."),
+    "perf_event_paranoid": Rule(lambda v: v is None or is_int(v, -1), "the kernel's perf_event_paranoid, -1 to 4."),
+    "kernel": Rule(lambda v: isinstance(v, str), "the kernel release, e.g. 6.1.0."),
+    "cgroup_perf_event": Rule(lambda v: v is None or is_bool(v), "true or false."),
+    "cluster": Rule(is_text, "the cluster name, e.g. econome."),
+    "sensor_support": Rule(lambda v: v == "ok" or is_str_list(v), "ok, or a list of reasons."),
 }, "fact", True)
 assert tuple(FACTS.keys) == names.FACT_KEYS
 
@@ -152,8 +103,17 @@ SCHEMA = Section({
     "ping_timeout": SECONDS,
     "sensor": _container_section(
         frequency_ms=Rule(lambda v: is_int(v, 10), "an integer number of milliseconds, at least 10 (1000 = 1 Hz)."),
-        events=Rule(lambda v: isinstance(v, list) and all(isinstance(e, str) and e for e in v),
-                    "a list of event names ([] = the grain's pmu_events)."),
+        events=MapOf(Rule(lambda v: isinstance(v, list) and all(isinstance(e, str) and e for e in v),
+                          "a list of event names."),
+                     "a mapping of CPU names (or '*') to the core events that replace the detected ones, "
+                     "e.g. {'Intel(R) Xeon(R) Gold 6130 CPU @ 2.10GHz': [CPU_CLK_THREAD_UNHALTED:REF_P, ...]}."),
+        mode=Rule(lambda v: v in ("best", "common"),
+                  "best (each CPU name gets every event its PMU has) or common (the same event roles for all)."),
+        compare=Rule(lambda v: isinstance(v, list) and all(is_text(c) for c in v),
+                     "a list of cluster names to compare in mode common ([] = every CPU name)."),
+        extra_events=MapOf(Rule(lambda v: isinstance(v, list) and all(isinstance(e, str) and e for e in v),
+                                "a list of event names."),
+                           "a mapping of CPU names (or '*') to lists of events added to the detected ones."),
     ),
     "mongo": _container_section(port=PORT),
     "formula": _container_section(
@@ -192,93 +152,6 @@ SCHEMA = Section({
 }, "key")
 
 KNOWN_KEYS = tuple(SCHEMA.keys)
-
-
-# --------------------------------------------------------------------------- rules across keys
-
-
-def _grafana_enabled(conf):
-    grafana = conf.get("grafana")
-    return isinstance(grafana, dict) and grafana.get("enabled") is True
-
-
-def _roles_need_a_host(conf):
-    roles = conf.get("roles") if isinstance(conf.get("roles"), dict) else {}
-    for role in names.ROLES:
-        if roles.get(role) is None and role != "sensors" and not conf.get("control"):
-            if role == "grafana" and not _grafana_enabled(conf):
-                continue
-            yield (f"roles:{role}", None,
-                   "set energy:control to the id of the minion that runs the databases and formulas, "
-                   f"or set energy:roles:{role} to a compound target or a list of minion ids.")
-
-
-GRAFANA_PASSWORD_MIN = 12
-
-
-def _grafana_password(conf):
-    if _grafana_enabled(conf):
-        password = conf["grafana"].get("admin_password")
-        if not isinstance(password, str) or not password or password == "admin":
-            yield ("grafana:admin_password", password,
-                   f"set a secret admin password (not 'admin', {GRAFANA_PASSWORD_MIN} characters or more), "
-                   "or set energy:grafana:enabled: false.")
-        elif len(password) < GRAFANA_PASSWORD_MIN:
-            yield ("grafana:admin_password", "***",
-                   f"a password of {GRAFANA_PASSWORD_MIN} characters or more (this one has {len(password)}).")
-
-
-def _influxdb2_secrets(conf):
-    influxdb = conf.get("influxdb") if isinstance(conf.get("influxdb"), dict) else {}
-    if influxdb.get("version") != 2:
-        return
-    for key, fix in (("org", "the organisation name"), ("token", "a secret admin token")):
-        if not is_text(influxdb.get(key)):
-            yield f"influxdb:{key}", influxdb.get(key), f"{fix}, required with influxdb:version 2."
-    password = influxdb.get("password")
-    if not isinstance(password, str) or len(password) < 8:
-        yield ("influxdb:password", "***" if password else password,
-               "a password of at least 8 characters, required with influxdb:version 2.")
-
-
-def release(tag):
-    """(major, minor) of an image tag that names a release (``2.1.2``, ``v2.4``), else None."""
-    match = re.fullmatch(r"v?([0-9]+)\.([0-9]+)(\.[0-9]+)?([-.+].*)?", str(tag))
-    return (int(match.group(1)), int(match.group(2))) if match else None
-
-
-def _mongo_env_without_credentials(conf):
-    """The upstream mongo image turns authentication on when it is given a root user; the URIs
-    the sensors and formulas get carry no credentials, so they would all be refused."""
-    mongo = conf.get("mongo") if isinstance(conf.get("mongo"), dict) else {}
-    env = mongo.get("env") if isinstance(mongo.get("env"), dict) else {}
-    for key in sorted(k for k in env if str(k).startswith("MONGO_INITDB_ROOT_")):
-        yield (f"mongo:env:{key}", "***" if "PASSWORD" in str(key) else env[key],
-               "remove it: the sensors' and formulas' MongoDB URIs carry no credentials, so MongoDB with "
-               "authentication would refuse every report.")
-
-
-def _smartwatts_fits_influxdb(conf):
-    """SmartWatts 2.1 (powerapi 2.1.0) is the last with the InfluxDB 1.x output (``influxdb``):
-    powerapi 2.3.0 removed it, and SmartWatts 2.2 needs powerapi 2.5.0. SmartWatts 2.2 and later
-    have only ``influxdb2``. A tag that names no release (a local build) cannot be checked."""
-    formula = conf.get("formula") if isinstance(conf.get("formula"), dict) else {}
-    influxdb = conf.get("influxdb") if isinstance(conf.get("influxdb"), dict) else {}
-    version = release(formula.get("tag"))
-    if version is None or influxdb.get("version") not in (1, 2):
-        return
-    if influxdb["version"] == 1 and version >= (2, 2):
-        yield ("formula:tag", formula["tag"],
-               "SmartWatts 2.2 and later cannot write to InfluxDB 1.x (PowerAPI removed that output); use "
-               "SmartWatts 2.1.2 (tag: '2.1.2'), or InfluxDB 2 (energy:influxdb:version: 2, org, token, password).")
-    elif influxdb["version"] == 2 and version < (2, 2):
-        yield ("formula:tag", formula["tag"],
-               "SmartWatts before 2.2 has no InfluxDB 2 output; use a SmartWatts of 2.2 or later (e.g. tag: '2.4.1') "
-               "with energy:influxdb:version: 2, or InfluxDB 1.x (energy:influxdb:version: 1).")
-
-
-CROSS_CHECKS = (_roles_need_a_host, _grafana_password, _influxdb2_secrets, _smartwatts_fits_influxdb,
-                _mongo_env_without_credentials)
 
 
 # --------------------------------------------------------------------------- validation
@@ -331,7 +204,7 @@ def validate(conf):
     errors = []
     _walk(SCHEMA, {} if conf is None else conf, "", errors)
     if isinstance(conf, dict):
-        for rule in CROSS_CHECKS:
+        for rule in rules.CROSS_CHECKS:
             errors.extend(_error(*problem) for problem in rule(conf))
     return errors
 
@@ -365,7 +238,7 @@ def merge(defaults, pillar):
 
 
 def grafana_enabled(conf):
-    return _grafana_enabled(conf)
+    return rules.grafana_enabled(conf)
 
 
 def key_paths(section=SCHEMA, prefix=""):
@@ -377,34 +250,3 @@ def key_paths(section=SCHEMA, prefix=""):
             yield from key_paths(sub, path + ":")
         else:
             yield path
-
-
-# the pillar keys that hold secrets: never in a return, an event, a log line or a label
-SECRET_KEYS = ("grafana:admin_password", "influxdb:token", "influxdb:password")
-MASK = "***"
-
-
-def secrets(conf):
-    """The secret values of a configuration (non-empty strings at SECRET_KEYS)."""
-    found = set()
-    for path in SECRET_KEYS:
-        value = conf
-        for key in path.split(":"):
-            value = value.get(key) if isinstance(value, dict) else None
-        if isinstance(value, str) and value:
-            found.add(value)
-    return found
-
-
-def mask(value, hidden):
-    """``value`` with every occurrence of a string of ``hidden`` replaced by ``***`` (a copy)."""
-    if not hidden:
-        return value
-    if isinstance(value, dict):
-        return {mask(k, hidden): mask(v, hidden) for k, v in value.items()}
-    if isinstance(value, (list, tuple)):
-        return type(value)(mask(v, hidden) for v in value)
-    if isinstance(value, str):
-        for secret in sorted(hidden, key=len, reverse=True):
-            value = value.replace(secret, MASK)
-    return value

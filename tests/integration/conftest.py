@@ -29,13 +29,17 @@ SKYLAKE, HASWELL, ZEN2 = list(events.INTEL_SKYLAKE), list(events.INTEL_SANDY), l
 # minion id -> (address, CPU facts); test-ctl is the control minion and also a sensor host.
 # The ids differ from the demo's (scripts/demo.py), so the tests never touch a running demo.
 MINIONS = {
-    "test-ctl": ("127.0.0.11", {"cpu_name": XEON_GOLD, "cpu_vendor": "intel", "cpu_base_freq_mhz": 2100,
+    "test-ctl": ("127.0.0.11", {"cpu_name": XEON_GOLD, "cpu_vendor": "intel", "cpu_family": 6, "cpu_model": 85,
+                                "cpu_base_freq_mhz": 2100,
                                 "rapl_domains": ["dram", "package"], "pmu_events": SKYLAKE}),
-    "test-node-a": ("127.0.0.12", {"cpu_name": XEON_GOLD, "cpu_vendor": "intel", "cpu_base_freq_mhz": 2100,
+    "test-node-a": ("127.0.0.12", {"cpu_name": XEON_GOLD, "cpu_vendor": "intel", "cpu_family": 6, "cpu_model": 85,
+                                   "cpu_base_freq_mhz": 2100,
                                    "rapl_domains": ["dram", "package"], "pmu_events": SKYLAKE}),
-    "test-node-b": ("127.0.0.13", {"cpu_name": EPYC, "cpu_vendor": "amd", "cpu_base_freq_mhz": 2350,
+    "test-node-b": ("127.0.0.13", {"cpu_name": EPYC, "cpu_vendor": "amd", "cpu_family": 23, "cpu_model": 49,
+                                   "cpu_base_freq_mhz": 2350,
                                    "rapl_domains": ["package"], "pmu_events": ZEN2}),  # no DRAM domain
-    "test-node-c": ("127.0.0.14", {"cpu_name": XEON_E5, "cpu_vendor": "intel", "cpu_base_freq_mhz": 2400,
+    "test-node-c": ("127.0.0.14", {"cpu_name": XEON_E5, "cpu_vendor": "intel", "cpu_family": 6, "cpu_model": 63,
+                                   "cpu_base_freq_mhz": 2400,
                                    "rapl_domains": ["dram", "package"], "pmu_events": HASWELL}),
 }
 

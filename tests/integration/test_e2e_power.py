@@ -146,3 +146,23 @@ def test_hostname_to_influx_and_the_example_app_that_prints_its_own_power(deploy
     finally:
         for container in docker_engine.containers.list(all=True, filters={"label": "energy.example"}):
             container.remove(force=True)
+
+
+def test_the_comparison_dashboard_puts_every_cpu_side_by_side_through_its_own_datasource(deployment, plan):
+    (container,) = [c for c in plan["hosts"]["test-ctl"]["containers"] if c["component"] == "grafana"]
+    status, body = grafana(container["url"], "/api/dashboards/uid/energy-compare")
+    assert status == 200
+    panels = body["dashboard"]["panels"]
+    header = panels[0]["options"]["content"]
+    # the test pillar keeps mode best: the header says the configurations differ, and how
+    assert header.startswith("**The configurations differ**")
+    assert "- AMD EPYC 7452 32-Core Processor: cycles, instructions, uops; DRAM not measured" in header
+    for panel in panels[1:]:
+        assert len(panel["targets"]) == len(plan["cpus"])
+        for target in panel["targets"]:
+            path = f"/api/datasources/proxy/uid/{target['datasource']['uid']}/query?" + urllib.parse.urlencode(
+                {"q": grafana_substitute(target["query"]), "epoch": "ms"})
+            status, result = grafana(container["url"], path)
+            assert status == 200, (panel["title"], target["alias"])
+            rows = [row for s in result["results"][0].get("series", []) for row in s["values"]]
+            assert rows, f"'{panel['title']}' returned no rows for {target['alias']}"

@@ -169,3 +169,25 @@ def test_misconfigured_influxdb_fails_its_phase_naming_service_and_minion(deploy
     # the recreated InfluxDB found its volume: nothing stored before the failure is lost
     after = influx(gold["influxdb_url"], gold["influxdb_database"], count_query)[0]["values"][0][1]
     assert after >= stored
+
+
+def test_a_sensor_that_refuses_an_event_fails_its_phase_naming_minion_event_and_fix(deployed, salt_run_cli, salt_cli,
+                                                                                   docker_engine, pillar_tree, pillar):
+    # energy:sensor:events replaces the detected events unchecked ("for users who know better"): the
+    # sensor itself refuses what the machine cannot count, as hwpc-sensor does, and exits
+    def bogus_event(energy):
+        energy["sensor"]["events"] = {EPYC: ["CYCLES_NOT_IN_HALT", "NOT_AN_EVENT"]}
+
+    with pillar_changed(salt_cli, pillar_tree, pillar, bogus_event):
+        ret = salt_run_cli.run("state.orchestrate", "energy.orch")
+        assert ret.returncode != 0
+        failed = failed_steps(ret.data)
+        assert list(failed) == ["salt_|-energy-sensor-deploy-orch_|-energy-sensor-deploy-orch_|-state"]
+        comments = " ".join(str(c) for c in failed.values())
+        assert "the hwpc-sensor on test-node-b refused its config" in comments
+        assert "'NOT_AN_EVENT' (group core)" in comments and "Fix: remove 'NOT_AN_EVENT'" in comments
+        (sensor,) = containers(docker_engine, energy_component="sensor", energy_minion="test-node-b")
+        assert sensor.status == "exited"  # stopped, not left restarting
+    ret = salt_run_cli.run("state.orchestrate", "energy.orch")
+    assert ret.returncode == 0, failed_steps(ret.data)
+    assert running(docker_engine, energy_component="sensor", energy_minion="test-node-b")

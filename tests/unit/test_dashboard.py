@@ -49,3 +49,57 @@ def test_datasource_variable_matches_the_provisioned_names():
     (variable,) = [v for v in DASHBOARD["templating"]["list"] if v["type"] == "datasource"]
     pattern = variable["regex"].strip("/")
     assert re.match(pattern, "energy Intel(R) Xeon(R) Gold 6130 CPU @ 2.10GHz")
+
+
+def comparison_plan(mode):
+    import copy
+    import pathlib
+
+    import yaml
+
+    from energy_core import plan
+
+    defaults = yaml.safe_load((pathlib.Path(ROOT) / "energy" / "defaults.yaml").read_text())["energy"]
+    conf = copy.deepcopy(defaults)
+    conf.update(control="ctl")
+    conf["sensor"]["mode"] = mode
+    conf["grafana"]["admin_password"] = "a-long-enough-one"
+    facts = {"sensors": {"a": {"cpu_name": "Xeon", "cpu_vendor": "intel", "cpu_family": 6, "cpu_model": 85,
+                               "rapl_domains": ["package", "dram"]},
+                         "b": {"cpu_name": "EPYC", "cpu_vendor": "amd", "cpu_family": 23, "cpu_model": 49,
+                               "rapl_domains": ["package"]}},
+             "mongos": {"ctl": {}}, "formulas": {"ctl": {}}, "influxdbs": {"ctl": {}}, "grafana": {"ctl": {}}}
+    built = plan.build(conf, facts)
+    (grafana,) = [c for c in built["hosts"]["ctl"]["containers"] if c["component"] == "grafana"]
+    (compare,) = [f["data"] for path, f in grafana["files"].items() if path.endswith("/compare.json")]
+    return built, compare
+
+
+def test_the_comparison_dashboard_queries_each_cpu_on_its_own_datasource():
+    from energy_core import names
+
+    built, compare = comparison_plan("best")
+    assert compare["uid"] == "energy-compare" and len(compare["uid"]) <= 40
+    charts = [p for p in compare["panels"] if p["type"] != "text"]
+    assert [p["title"] for p in charts] == ["Package power per machine (measured by RAPL)", "Power per container",
+                                            "Share of each container in its machine's power",
+                                            "Energy over the time range (J)"]
+    for panel in charts:
+        assert panel["datasource"]["uid"] == "-- Mixed --"
+        uids = [t["datasource"]["uid"] for t in panel["targets"]]
+        assert uids == [names.datasource_uid(built["cpus"][cpu]["slug"]) for cpu in sorted(built["cpus"])]
+        assert all("$timeFilter" in t["query"] for t in panel["targets"])
+    share = next(p for p in charts if p["title"].startswith("Share"))
+    assert share["fieldConfig"]["defaults"]["custom"]["stacking"]["mode"] == "percent"
+
+
+def test_the_comparison_header_says_whether_the_configurations_are_identical():
+    _, best = comparison_plan("best")
+    text = best["panels"][0]["options"]["content"]
+    assert text.startswith("**The configurations differ**")
+    assert "- EPYC: cycles, instructions, uops; DRAM not measured" in text
+    assert "- Xeon: ref_cycles, cycles, instructions, llc_misses; DRAM measured" in text
+    _, common = comparison_plan("common")
+    text = common["panels"][0]["options"]["content"]
+    assert text.startswith("**Identical configurations**") and "(cycles, instructions)" in text
+    assert "- Xeon: left out ref_cycles, llc_misses to match the others" in text

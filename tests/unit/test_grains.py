@@ -20,24 +20,32 @@ def sample(name):
 
 @pytest.fixture
 def sysfs(tmp_path):
-    """A powercap tree with package + dram, a cgroup v2 root and cpufreq, as on a Skylake server."""
-    pkg = tmp_path / "powercap" / "intel-rapl:0"
+    """A Skylake server's tree: perf RAPL and powercap with package + dram, its core PMU, a cgroup v2
+    root and cpufreq."""
+    pkg = tmp_path / "sys/class/powercap/intel-rapl:0"
     pkg.mkdir(parents=True)
     (pkg / "name").write_text("package-0\n")
     (pkg / "constraint_0_power_limit_uw").write_text("125000000\n")
-    dram = tmp_path / "powercap" / "intel-rapl:0:0"
+    dram = tmp_path / "sys/class/powercap/intel-rapl:0:0"
     dram.mkdir()
     (dram / "name").write_text("dram\n")
-    (tmp_path / "cgroup").mkdir()
-    (tmp_path / "cgroup" / "cgroup.controllers").write_text("cpu io memory\n")
-    (tmp_path / "cpufreq").mkdir()
-    (tmp_path / "cpufreq" / "base_frequency").write_text("2350000\n")
+    events_dir = tmp_path / "sys/bus/event_source/devices/power/events"
+    events_dir.mkdir(parents=True)
+    for event in ("energy-pkg", "energy-ram"):
+        (events_dir / event).write_text("event=0x02\n")
+    (tmp_path / "sys/bus/event_source/devices/cpu/caps").mkdir(parents=True)
+    (tmp_path / "sys/fs/cgroup").mkdir(parents=True)
+    (tmp_path / "sys/fs/cgroup/cgroup.controllers").write_text("cpu io memory\n")
+    cpufreq = tmp_path / "sys/devices/system/cpu/cpu0/cpufreq"
+    cpufreq.mkdir(parents=True)
+    (cpufreq / "base_frequency").write_text("2350000\n")
     return tmp_path
 
 
-def collect(text, root):
-    return grains._collect(text, powercap=str(root / "powercap"), cgroup_root=str(root / "cgroup"),
-                           cpufreq_dir=str(root / "cpufreq"))
+def collect(text, root, **kwargs):
+    (root / "proc").mkdir(parents=True, exist_ok=True)
+    (root / "proc" / "cpuinfo").write_text(text)
+    return grains._collect(str(root), **kwargs)
 
 
 def test_intel_server(sysfs):
@@ -95,10 +103,9 @@ def test_empty_or_garbage_cpuinfo_does_not_crash(tmp_path):
 
 
 def test_minion_config_overrides_each_field(tmp_path):
-    facts = grains._collect(sample("arm-neoverse-n1.txt"), powercap=str(tmp_path), cgroup_root=str(tmp_path),
-                            cpufreq_dir=str(tmp_path),
-                            overrides={"cpu_name": "Ampere Altra", "cpu_base_freq_mhz": 3000,
-                                       "address": "10.0.0.5", "not_a_fact": 1})
+    facts = collect(sample("arm-neoverse-n1.txt"), tmp_path,
+                    overrides={"cpu_name": "Ampere Altra", "cpu_base_freq_mhz": 3000, "address": "10.0.0.5",
+                               "not_a_fact": 1})
     assert facts["cpu_name"] == "Ampere Altra"
     assert facts["cpu_base_freq_mhz"] == 3000
     assert facts["address"] == "10.0.0.5"

@@ -70,3 +70,59 @@ def test_durations():
     assert schema.duration_seconds("INF") == 0
     with pytest.raises(ValueError):
         schema.duration_seconds("30 days")
+
+
+@pytest.mark.parametrize("logs, expected", [
+    ("config: json: Failed to add event 'RAPL_ENERGY_PKG' to group 'rapl'\n", {"event": "RAPL_ENERGY_PKG", "group": "rapl"}),
+    ("config: event 'LLC_MISSES' is invalid or unsupported by this machine\n", {"event": "LLC_MISSES", "group": "core"}),
+    ("pmu: found skylake 'Intel Skylake'\nsensor: started\n", None),
+    ("", None),
+])
+def test_the_sensors_refusal_is_read_from_its_output(logs, expected):
+    assert health.sensor_refusal(logs) == expected
+
+
+def influx_server(databases, policies):
+    """A stand-in for InfluxDB's /query, recording the statements it gets."""
+    seen = []
+
+    def run(statement, method):
+        seen.append((method, statement))
+        if statement == "SHOW DATABASES":
+            return {"series": [{"values": [[d] for d in databases]}]}
+        if statement.startswith("SHOW RETENTION POLICIES"):
+            return {"series": [{"columns": ["name", "duration", "default"], "values": policies}]}
+        return {}
+    return run, seen
+
+
+def test_an_influxdb_database_is_created_with_its_retention_then_left_alone():
+    from energy_core import influx
+
+    run, seen = influx_server(["_internal"], [])
+    assert influx.ensure_database(run, "power_x", "7d", test=True)[0] is None
+    assert all(method == "GET" for method, _ in seen)  # test mode writes nothing
+    result, changes, what = influx.ensure_database(run, "power_x", "7d")
+    assert result is True and changes["database"]["new"] == "power_x" and "created" in what
+    assert seen[-1] == ("POST", 'CREATE DATABASE "power_x" WITH DURATION 7d NAME "energy"')
+    run, seen = influx_server(["power_x"], [["energy", "168h0m0s", True]])
+    assert influx.ensure_database(run, "power_x", "7d") == (True, {}, "database power_x is as wanted (retention 7d)")
+    result, changes, _ = influx.ensure_database(run, "power_x", "30d")
+    assert changes == {"retention": {"old": "168h0m0s", "new": "30d"}}
+    assert seen[-1] == ("POST", 'ALTER RETENTION POLICY "energy" ON "power_x" DURATION 30d DEFAULT')
+
+
+def test_the_plan_is_computed_once_per_job_and_again_for_the_next():
+    from energy_core import plan
+
+    calls, context = [], {}
+
+    def compute():
+        calls.append(1)
+        return len(calls)
+
+    assert plan.once_per_job(context, "k", "2026", {"a": 1}, compute) == 1
+    assert plan.once_per_job(context, "k", "2026", {"a": 1}, compute) == 1  # same job, same inputs
+    assert plan.once_per_job(context, "k", "2026", {"a": 2}, compute) == 2  # other inputs
+    assert plan.once_per_job(context, "k", "2027", {"a": 2}, compute) == 3  # next job
+    assert plan.once_per_job(context, "k", None, {"a": 2}, compute) == 4  # no job id: no keeping

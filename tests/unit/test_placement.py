@@ -93,7 +93,7 @@ def test_cpu_without_pmu_events_is_refused_with_the_fix(defaults):
              "mongos": {"ctl": {}}, "formulas": {"ctl": {}}, "influxdbs": {"ctl": {}}, "grafana": {"ctl": {}}}
     with pytest.raises(PlanError, match=r"'AMD EPYC' \(minions vm1\) has no usable PMU events.*Fix:"):
         plan.build(conf, facts)
-    conf["sensor"] = dict(defaults["sensor"], events=EVENTS)  # the user names them: accepted
+    conf["sensor"] = dict(defaults["sensor"], events={"AMD EPYC": EVENTS})  # the user names them: accepted
     (sensor,) = plan.build(conf, facts)["hosts"]["vm1"]["containers"]
     (config,) = sensor["files"].values()
     assert config["data"]["container"]["core"]["events"] == EVENTS
@@ -210,3 +210,37 @@ def test_a_stack_on_one_machine_publishes_its_databases_on_loopback_only(default
     result = plan.build(conf, facts)
     assert result["cpus"]["X"]["local"] == {"mongo": True, "influxdb": False}
     assert [w.split(" answers")[0] for w in result["warnings"]] == ["InfluxDB for X on solo (http://10.0.0.5:8086)"]
+
+
+def test_common_mode_over_compared_clusters_gives_their_cpus_the_same_roles_and_no_dram(defaults):
+    import pathlib
+    import importlib.util
+
+    spec = importlib.util.spec_from_file_location("grains_for_plan", pathlib.Path(plan.__file__).parents[2] / "_grains" / "energy.py")
+    grains = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(grains)
+    data = pathlib.Path(__file__).resolve().parent.parent / "data" / "machines"
+    sensors = {"econome-1": grains._collect(str(data / "intel-haswell-e5-2630v3")),
+               "gros-1": grains._collect(str(data / "amd-zen2-epyc-7452")),
+               "dahu-1": grains._collect(str(data / "intel-skylake-gold-6130"))}
+    facts = dict(FLEET, sensors=sensors)
+    conf = fleet_conf(defaults, sensor={"mode": "common", "compare": ["econome", "gros"]})
+    result = plan.build(conf, facts)
+    haswell, epyc, gold = (sensors[m]["cpu_name"] for m in ("econome-1", "gros-1", "dahu-1"))
+    assert result["cpus"][haswell]["sensor"]["dropped_roles"] == ["ref_cycles", "llc_misses"]
+    assert result["cpus"][epyc]["sensor"]["dropped_roles"] == ["uops"]
+    assert result["cpus"][gold]["sensor"]["dropped_roles"] == []  # dahu is not compared: best
+    assert result["cpus"][gold]["sensor"]["dram"] is True and result["cpus"][haswell]["sensor"]["dram"] is False
+    formulas = {c["cpu"]: c["run"]["command"] for c in result["hosts"]["ctl"]["containers"] if c["component"] == "formula"}
+    assert "--disable-dram-formula" in formulas[haswell] and "--disable-dram-formula" not in formulas[gold]
+    (config,) = [c["files"] for c in result["hosts"]["econome-1"]["containers"]]
+    (data,) = [f["data"] for f in config.values()]
+    assert data["container"]["core"]["events"] == ["CPU_CLK_UNHALTED:THREAD_P", "INSTRUCTIONS_RETIRED"]
+    assert data["system"]["rapl"]["events"] == ["RAPL_ENERGY_PKG"]
+
+
+def test_events_given_per_cpu_name_replace_the_detected_ones_of_that_cpu_only(defaults):
+    conf = fleet_conf(defaults, sensor={"events": {"Y": ["INSTRUCTIONS_RETIRED"]}})
+    result = plan.build(conf, FLEET)
+    cores = {cpu: info["sensor"]["core"] for cpu, info in result["cpus"].items()}
+    assert cores["Y"] == ["INSTRUCTIONS_RETIRED"] and cores["X"] == EVENTS

@@ -98,12 +98,38 @@ def tick_documents(config, state, now, rng):
     return reports, truth
 
 
+# What the simulated machine's PMUs accept, as the real sensor finds out when it adds each event
+# of its config to a perf group: the core events of the server families PowerAPI documents (or
+# only SIM_CORE_EVENTS, comma-separated, when set), RAPL (without DRAM when SIM_RAPL_DRAM=0) and msr.
+KNOWN_CORE = {"CPU_CLK_THREAD_UNHALTED:REF_P", "CPU_CLK_THREAD_UNHALTED:THREAD_P", "CPU_CLK_UNHALTED:REF_P",
+              "CPU_CLK_UNHALTED:THREAD_P", "INSTRUCTIONS_RETIRED", "LLC_MISSES", "CYCLES_NOT_IN_HALT",
+              "RETIRED_INSTRUCTIONS", "RETIRED_UOPS", "RETIRED_OPS"}
+
+
+def refused_event(config):
+    """(event, group) of the first event this machine cannot count, or None."""
+    core = set(filter(None, os.environ.get("SIM_CORE_EVENTS", "").split(","))) or KNOWN_CORE
+    rapl = {"RAPL_ENERGY_PKG"} | ({"RAPL_ENERGY_DRAM"} if os.environ.get("SIM_RAPL_DRAM", "1") != "0" else set())
+    accepted = {"rapl": rapl, "msr": {"TSC", "APERF", "MPERF"}, "core": core}
+    for scope in ("system", "container"):
+        for group, spec in (config.get(scope) or {}).items():
+            for event in spec.get("events", []):
+                if event not in accepted.get(group, set()):
+                    return event, group
+    return None
+
+
 def main(argv=None):
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--config-file", required=True)
     args, _unknown = parser.parse_known_args(argv)
     with open(args.config_file, encoding="utf-8") as fh:
         config = json.load(fh)
+    refused = refused_event(config)
+    if refused:
+        # hwpc-sensor 1.4's words (1.3 says "config: event '<e>' is invalid or unsupported by this machine")
+        print(f"config: json: Failed to add event '{refused[0]}' to group '{refused[1]}'", file=sys.stderr, flush=True)
+        sys.exit(1)
     output = config["output"]
     if output.get("type") != "mongodb":
         sys.exit(f"hwpc-sensor stand-in: output type {output.get('type')!r} unsupported, only mongodb")

@@ -1,0 +1,55 @@
+"""InfluxDB 1.x over its HTTP API: one InfluxQL query, and a database kept with the retention the
+pillar asks for (what ``energy.influxdb_database`` does, with the query function handed in)."""
+
+import json
+import urllib.parse
+import urllib.request
+
+from .checks import duration_seconds
+
+
+def query(url, statement, method="GET", timeout=10, **params):
+    """One InfluxQL statement on InfluxDB 1.x; the first statement's result. Raises RuntimeError
+    when InfluxDB answers with an error, OSError when it does not answer."""
+    data = urllib.parse.urlencode({"q": statement, **params}).encode()
+    if method == "GET":
+        request = urllib.request.Request(f"{url}/query?{data.decode()}")
+    else:
+        request = urllib.request.Request(f"{url}/query", data=data, method="POST")
+    with urllib.request.urlopen(request, timeout=timeout) as resp:
+        result = json.load(resp)["results"][0]
+    if "error" in result:
+        raise RuntimeError(result["error"])
+    return result
+
+
+def _default_policy(result):
+    series = (result.get("series") or [{}])[0]
+    columns = series.get("columns", [])
+    return next((dict(zip(columns, row)) for row in series.get("values", []) if dict(zip(columns, row)).get("default")),
+                None)
+
+
+def ensure_database(run, name, retention, test=False):
+    """Make database ``name`` exist with a default retention policy of ``retention``, through
+    ``run(statement, method)``. Returns ``(result, changes, what)``: result None in test mode when
+    something would change, ``what`` the sentence for the state's comment (without the server)."""
+    wanted = duration_seconds(retention)
+    databases = run("SHOW DATABASES", "GET")
+    if name not in [row[0] for s in databases.get("series", []) for row in s.get("values", [])]:
+        if test:
+            return None, {}, f"database {name} would be created with retention {retention}"
+        run(f'CREATE DATABASE "{name}" WITH DURATION {retention} NAME "energy"', "POST")
+        return True, {"database": {"old": None, "new": name}, "retention": {"old": None, "new": retention}}, \
+            f"database {name} created with retention {retention}"
+    default = _default_policy(run(f'SHOW RETENTION POLICIES ON "{name}"', "GET"))
+    if default and duration_seconds(default["duration"]) == wanted:
+        return True, {}, f"database {name} is as wanted (retention {retention})"
+    if test:
+        return None, {}, f"retention of {name} would change to {retention}"
+    if default is None:
+        run(f'CREATE RETENTION POLICY "energy" ON "{name}" DURATION {retention} REPLICATION 1 DEFAULT', "POST")
+    else:
+        run(f'ALTER RETENTION POLICY "{default["name"]}" ON "{name}" DURATION {retention} DEFAULT', "POST")
+    return True, {"retention": {"old": default["duration"] if default else None, "new": retention}}, \
+        f"retention of {name} changed to {retention}"

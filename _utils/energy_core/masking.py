@@ -1,0 +1,31 @@
+"""Secrets: which pillar values are, and how returns hide them (``***``)."""
+
+# the pillar keys that hold secrets: never in a return, an event, a log line or a label
+SECRET_KEYS = ("grafana:admin_password", "influxdb:token", "influxdb:password")
+MASK = "***"
+
+
+def secrets(conf):
+    """The secret values of a configuration (non-empty strings at SECRET_KEYS)."""
+    found = set()
+    for path in SECRET_KEYS:
+        value = conf
+        for key in path.split(":"):
+            value = value.get(key) if isinstance(value, dict) else None
+        if isinstance(value, str) and value:
+            found.add(value)
+    return found
+
+
+def mask(value, hidden):
+    """``value`` with every occurrence of a string of ``hidden`` replaced by ``***`` (a copy)."""
+    if not hidden:
+        return value
+    if isinstance(value, dict):
+        return {mask(k, hidden): mask(v, hidden) for k, v in value.items()}
+    if isinstance(value, (list, tuple)):
+        return type(value)(mask(v, hidden) for v in value)
+    if isinstance(value, str):
+        for secret in sorted(hidden, key=len, reverse=True):
+            value = value.replace(secret, MASK)
+    return value

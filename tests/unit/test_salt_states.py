@@ -1,0 +1,360 @@
+"""The states and the runner with Salt's loader mocked: energy.healthy, energy.stays_up,
+energy.events_engine, and the reactor's energy.react_event."""
+
+import logging
+import stat
+from unittest import mock
+
+import pytest
+import yaml
+
+from tests.unit.loader_mocks import (  # noqa: F401  the fixtures are used by name  pylint: disable=unused-import
+    CPU, DEFAULTS_TEXT, FACTS, FORMULA, MINION, RUN, SENSOR, cachedir, conf_file, configure_loader_modules, energy_mod,
+    energy_runner, energy_state, engine_on, engine_path, inspected, module_logs, module_opts, module_salt, pillar,
+    runner_opts, state_opts, state_salt, state_states)
+
+
+# --------------------------------------------------------------------------- energy.healthy (state)
+
+
+
+def test_healthy_container_is_left_as_it_is(state_salt, state_states):
+    ret = energy_state.healthy(FORMULA, "formula", RUN)
+    assert ret == {"name": FORMULA, "changes": {}, "result": True, "comment": f"formula container {FORMULA} is healthy"}
+    state_salt["docker.inspect_container"].assert_called_once_with(FORMULA)
+    state_salt["energy.held"].assert_called_once_with(FORMULA, "formula")
+    state_states["docker_container.running"].assert_not_called()
+    state_salt["docker.rm"].assert_not_called()
+    state_salt["event.send"].assert_not_called()
+
+
+def test_missing_container_is_recreated_and_the_heal_event_fired(state_salt, state_states, module_logs):
+    state_salt["docker.inspect_container"].side_effect = [Exception("No such container"), inspected(age=1)]
+    ret = energy_state.healthy(FORMULA, "formula", RUN, probe={}, trigger="docker die event")
+    assert ret["result"] is True
+    assert ret["comment"].startswith(f"recreated formula container {FORMULA} because the container is missing")
+    state_states["docker_container.running"].assert_called_once_with(name=FORMULA, force=False, **RUN)
+    state_salt["docker.rm"].assert_not_called()  # nothing to remove
+    state_salt["event.send"].assert_called_once()
+    tag, data = state_salt["event.send"].call_args.args
+    assert tag == "energy/heal/formula"
+    assert data["healed"] is True
+    assert {k: data[k] for k in ("minion", "container", "component", "reason", "trigger")} == {
+        "minion": MINION, "container": FORMULA, "component": "formula", "reason": "the container is missing",
+        "trigger": "docker die event"}
+    assert ret["changes"] == {"recreated": data}
+    assert any(r.levelno == logging.WARNING and r.getMessage().startswith(f"energy heal: formula container {FORMULA} "
+                                                                          "is unhealthy (the container is missing")
+               for r in module_logs.records)
+
+
+def test_stopped_container_is_replaced_by_docker_container_running_not_removed_first(state_salt, state_states):
+    # docker_container.running (force) makes the new container before it removes the old one
+    state_salt["docker.inspect_container"].side_effect = [inspected("exited"), inspected()]
+    ret = energy_state.healthy(SENSOR, "sensor", RUN)
+    assert ret["result"] is True
+    state_salt["docker.rm"].assert_not_called()
+    state_states["docker_container.running"].assert_called_once_with(name=SENSOR, force=True, **RUN)
+    assert state_salt["event.send"].call_args.args[1]["reason"] == "the container is exited"
+
+
+def test_an_unhealthy_container_whose_image_is_gone_is_left_as_it_is(state_salt, state_states):
+    state_salt["docker.inspect_container"].return_value = inspected("exited")
+    state_salt["docker.inspect_image"].side_effect = Exception("No such image")
+    ret = energy_state.healthy(SENSOR, "sensor", RUN)
+    assert ret["result"] is False
+    assert f"image {RUN['image']} is not on {MINION}" in ret["comment"] and "left as it is" in ret["comment"]
+    state_states["docker_container.running"].assert_not_called()
+    state_salt["docker.rm"].assert_not_called()
+
+
+def test_a_check_that_cannot_run_is_unhealthy_with_its_reason_and_recreates_nothing(state_salt, state_states,
+                                                                                    closed_port):
+    probe = {"backlog": {"uri": f"mongodb://127.0.0.1:{closed_port}", "database": "d", "collection": "c", "max": 1}}
+    ret = energy_state.healthy(FORMULA, "formula", RUN, probe=probe, grace=0)
+    assert ret["result"] is False
+    assert ret["comment"].startswith(f"formula container {FORMULA} is unhealthy: cannot check: the formula's backlog")
+    state_states["docker_container.running"].assert_not_called()
+    state_salt["event.send"].assert_not_called()
+
+
+def test_recreation_that_does_not_heal_fails_and_says_so(state_salt, state_states):
+    state_salt["docker.inspect_container"].side_effect = [None, inspected("restarting")]
+    ret = energy_state.healthy(FORMULA, "formula", RUN, timeout=0)
+    assert ret["result"] is False
+    assert "still unhealthy: the container is restarting" in ret["comment"]
+    assert state_salt["event.send"].call_args.args[1]["healed"] is False
+
+
+def test_failed_docker_container_running_fails_the_state(state_salt, state_states):
+    state_salt["docker.inspect_container"].side_effect = Exception("No such container")
+    state_states["docker_container.running"].return_value = {"result": False, "changes": {},
+                                                              "comment": "image not found"}
+    ret = energy_state.healthy(FORMULA, "formula", RUN)
+    assert ret["result"] is False and ret["comment"].endswith("still unhealthy: image not found")
+    assert state_salt["event.send"].call_args.args[1]["healed"] is False
+
+
+def test_healthy_in_test_mode_only_says_what_it_would_do(state_opts, state_salt, state_states):
+    state_opts["test"] = True
+    state_salt["docker.inspect_container"].side_effect = Exception("No such container")
+    ret = energy_state.healthy(FORMULA, "formula", RUN)
+    assert ret["result"] is None
+    assert ret["changes"] == {"recreate": {"reason": "the container is missing"}}
+    assert ret["comment"] == f"would recreate formula container {FORMULA} because the container is missing"
+    state_states["docker_container.running"].assert_not_called()
+    state_salt["docker.rm"].assert_not_called()
+    state_salt["event.send"].assert_not_called()
+
+
+def test_healthy_leaves_a_container_in_maintenance_alone(state_salt, state_states):
+    state_salt["energy.held"].return_value = "maintenance on formula since 2024-01-01 00:00:00 (tuning)"
+    state_salt["docker.inspect_container"].side_effect = Exception("No such container")
+    ret = energy_state.healthy(FORMULA, "formula", RUN)
+    assert ret["result"] is True and ret["changes"] == {}
+    assert ret["comment"] == (f"formula container {FORMULA} left alone: "
+                              "maintenance on formula since 2024-01-01 00:00:00 (tuning)")
+    state_salt["docker.inspect_container"].assert_not_called()
+    state_states["docker_container.running"].assert_not_called()
+    state_salt["docker.rm"].assert_not_called()
+    state_salt["event.send"].assert_not_called()
+
+
+
+# --------------------------------------------------------------------------- energy.events_engine (state)
+
+MAIN_ENGINES = [{"custom": {"interval": 5}}]
+
+
+@pytest.fixture
+def no_restart():
+    """No test may restart a salt-minion: the detached restart is replaced, and must not be reached."""
+    with mock.patch.object(energy_state, "_restart_minion_later", side_effect=AssertionError("restart")) as later:
+        yield later
+
+
+def wanted_engine_file():
+    return energy_state.core.healing.engine_content(MINION, MAIN_ENGINES)
+
+
+def test_events_engine_writes_the_config_keeping_the_main_engines(engine_path, state_salt, no_restart):
+    ret = energy_state.events_engine(str(engine_path), restart=False)
+    assert engine_path.read_text() == wanted_engine_file()
+    engines = yaml.safe_load(engine_path.read_text())["engines"]
+    assert engines[0] == {"custom": {"interval": 5}} and "energy-docker-events" in engines[1]
+    assert ret["changes"]["config"] == {"old": None, "new": str(engine_path)}
+    assert ret["comment"].startswith(f"{engine_path} written; salt-minion needs a restart to start")
+    assert ret["result"] is True
+    no_restart.assert_not_called()
+
+
+def test_events_engine_warns_naming_the_minion_when_it_may_not_restart(engine_path, state_salt, no_restart):
+    engine_path.parent.mkdir()
+    engine_path.write_text(wanted_engine_file())
+    ret = energy_state.events_engine(str(engine_path), restart=False)
+    assert ret["changes"] == {}
+    assert ret["result"] is True
+    assert len(ret["warnings"]) == 1
+    assert ret["warnings"][0].startswith(f"restart salt-minion on {MINION} to start the docker_events engine")
+    assert "energy:heal:events:restart_minion is false" in ret["warnings"][0]
+
+
+def test_events_engine_without_a_way_to_restart_warns_too(engine_path, state_salt, no_restart):
+    # no pidfile, no pid grain: this minion cannot be restarted by the formula
+    ret = energy_state.events_engine(str(engine_path))
+    assert engine_path.exists()
+    assert "no systemd, minion_restart_command or daemon mode" in ret["warnings"][0]
+    assert MINION in ret["warnings"][0]
+
+
+def test_events_engine_restarts_the_minion_once_it_can(engine_path, state_salt):
+    with mock.patch.object(energy_state, "_can_restart_minion", return_value="systemd"), \
+            mock.patch.object(energy_state, "_restart_minion_later", return_value="systemd") as later:
+        ret = energy_state.events_engine(str(engine_path))
+        later.assert_called_once_with()
+        assert ret["changes"]["minion"] == {"restart": "systemd", "to": "start the docker_events engine"}
+        assert "warnings" not in ret
+        later.return_value = None  # an earlier run scheduled it already
+        ret = energy_state.events_engine(str(engine_path))
+    assert "minion" not in ret["changes"]
+    assert ret["comment"].endswith("(an earlier run scheduled it)")
+
+
+def test_events_engine_in_test_mode_writes_nothing(engine_path, state_opts, state_salt, no_restart):
+    state_opts["test"] = True
+    ret = energy_state.events_engine(str(engine_path))
+    assert not engine_path.exists()
+    assert ret["result"] is None  # the engine is not loaded: a restart would be needed
+    assert ret["changes"]["config"] == {"old": None, "new": str(engine_path)}
+    assert ret["comment"].startswith(f"{engine_path} would be written; salt-minion needs a restart")
+
+
+def test_events_engine_in_test_mode_with_the_engine_loaded(engine_path, state_opts, state_salt, no_restart):
+    # no restart needed, but a file would be written: a pending change is result None in test mode
+    state_opts["test"] = True
+    state_salt["energy.engine_loaded"].return_value = True
+    ret = energy_state.events_engine(str(engine_path))
+    assert not engine_path.exists()
+    assert ret["result"] is None
+    assert ret["changes"] == {"config": {"old": None, "new": str(engine_path)}}
+    assert ret["comment"] == f"{engine_path} would be written; the docker_events engine is running"
+
+
+def test_events_engine_in_place_and_loaded_changes_nothing(engine_path, state_salt, no_restart):
+    energy_state.events_engine(str(engine_path), restart=False)
+    written = engine_path.stat().st_mtime_ns
+    state_salt["energy.engine_loaded"].return_value = True
+    ret = energy_state.events_engine(str(engine_path))
+    assert ret["changes"] == {}
+    assert ret["result"] is True
+    assert "warnings" not in ret
+    assert ret["comment"].endswith("the docker_events engine is running")
+    assert engine_path.stat().st_mtime_ns == written
+
+
+def test_events_engine_updates_an_old_config_and_needs_a_reload(engine_path, state_salt, no_restart):
+    engine_path.parent.mkdir()
+    engine_path.write_text("engines: []\n")
+    state_salt["energy.engine_loaded"].return_value = True
+    ret = energy_state.events_engine(str(engine_path), restart=False)
+    assert engine_path.read_text() == wanted_engine_file()
+    assert ret["changes"]["config"] == {"old": "other content", "new": str(engine_path)}
+    assert ret["warnings"][0].startswith(f"restart salt-minion on {MINION} to reload the docker_events engine")
+
+
+def test_events_engine_disabled_removes_the_config(engine_path, state_salt, no_restart):
+    energy_state.events_engine(str(engine_path), restart=False)
+    assert engine_path.exists()
+    ret = energy_state.events_engine(str(engine_path), enabled=False)
+    assert not engine_path.exists()
+    assert ret["changes"] == {"config": {"old": str(engine_path), "new": None}}
+    assert ret["comment"] == f"{engine_path} removed; the docker_events engine is off"
+    assert ret["result"] is True
+    # once removed, nothing left to do
+    again = energy_state.events_engine(str(engine_path), enabled=False)
+    assert again["changes"] == {} and again["comment"] == "the docker_events engine is off"
+
+
+def test_events_engine_disabled_while_running_stops_with_the_next_restart(engine_path, state_salt, no_restart):
+    engine_path.parent.mkdir()
+    engine_path.write_text(wanted_engine_file())
+    state_salt["energy.engine_loaded"].return_value = True
+    ret = energy_state.events_engine(str(engine_path), enabled=False, restart=False)
+    assert not engine_path.exists()
+    assert "warnings" not in ret
+    assert ret["comment"].endswith("the docker_events engine stops with the next salt-minion restart")
+
+
+
+# --------------------------------------------------------------------------- energy.react_event (runner)
+
+
+def docker_event(name=FORMULA, action="die", label=MINION):
+    attributes = {"name": name, "image": "powerapi/smartwatts-formula:2.2.0"}
+    if label is not None:
+        attributes["energy.minion"] = label
+    return {"Action": action, "Type": "container", "Actor": {"ID": "0" * 64, "Attributes": attributes}}
+
+
+@pytest.fixture
+def local_client():
+    with mock.patch("salt.client.get_local_client") as get_local_client:
+        get_local_client.return_value.__enter__.return_value.cmd_async.return_value = "20240101000000000000"
+        yield get_local_client
+
+
+@pytest.mark.parametrize("minion, event", [
+    pytest.param(MINION, docker_event(name="energy-node-b-formula-intel_xeon"), id="another-minions-container"),
+    pytest.param(MINION, docker_event(label="node-b"), id="labelled-for-another-minion"),
+    pytest.param(MINION, docker_event(label=None), id="no-minion-label"),
+    pytest.param("node-b", docker_event(), id="sent-by-another-minion"),
+    pytest.param(MINION, docker_event(name="nginx"), id="not-a-stack-name"),
+    pytest.param(MINION, docker_event(name="energy-node-a-postgres"), id="not-a-component"),
+    pytest.param(MINION, docker_event(name="hopeful_turing"), id="temporary-container"),
+    pytest.param(MINION, docker_event(name=FORMULA + "\n  cmd.run:\n    - name: rm -rf /"), id="yaml-in-name"),
+    pytest.param(MINION, docker_event(name="energy-node-a-sensor\n"), id="newline-in-name"),
+    pytest.param(MINION, docker_event(name="energy-node-a-" + "x" * 300), id="name-too-long"),
+    pytest.param(MINION, docker_event(name=["energy-node-a-sensor"]), id="name-not-a-string"),
+    pytest.param(MINION, "die", id="event-not-a-mapping"),
+    pytest.param(MINION, None, id="no-event"),
+    pytest.param(MINION, [docker_event()], id="event-a-list"),
+    pytest.param(MINION, {"Action": "die"}, id="no-actor"),
+    pytest.param(MINION, docker_event(action="start"), id="action-start"),
+    pytest.param(MINION, docker_event(action="die\nrm"), id="action-forged"),
+    pytest.param(None, docker_event(), id="no-minion"),
+    pytest.param("", docker_event(), id="empty-minion"),
+])
+def test_react_event_drops_forged_events(minion, event, local_client):
+    ret = energy_runner.react_event(minion=minion, event=event)
+    assert ret["result"] is True
+    assert ret["comment"].startswith("dropped: ")
+    local_client.assert_not_called()
+
+
+def test_react_event_has_the_minion_recreate_its_container(local_client, runner_opts):
+    ret = energy_runner.react_event(minion=MINION, event=docker_event())
+    local_client.assert_called_once_with(mopts=runner_opts)
+    client = local_client.return_value.__enter__.return_value
+    client.cmd_async.assert_called_once_with([MINION], "energy.react", kwarg={"name": FORMULA, "action": "die"},
+                                             tgt_type="list")
+    assert ret == {"result": True,
+                   "comment": f"energy.react {FORMULA} die sent to {MINION} (job 20240101000000000000)"}
+
+
+def test_react_event_passes_destroy_on_and_reports_a_publish_failure(local_client):
+    client = local_client.return_value.__enter__.return_value
+    client.cmd_async.return_value = 0  # LocalClient's "could not publish"
+    ret = energy_runner.react_event(minion=MINION, event=docker_event(name=SENSOR, action="destroy"))
+    client.cmd_async.assert_called_once_with([MINION], "energy.react", kwarg={"name": SENSOR, "action": "destroy"},
+                                             tgt_type="list")
+    assert ret["result"] is False
+
+
+
+# --------------------------------------------------------------------------- a container that does not stay up
+
+
+def test_a_sensor_that_refuses_an_event_is_stopped_and_the_state_names_minion_event_and_fix(state_salt):
+    state_salt["docker.inspect_container"].side_effect = [inspected(), {"State": {"Status": "restarting"},
+                                                                        "RestartCount": 1}]
+    state_salt["docker.logs"] = mock.MagicMock(
+        return_value="pmu: found skylake 'Intel Skylake'\nconfig: json: Failed to add event 'BOGUS_EVENT' to group 'core'\n")
+    state_salt["docker.stop"] = mock.MagicMock(return_value={"result": True})
+    ret = energy_state.stays_up(SENSOR, "sensor", seconds=5, cpu=CPU)
+    assert ret["result"] is False
+    assert f"the hwpc-sensor on {MINION} refused its config" in ret["comment"]
+    assert "'BOGUS_EVENT' (group core)" in ret["comment"] and "Fix: remove 'BOGUS_EVENT'" in ret["comment"]
+    assert CPU in ret["comment"]
+    state_salt["docker.stop"].assert_called_once_with(SENSOR, timeout=1)
+
+
+def test_a_formula_that_exits_fails_with_its_last_output(state_salt):
+    state_salt["docker.inspect_container"].side_effect = [inspected(), inspected("exited")]
+    state_salt["docker.logs"] = mock.MagicMock(return_value="error: argument --cpu-tdp: invalid int value\n")
+    state_salt["docker.stop"] = mock.MagicMock()
+    ret = energy_state.stays_up(FORMULA, "formula", seconds=5)
+    assert ret["result"] is False and "does not stay up (exited" in ret["comment"]
+    assert "invalid int value" in ret["comment"]
+    state_salt["docker.stop"].assert_not_called()
+
+
+def test_a_container_that_stays_up_passes(state_salt):
+    ret = energy_state.stays_up(SENSOR, "sensor", seconds=0.6)
+    assert ret["result"] is True and ret["comment"].endswith("stays up")
+
+
+def test_stays_up_in_test_mode_watches_nothing(state_opts, state_salt):
+    state_opts["test"] = True
+    ret = energy_state.stays_up(SENSOR, "sensor")
+    assert ret["result"] is None
+    state_salt["docker.inspect_container"].assert_not_called()
+
+
+def test_a_container_left_in_restart_back_off_is_restarted_then_watched(state_salt):
+    state_salt["docker.inspect_container"].side_effect = [{"State": {"Status": "restarting"}, "RestartCount": 7},
+                                                          inspected(), inspected(), inspected(), inspected()]
+    state_salt["docker.restart"] = mock.MagicMock(return_value={"result": True})
+    ret = energy_state.stays_up(FORMULA, "formula", seconds=0.6)
+    assert ret["result"] is True
+    state_salt["docker.restart"].assert_called_once_with(FORMULA, timeout=1)
+
