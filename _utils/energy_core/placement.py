@@ -26,7 +26,48 @@ def role_targets(conf):
     return {role: target for role, target in targets.items() if target}
 
 
-def placement(cpus, roles):
+STRATEGIES = ("per_cpu", "shared", "dedicated")
+
+
+def shards(sensors, max_sensors):
+    """``sensors`` (sorted) cut into ``ceil(n / max_sensors)`` contiguous chunks whose sizes differ by
+    at most one, the first chunks taking the extra."""
+    sensors = sorted(sensors)
+    if not max_sensors or len(sensors) <= max_sensors:
+        return [sensors]
+    count = -(-len(sensors) // max_sensors)
+    size, extra = divmod(len(sensors), count)
+    chunks, start = [], 0
+    for i in range(count):
+        end = start + size + (1 if i < extra else 0)
+        chunks.append(sensors[start:end])
+        start = end
+    return chunks
+
+
+def _groups(by_cpu, hosts, strategy, max_sensors, placed):
+    """One entry per SmartWatts: ``{"name", "cpu", "sensors", "mongo", "formula", "influxdb"}``,
+    sorted by (CPU name, shard number)."""
+    groups = []
+    if strategy == "dedicated":
+        for cpu in sorted(by_cpu):
+            for minion in by_cpu[cpu]:
+                groups.append({"name": minion, "cpu": cpu, "sensors": [minion], "mongo": minion, "formula": minion,
+                               "influxdb": minion})
+        return groups
+    slugs = names.cpu_slugs(by_cpu)
+    for cpu in sorted(by_cpu):
+        chunks = shards(by_cpu[cpu], max_sensors)
+        for n, chunk in enumerate(chunks, start=1):
+            groups.append({"name": slugs[cpu] if len(chunks) == 1 else f"{slugs[cpu]}-{n}", "cpu": cpu,
+                           "sensors": chunk, "mongo": placed[cpu]["mongo"], "formula": None,
+                           "influxdb": placed[cpu]["influxdb"]})
+    for j, group in enumerate(groups):
+        group["formula"] = hosts["formulas"][j % len(hosts["formulas"])]
+    return groups
+
+
+def placement(cpus, roles, strategy="per_cpu", max_sensors=None):
     """
     Place one formula, one MongoDB and one InfluxDB per CPU name.
 
@@ -36,15 +77,30 @@ def placement(cpus, roles):
     around when CPU names outnumber hosts. The result does not depend on input order.
 
     Returns ``{"cpus": {cpu_name: {"sensors", "mongo", "formula", "influxdb", "slots"}},
-    "grafana": id or None}``; ``slots`` numbers the containers of one kind on one host
-    (0, 1, ...), which the plan turns into distinct ports.
+    "grafana": id or None, "groups": [...]}``; ``slots`` numbers the containers of one kind on one
+    host (0, 1, ...), which the plan turns into distinct ports.
+
+    ``groups`` has one entry per SmartWatts, ``{"name", "cpu", "sensors", "mongo", "formula",
+    "influxdb"}``, sorted by (CPU name, shard number), with the deployment ``strategy``:
+
+    - ``per_cpu``: as above; the j-th group overall gets ``formulas[j % F]``;
+    - ``shared``: ``mongos[0]`` and ``influxdbs[0]`` for every CPU name; formulas as per_cpu;
+    - ``dedicated``: one group per sensor minion, named after it, all three on that minion.
+
+    ``max_sensors`` (per_cpu and shared) cuts a CPU name whose sensors outnumber it into
+    ``ceil(n / max_sensors)`` shards (``shards``), named ``<cpu slug>-<n>`` from 1.
     """
+    if strategy not in STRATEGIES:
+        raise PlanError(f"energy:strategy: bad value {strategy!r}. Fix: one of {', '.join(STRATEGIES)}.")
+    if max_sensors is not None and not (isinstance(max_sensors, int) and not isinstance(max_sensors, bool)
+                                        and max_sensors >= 1):
+        raise PlanError(f"energy:formula:max_sensors: bad value {max_sensors!r}. Fix: a whole number, 1 or more.")
     by_cpu = {}
     for minion in sorted(cpus):
         by_cpu.setdefault(cpus[minion], []).append(minion)
     cpu_names = sorted(by_cpu)
     hosts = {role: sorted(set(roles.get(role) or [])) for role in ("mongos", "formulas", "influxdbs")}
-    if cpu_names:
+    if cpu_names and strategy != "dedicated":
         for role, members in hosts.items():
             if not members:
                 raise PlanError(
@@ -57,9 +113,17 @@ def placement(cpus, roles):
     for i, name in enumerate(cpu_names):
         entry = {"sensors": by_cpu[name], "slots": {}}
         for role, kind in (("mongos", "mongo"), ("formulas", "formula"), ("influxdbs", "influxdb")):
-            host = hosts[role][i % len(hosts[role])]
+            if strategy == "dedicated":
+                host = by_cpu[name][0]
+            elif strategy == "shared" and kind != "formula":
+                host = hosts[role][0]
+            else:
+                host = hosts[role][i % len(hosts[role])]
             entry[kind] = host
-            entry["slots"][kind] = used.get((kind, host), 0)
+            # shared: one MongoDB and one InfluxDB container hold every CPU name's databases
+            one_for_all = strategy == "shared" and kind != "formula"
+            entry["slots"][kind] = 0 if one_for_all else used.get((kind, host), 0)
             used[(kind, host)] = entry["slots"][kind] + 1
         result["cpus"][name] = entry
+    result["groups"] = _groups(by_cpu, hosts, strategy, max_sensors, result["cpus"])
     return result
