@@ -174,7 +174,8 @@ def grafana_datasources(conf, cpus):
     """Grafana provisioning: one InfluxQL datasource per CPU name, on the InfluxDB the plan chose."""
     datasources = []
     for cpu, info in sorted(cpus.items()):
-        source = {"name": f"energy {cpu}", "uid": names.datasource_uid(info["slug"]), "type": "influxdb",
+        # Grafana expands $VAR and ${VAR} in provisioning files: a CPU name (mine data) must not
+        source = {"name": "energy " + cpu.replace("$", "$$"), "uid": names.datasource_uid(info["slug"]), "type": "influxdb",
                   "access": "proxy", "url": info["influxdb_url"], "editable": False,
                   "jsonData": {"dbName": info["influxdb_database"], "httpMode": "GET"}}
         if conf["influxdb"]["version"] == 2:  # InfluxQL on 2.x: the bucket's DBRP mapping + token

@@ -25,6 +25,11 @@ MEASURES = (
 )
 
 
+def _md(text):
+    """A CPU name (mine data) as plain text in Markdown: no link, image or HTML comes of it."""
+    return "".join("\\" + c if c in "\\`*_[]()<>!|$" else c for c in str(text))
+
+
 def _roles(info):
     chosen = info["sensor"]
     table = {event: role for family in events.EVENTS_BY_ROLE.values() for role, event in family.items()}
@@ -43,13 +48,13 @@ def header(cpus):
                      "parameters (each CPU's base frequency and TDP aside): the figures compare like with like.")
         for cpu, info in sorted(cpus.items()):
             if info["sensor"]["dropped_roles"]:
-                lines.append(f"- {cpu}: left out {', '.join(info['sensor']['dropped_roles'])} to match the others")
+                lines.append(f"- {_md(cpu)}: left out {', '.join(info['sensor']['dropped_roles'])} to match the others")
     else:
         lines.append("**The configurations differ** (`energy:sensor:mode: best`): each CPU name reads the best events "
                      "its PMU has, so each figure is as accurate as it can be, but CPU names are not measured alike. "
                      "Set `energy:sensor:mode: common` to compare clusters.")
         for cpu, info in sorted(cpus.items()):
-            lines.append(f"- {cpu}: {', '.join(_roles(info)) or 'no core event'}; "
+            lines.append(f"- {_md(cpu)}: {', '.join(_roles(info)) or 'no core event'}; "
                          f"DRAM {'measured' if info['sensor']['dram'] else 'not measured'}")
     return "\n".join(lines)
 

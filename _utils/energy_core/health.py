@@ -65,8 +65,8 @@ def backlog(probe, timeout=3):
 
 def newest_point_age(probe):
     """Seconds since this sensor's newest measured (rapl) point in InfluxDB; None when there is none."""
-    query = (f"SELECT last(power) FROM power_consumption WHERE sensor = '{probe['sensor']}' "
-             "AND target = 'rapl'")
+    sensor = str(probe["sensor"]).replace("\\", "\\\\").replace("'", "\\'")  # InfluxQL string literal
+    query = f"SELECT last(power) FROM power_consumption WHERE sensor = '{sensor}' AND target = 'rapl'"
     series = influx.query(probe["url"], query, db=probe["database"], epoch="s").get("series", [])
     return time.time() - series[0]["values"][0][0] if series else None
 

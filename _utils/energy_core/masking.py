@@ -5,15 +5,18 @@ SECRET_KEYS = ("grafana:admin_password", "influxdb:token", "influxdb:password")
 MASK = "***"
 
 
+MIN_MASKED = 4  # shorter values (a token InfluxDB 1.x does not use) would mangle every return
+
+
 def secrets(conf):
-    """The secret values of a configuration (non-empty strings at SECRET_KEYS)."""
+    """The secret values of a configuration (strings at SECRET_KEYS, at least MIN_MASKED long)."""
     found = set()
     for path in SECRET_KEYS:
         value = conf
         for key in path.split(":"):
             value = value.get(key) if isinstance(value, dict) else None
-        if isinstance(value, str) and value:
-            found.add(value)
+        if isinstance(value, (str, int, float)) and not isinstance(value, bool) and len(str(value)) >= MIN_MASKED:
+            found.add(str(value))
     return found
 
 

@@ -8,6 +8,7 @@ import socket
 import struct
 
 OP_MSG = 2013
+MAX_REPLY = 16 * 1024 * 1024  # the replies read here are a few dozen bytes; MongoDB's own cap is 48 MB
 
 
 def _cstring(text):
@@ -50,6 +51,8 @@ def decode_scalars(data):
             result[key] = struct.unpack_from("<d", data, at)[0]
         elif kind == 0x02:
             size = struct.unpack_from("<i", data, at)[0]
+            if size < 1:
+                raise ValueError("BSON string of a negative size")
             result[key] = data[at + 4:at + 3 + size].decode(errors="replace")
             at += 4 + size
             continue
@@ -62,9 +65,15 @@ def decode_scalars(data):
         if kind in _FIXED:
             at += _FIXED[kind]
         elif kind in (0x03, 0x04):
-            at += struct.unpack_from("<i", data, at)[0]
+            size = struct.unpack_from("<i", data, at)[0]
+            if size < 5:  # the smallest document: its length and its terminating byte
+                raise ValueError("BSON document shorter than 5 bytes")
+            at += size
         elif kind == 0x05:
-            at += 5 + struct.unpack_from("<i", data, at)[0]
+            size = struct.unpack_from("<i", data, at)[0]
+            if size < 0:
+                raise ValueError("BSON binary of a negative size")
+            at += 5 + size
         else:
             raise ValueError(f"BSON type {kind:#x} not understood")
     return result
@@ -89,6 +98,8 @@ def command(address, database, document, timeout=3):
     with socket.create_connection((host.strip("[]"), int(port)), timeout=timeout) as sock:
         sock.sendall(struct.pack("<iiii", 16 + len(message), 1, 0, OP_MSG) + message)
         length, _, _, opcode = struct.unpack("<iiii", _recv_exactly(sock, 16))
+        if not 16 < length <= MAX_REPLY:
+            raise OSError(f"answered with a message of {length} bytes")
         reply = _recv_exactly(sock, length - 16)
     if opcode != OP_MSG:
         raise OSError(f"answered with opcode {opcode}, not OP_MSG")

@@ -131,9 +131,26 @@ def sensor_events(conf, sensors, placed):
     return chosen
 
 
+def _trusted(role_facts):
+    """The role facts without the minions whose mine entry is malformed (each minion publishes its
+    own: one bad entry must not break the plan of the fleet), and a warning for each left out."""
+    bad = {}
+    for members in role_facts.values():
+        for minion, facts in (members or {}).items():
+            problems = schema.fact_problems(facts)
+            if problems:
+                bad[minion] = problems
+    kept = {role: {m: f for m, f in (members or {}).items() if m not in bad} for role, members in role_facts.items()}
+    warnings = [f"minion {str(minion)[:80]!r} is left out: its energy facts in the mine are malformed "
+                f"({'; '.join(f'{key}: {fix}' for key, fix in problems)}). Fix: its grain, energy_facts or "
+                "energy:facts, then salt-run state.orchestrate energy.orch" for minion, problems in sorted(bad.items())]
+    return kept, warnings
+
+
 def build(conf, role_facts):
     """The plan (see the module's docstring). ``role_facts`` maps each role to ``{minion id:
     energy facts}`` of the minions its target matches."""
+    role_facts, dropped = _trusted(role_facts)
     sensors = role_facts.get("sensors") or {}
     cpus = {m: f["cpu_name"] for m, f in sensors.items() if f.get("cpu_name")}
     roles = {role: sorted(role_facts.get(role) or {}) for role in names.ROLES if role != "sensors"}
@@ -142,7 +159,7 @@ def build(conf, role_facts):
     placed = placement(cpus, roles)
     address = _addresses(role_facts)
     slugs = names.cpu_slugs(placed["cpus"])
-    result = {"cpus": {}, "hosts": {}, "grafana": placed["grafana"], "warnings": []}
+    result = {"cpus": {}, "hosts": {}, "grafana": placed["grafana"], "warnings": dropped}
 
     def add(entry):
         result["hosts"].setdefault(entry["minion"], {"containers": []})["containers"].append(entry)

@@ -157,7 +157,18 @@ KNOWN_KEYS = tuple(SCHEMA.keys)
 # --------------------------------------------------------------------------- validation
 
 
+SECRET_WORDS = ("password", "passwd", "token", "secret", "admin_password")
+
+
+def _secret_looking(path):
+    last = path.rsplit(":", 1)[-1].lower()
+    return any(w in last for w in SECRET_WORDS) or bool(difflib.get_close_matches(last, SECRET_WORDS, cutoff=0.7))
+
+
 def _error(path, value, fix):
+    # a typo under a secret (admin_pasword, tokn) or a number for one must not be echoed either
+    if value not in (None, "", "admin") and _secret_looking(path):
+        value = MASK
     return f"energy:{path}: bad value {describe(value)}. Fix: {fix}"
 
 
@@ -196,6 +207,26 @@ def _walk(schema, value, path, errors):
         if schema.optional and key not in given:
             continue
         _walk(sub, given.get(key, MISSING), f"{path}:{key}" if path else key, errors)
+
+
+MAX_FACT = 256  # longer strings in a mine entry are not facts of a machine
+
+
+def fact_problems(facts):
+    """What is wrong with one minion's energy facts as the mine holds them (each minion publishes
+    its own, so they are not trusted): ``[(key, fix)]``, empty when fine."""
+    if not isinstance(facts, dict):
+        return [("facts", "a mapping")]
+    problems = []
+    for key, rule in FACTS.keys.items():
+        if key not in facts:
+            continue
+        value = facts[key]
+        too_long = isinstance(value, str) and len(value) > MAX_FACT or (
+            isinstance(value, list) and (len(value) > 5000 or any(len(str(v)) > MAX_FACT for v in value)))
+        if too_long or not rule.check(value):
+            problems.append((key, rule.fix if isinstance(rule.fix, str) else "see the grain"))
+    return problems
 
 
 def validate(conf):

@@ -124,6 +124,7 @@ class Master:
         self.calls.append(name)
         if name == "energy.orch_targets":
             self.calls_before_targets = list(self.calls[:-1])
+            self.targets_kwargs = copy.deepcopy(kwarg)
             return self.runner.orch_targets(*(arg or []), **kwarg)
         if name in ("saltutil.sync_utils", "saltutil.sync_runners"):
             return []
@@ -435,3 +436,14 @@ def test_the_runner_is_the_real_one(render):
     assert master.runner.__file__ == str(ROOT / "_runners" / "energy.py")
     assert master.runner.orch_targets.__module__ == "energy_runner_under_test"
     assert master.status_calls, "the runner did not ask manage.status"
+
+
+def test_the_runner_gets_no_secret_of_the_pillar(render):
+    # a runner's arguments land in the job cache and on the event bus (salt/run/<jid>/new)
+    pillar = dict(PILLARS["roles-unset-with-control"], grafana={"admin_password": "a-grafana-secret-1", "enabled": True},
+                  influxdb={"token": "an-influx-token-2", "password": "an-influx-password-3", "version": 2})
+    master, high = render("energy.orch", pillar)
+    sent = repr(master.targets_kwargs)
+    assert "a-grafana-secret-1" not in sent and "an-influx-token-2" not in sent and "an-influx-password-3" not in sent
+    assert master.targets_kwargs["pillar"]["grafana"] == {"enabled": True}  # what the targets need still goes
+    assert step(high, "energy-grafana-deploy-orch")

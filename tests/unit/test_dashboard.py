@@ -103,3 +103,15 @@ def test_the_comparison_header_says_whether_the_configurations_are_identical():
     text = common["panels"][0]["options"]["content"]
     assert text.startswith("**Identical configurations**") and "(cycles, instructions)" in text
     assert "- Xeon: left out ref_cycles, llc_misses to match the others" in text
+
+
+def test_a_cpu_name_from_the_mine_cannot_inject_markdown_or_grafana_variables():
+    from energy_core import components, dashboards
+
+    name = "Evil [click](http://attacker) <img src=x> ${GF_SECURITY_ADMIN_PASSWORD}"
+    text = dashboards._md(name)  # each Markdown/HTML character escaped: shown as text, never a link or tag
+    assert r"\[click\]\(http://attacker\)" in text and r"\<img src=x\>" in text and r"\${" in text
+    info = {"slug": "evil", "influxdb_url": "http://a:8086", "influxdb_database": "power_evil"}
+    (source,) = components.grafana_datasources({"influxdb": {"version": 1}}, {name: info})["datasources"]
+    # Grafana reads $$ as a literal $: the name shows, the variable is not expanded
+    assert source["name"] == "energy " + name.replace("${", "$${")

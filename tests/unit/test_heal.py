@@ -126,3 +126,23 @@ def test_the_plan_is_computed_once_per_job_and_again_for_the_next():
     assert plan.once_per_job(context, "k", "2026", {"a": 2}, compute) == 2  # other inputs
     assert plan.once_per_job(context, "k", "2027", {"a": 2}, compute) == 3  # next job
     assert plan.once_per_job(context, "k", None, {"a": 2}, compute) == 4  # no job id: no keeping
+
+
+@pytest.mark.parametrize("document", [
+    struct.pack("<i", 15) + b"\x03a\x00" + struct.pack("<i", -2) + b"\x00" * 6,   # a sub-document going backwards
+    struct.pack("<i", 15) + b"\x02a\x00" + struct.pack("<i", -9) + b"\x00" * 6,   # a string of negative size
+    struct.pack("<i", 15) + b"\x05a\x00" + struct.pack("<i", -20) + b"\x00" * 6,  # a binary of negative size
+])
+def test_a_crafted_mongodb_reply_is_refused_not_looped_on(document):
+    from energy_core import mongo_wire
+
+    with pytest.raises(ValueError):
+        mongo_wire.decode_scalars(document)
+
+
+def test_the_sensor_name_is_quoted_in_the_freshness_query(monkeypatch):
+    seen = []
+    monkeypatch.setattr(health.influx, "query", lambda url, q, **kw: seen.append(q) or {})
+    sensor = "o'brien" + "\\"  # a quote and a backslash, both allowed in minion ids
+    assert health.newest_point_age({"url": "http://x", "database": "d", "sensor": sensor}) is None
+    assert seen == [r"SELECT last(power) FROM power_consumption WHERE sensor = 'o\'brien\\' AND target = 'rapl'"]

@@ -244,3 +244,13 @@ def test_events_given_per_cpu_name_replace_the_detected_ones_of_that_cpu_only(de
     result = plan.build(conf, FLEET)
     cores = {cpu: info["sensor"]["core"] for cpu, info in result["cpus"].items()}
     assert cores["Y"] == ["INSTRUCTIONS_RETIRED"] and cores["X"] == EVENTS
+
+
+@pytest.mark.parametrize("bad", [{"cpu_name": 123}, {"cpu_name": ["x"]}, {"cpu_name": "X", "pmu_events": 5},
+                                 {"cpu_name": "X" * 100_000}, {"cpu_name": "X", "address": ["10.0.0.1"]}, "facts"])
+def test_a_malformed_mine_entry_leaves_its_minion_out_not_the_fleet(defaults, bad):
+    facts = dict(FLEET, sensors=dict(FLEET["sensors"], evil=bad))
+    result = plan.build(fleet_conf(defaults), facts)
+    assert "evil" not in result["hosts"] and sorted(result["cpus"]) == ["X", "Y", "Z"]
+    (warning,) = [w for w in result["warnings"] if "evil" in w]
+    assert warning.startswith("minion 'evil' is left out: its energy facts in the mine are malformed") and "Fix:" in warning

@@ -208,6 +208,19 @@ def test_a_short_grafana_password_is_refused_without_being_echoed(good):
     assert "s3cret-pw" not in error
 
 
+@pytest.mark.parametrize("key, value", [("grafana:admin_pasword", "S3cretPassw0rd!!"), ("influxdb:token", 123456789),
+                                        ("influxdb:tokn", "a-real-token-value")])
+def test_a_value_under_a_secret_looking_key_is_never_echoed(good, key, value):
+    setp(good, key, value)
+    text = " ".join(energy.validate(good))
+    assert f"energy:{key}: bad value '***'" in text and str(value) not in text
+
+
+def test_short_values_are_not_masked_inside_other_words():
+    assert energy.mask({"name": "energy-node-e"}, energy.secrets({"influxdb": {"token": "e"}})) == {"name": "energy-node-e"}
+    assert energy.mask("pw=0123456789ab", energy.secrets({"grafana": {"admin_password": "0123456789ab"}})) == "pw=***"
+
+
 def test_influxdb2_needs_org_token_and_password(good):
     good["influxdb"]["version"] = 2
     good["formula"]["tag"] = "2.4.1"
