@@ -11,7 +11,6 @@ saltext-dockermod) and hands it to the pure core (``_utils/energy_core``), which
     salt-call energy.plan
 """
 
-import copy
 import logging
 import os
 import sys
@@ -133,7 +132,7 @@ def config(defaults=None, secrets=False):
 
     def compute():
         try:
-            merged = core.schema.merge(copy.deepcopy(defaults if defaults is not None else _defaults()), pillar)
+            merged = core.schema.merge(defaults if defaults is not None else _defaults(), pillar)  # merge copies
             core.schema.check(merged)
         except core.schema.PlanError as exc:
             _fail(exc)

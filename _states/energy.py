@@ -238,19 +238,17 @@ def healthy(name, component, run, probe=None, grace=60, timeout=60, trigger="hea
     return ret
 
 
-def _restart_minion_later(delay=5):
-    """Restart this salt-minion from a detached process once no job runs on it, this one included
-    (restarting it from inside the job would wait on the job itself). Returns how, or None when a
-    restart is already on its way or this minion cannot be restarted."""
+def _restart_minion_later(how, delay=5):
+    """Restart this salt-minion (``how``: what ``_can_restart_minion`` said) from a detached process
+    once no job runs on it, this one included (restarting it from inside the job would wait on the
+    job itself). Returns how, or None when a restart is already on its way."""
     import shlex  # pylint: disable=import-outside-toplevel
     import subprocess  # pylint: disable=import-outside-toplevel
     import sys  # pylint: disable=import-outside-toplevel
 
-    pid = core.healing.pid_from(__opts__.get("pidfile")) or __grains__["pid"]
-    how = core.healing.how_to_restart(pid, sys.argv, os.path.isdir("/run/systemd/system"),
-                                      __opts__.get("minion_restart_command"))
     if how is None or core.healing.restart_pending(__opts__["cachedir"], time.time()):
         return None
+    pid = _minion_pid()
     command = __opts__.get("minion_restart_command") or sys.argv
     # no job running (this one's proc file goes when it has returned): the restart cuts no orch
     # phase or heal run short
@@ -324,11 +322,15 @@ def stays_up(name, component, seconds=5, cpu=None):
     return ret
 
 
+def _minion_pid():
+    return core.healing.pid_from(__opts__.get("pidfile")) or __grains__.get("pid")
+
+
 def _can_restart_minion():
+    """How this salt-minion can be restarted (``core.healing.how_to_restart``), or None."""
     import sys  # pylint: disable=import-outside-toplevel
 
-    pid = core.healing.pid_from(__opts__.get("pidfile")) or __grains__.get("pid")
-    return core.healing.how_to_restart(pid, sys.argv, os.path.isdir("/run/systemd/system"),
+    return core.healing.how_to_restart(_minion_pid(), sys.argv, os.path.isdir("/run/systemd/system"),
                                        __opts__.get("minion_restart_command"))
 
 
@@ -377,7 +379,7 @@ def events_engine(name, enabled=True, restart=True):
             comments.append(f"salt-minion would be restarted to {what} the docker_events engine"
                             if how else f"salt-minion needs a restart to {what} the docker_events engine")
         elif how:
-            if _restart_minion_later():
+            if _restart_minion_later(how):
                 ret["changes"]["minion"] = {"restart": how, "to": f"{what} the docker_events engine"}
                 log.warning("energy: salt-minion restarts (%s) once no job runs, to %s the docker_events engine",
                             how, what)

@@ -171,7 +171,7 @@ def test_events_engine_restarts_the_minion_once_it_can(engine_path, state_salt):
     with mock.patch.object(energy_state, "_can_restart_minion", return_value="systemd"), \
             mock.patch.object(energy_state, "_restart_minion_later", return_value="systemd") as later:
         ret = energy_state.events_engine(str(engine_path))
-        later.assert_called_once_with()
+        later.assert_called_once_with("systemd")  # the way _can_restart_minion found
         assert ret["changes"]["minion"] == {"restart": "systemd", "to": "start the docker_events engine"}
         assert "warnings" not in ret
         later.return_value = None  # an earlier run scheduled it already
