@@ -118,8 +118,8 @@ def _masked(value, conf, secrets):
 def config(defaults=None, secrets=False):
     """
     The merged configuration: ``defaults.yaml`` overridden by pillar ``energy``, validated.
-    Secrets (``energy:grafana:admin_password``, ``energy:influxdb:token``/``password``) are shown
-    as ``***`` unless ``secrets=True``.
+    Secrets (``energy:grafana:admin_password``, ``energy:influxdb:token``/``password``,
+    ``energy:mongo:*_password``) are shown as ``***`` unless ``secrets=True``.
 
     CLI Example:
 
@@ -203,8 +203,10 @@ def sensor_events(cpu_facts, mode="best", extra=None):
 
 def node(conf=None, secrets=False):
     """
-    This minion's part of the plan: ``{"containers": [...]}``. Secrets are shown as ``***``
-    unless ``secrets=True`` (what the formula's SLS files ask for).
+    This minion's part of the plan: ``{"containers": [...]}``. Raises when the pillar of this
+    minion lacks a secret its containers need (the orch checks this on every minion before it
+    touches a container). Secrets are shown as ``***`` unless ``secrets=True`` (what the formula's
+    SLS files ask for).
 
     CLI Example:
 
@@ -213,7 +215,12 @@ def node(conf=None, secrets=False):
         salt-call energy.node
     """
     conf = conf if conf is not None else config(secrets=True)
-    return _masked(core.plan.node(_plan(conf), __opts__["id"]), conf, secrets)
+    full_plan = _plan(conf)
+    try:
+        core.plan.check_secrets(conf, full_plan, __opts__["id"])
+    except core.schema.PlanError as exc:
+        _fail(exc)
+    return _masked(core.plan.node(full_plan, __opts__["id"]), conf, secrets)
 
 
 def summary(conf=None):

@@ -5,6 +5,9 @@ States of the energy formula that Docker's own states do not cover:
                             its MongoDB and InfluxDB answer; an unreachable one fails the run,
                             naming it)
 ``energy.influxdb_database`` an InfluxDB 1.x database with the pillar retention
+``energy.container_running`` docker_container.running, with the pillar's secrets masked in what it
+                            returns (its changes show a changed environment in full)
+``energy.mongo_users``      the MongoDB users and roles of the stack, one per purpose
 ``energy.healthy``          a container that runs and answers, recreated when it does not
 ``energy.events_engine``    the docker_events engine config of event-driven healing
 
@@ -155,12 +158,115 @@ def influxdb_database(name, url, retention="30d", service=None, timeout=60, warn
     return ret
 
 
+def _running(name, **kwargs):
+    """docker_container.running, its return with every secret of the pillar replaced by ``***``:
+    its changes and comment show the environment, which holds passwords, and the return reaches
+    the job cache, the event bus and the orch's output."""
+    kwargs = {k: v for k, v in kwargs.items() if not k.startswith("__")}
+    ret = __states__["docker_container.running"](name=name, **kwargs)
+    return core.masking.mask(ret, core.masking.secrets(__salt__["energy.config"](secrets=True)))
+
+
+def container_running(name, **kwargs):
+    """
+    ``docker_container.running`` with the same arguments; what it returns has the pillar's secrets
+    masked (``***``). The formula's SLS files use it for every container of the plan.
+
+    .. code-block:: yaml
+
+        energy-mongo-container-running-energy-ctl-mongo-intel_xeon:
+          energy.container_running:
+            - name: energy-ctl-mongo-intel_xeon
+            - image: mongo:7.0.8
+            - environment: {MONGO_INITDB_ROOT_PASSWORD: ...}
+    """
+    return _running(name, **kwargs)
+
+
+def mod_watch(name, sfun=None, **kwargs):
+    """
+    The ``watch`` requisite of ``energy.container_running``: docker_container's own (the container
+    is recreated, ``watch_action: force``, or signalled), its return masked. A sensor whose
+    config file changed is restarted this way, as it reads the file when it starts.
+    """
+    if sfun == "container_running":
+        kwargs = {k: v for k, v in kwargs.items() if not k.startswith("__")}
+        ret = __states__["docker_container.mod_watch"](name, sfun="running", **kwargs)
+        return core.masking.mask(ret, core.masking.secrets(__salt__["energy.config"](secrets=True)))
+    return {"name": name, "changes": {}, "result": False, "comment": f"watch requisite is not implemented for {sfun}"}
+
+
+def mongo_users(name, admin, users, timeout=60, service=None):
+    """
+    Keep the stack's MongoDB users and roles in the MongoDB at ``name`` (``host:port``), logged in
+    as ``admin`` (``{"name", "password"}``, the root user the image makes on its first start):
+    ``users`` is ``[{"name", "password", "role", "actions", "databases"}]``. A user's password is
+    checked by logging in as that user and set from pillar when it fails. Passwords never appear in
+    the return.
+
+    .. code-block:: yaml
+
+        energy-mongo-users-present-energy-ctl-mongo-intel_xeon:
+          energy.mongo_users:
+            - name: 10.0.0.5:27017
+            - admin: {name: energy-admin, password: ...}
+            - users:
+              - {name: energy-sensor, password: ..., role: energy-sensor, actions: [insert],
+                 databases: [sensors_intel_xeon]}
+    """
+    ret = {"name": name, "changes": {}, "result": False, "comment": ""}
+    label = service or f"MongoDB {name}"
+    test = bool(__opts__.get("test"))
+    host, port = _host_port(name)
+    deadline = time.monotonic() + (1 if test else float(timeout))
+    if not _wait_for_port(host, port, deadline):
+        if test:
+            ret["result"] = None
+            ret["comment"] = f"users of {label} would be made once it answers (not answering yet)"
+        else:
+            ret["comment"] = _not_answering(label, host, port, timeout)
+        return ret
+    while True:  # the port opens while the image still makes its root user: retry until the deadline
+        try:
+            ret["result"], ret["changes"], what = core.mongo_users.ensure(
+                lambda: core.mongo_wire.Connection(name, timeout=5), admin, users, test)
+            ret["comment"] = f"{what}, on {label}"
+            return ret
+        except core.mongo_wire.CommandError as exc:
+            if exc.code == core.mongo_users.UNAUTHENTICATED and time.monotonic() >= deadline:
+                ret["comment"] = (
+                    f"{label} refuses {admin['name']} with energy:mongo:admin_password: its volume was first "
+                    "started with another root password, or without authentication (the image makes the root "
+                    "user on the first start only, on an empty volume). Fix: put the old password back in "
+                    "energy:mongo:admin_password, or make the user in MongoDB (db.createUser / "
+                    "db.changeUserPassword), or remove the volume (its unread reports are lost), then run the "
+                    "orch again")
+                return ret
+            if exc.code != core.mongo_users.UNAUTHENTICATED:
+                ret["comment"] = f"{label}: {exc} (from minion {__opts__.get('id')})"
+                return ret
+        except (OSError, ValueError, KeyError) as exc:
+            if time.monotonic() >= deadline:
+                ret["comment"] = f"{label}: {exc} (from minion {__opts__.get('id')})"
+                return ret
+        time.sleep(1)
+
+
 def _inspect(name):
     """Docker's inspection of container ``name``, or None when it is missing (saltext-dockermod raises)."""
     try:
         return __salt__["docker.inspect_container"](name)
     except Exception:  # pylint: disable=broad-except
         return None
+
+
+def _free_space(volume):
+    """Free bytes of a Docker volume on this host (its mount point), or None."""
+    mountpoint = __salt__["docker.inspect_volume"](volume).get("Mountpoint")
+    if not mountpoint:
+        return None
+    stat = os.statvfs(mountpoint)
+    return stat.f_bavail * stat.f_frsize
 
 
 def healthy(name, component, run, probe=None, grace=60, timeout=60, trigger="health check"):
@@ -185,12 +291,13 @@ def healthy(name, component, run, probe=None, grace=60, timeout=60, trigger="hea
         ret["comment"] = f"{component} container {name} left alone: {held}"
         return ret
     info = _inspect(name)
-    reason = core.health.diagnose(info, probe, grace)
+    reason = core.health.diagnose(info, probe, grace, _free_space)
     if reason is None:
         ret["comment"] = f"{component} container {name} is healthy"
         return ret
-    if reason.startswith(core.health.UNCHECKED):
-        # recreating this container would not bring back the database its check reads through
+    if reason.startswith(core.health.LEFT_AS_IS):
+        # recreating this container would not bring back the database its check reads through,
+        # nor free its volume
         ret["result"] = False
         ret["comment"] = f"{component} container {name} is unhealthy: {reason}; left as it is"
         return ret
@@ -212,11 +319,11 @@ def healthy(name, component, run, probe=None, grace=60, timeout=60, trigger="hea
                 reason, trigger)
     # docker_container.running makes the new container before it removes the old one (force:
     # even when the old one is configured as wanted): a failed creation leaves the old one there
-    created = __states__["docker_container.running"](name=name, force=info is not None, **run)
+    created = _running(name, force=info is not None, **run)
     deadline = time.monotonic() + float(timeout)
     after = None
     while created.get("result"):
-        after = core.health.diagnose(_inspect(name), probe, grace=float("inf"))
+        after = core.health.diagnose(_inspect(name), probe, grace=float("inf"), free_space=_free_space)
         if after is None or time.monotonic() > deadline:
             break
         time.sleep(0.5)

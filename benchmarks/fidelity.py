@@ -22,7 +22,7 @@ def main():
     ret = demo.salt("salt", "--out=json", "--static", "ctl", "energy.plan", capture=True)
     plan = json.loads(ret.stdout)["ctl"]
     end = time.time() - 5  # SmartWatts holds the last ticks back
-    results = fidelity(plan, end - window, end)
+    results = fidelity(plan, end - window, end, demo.MONGO_PASSWORDS["admin_password"])
     print(f"{'minion':10} {'cpu':28} {'package W':>9} {'containers W':>12} {'total err':>9} {'split err':>9}")
     for sensor, r in sorted(results.items()):
         if r is None:

@@ -20,9 +20,10 @@ energy-orch-mine-update-function:
     - require:
       - salt: energy-orch-modules-refresh-function
 
+{#- energy.node: the plan, and this minion's part of it with the secrets its containers need #}
 energy-orch-plan-check-function:
   salt.function:
-    - name: energy.plan
+    - name: energy.node
     - tgt: {{ all_targets | json }}
     - tgt_type: compound
     - failhard: True

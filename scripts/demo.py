@@ -31,6 +31,8 @@ BIN = pathlib.Path(sys.executable).parent
 MASTER_CONF = DEMO / "master" / "conf"
 PUBLISH_PORT, RET_PORT = 14505, 14506
 GRAFANA_PASSWORD = "energy-demo-grafana"  # a demo on loopback; set your own in a real pillar
+MONGO_PASSWORDS = {"admin_password": "demo-mongo-admin", "sensor_password": "demo-mongo-sensor",
+                   "formula_password": "demo-mongo-formula"}  # the same: a demo, not a fleet
 
 # the core events of the simulated CPUs: this VM has no PMU, so the grain finds none
 SKYLAKE, HASWELL, ZEN2 = list(events.INTEL_SKYLAKE), list(events.INTEL_SANDY), list(events.AMD_ZEN2)
@@ -73,7 +75,7 @@ def pillar():
         "config_dir": str(DEMO / "etc"),
         "sensor": image("hwpc-sensor-sim", env={"SIM_CONTAINERS": "web:50,db:30,batch:20"},
                         options={"privileged": False}),
-        "mongo": image("mongo"),
+        "mongo": image("mongo", **MONGO_PASSWORDS),
         "formula": image("smartwatts"),
         "influxdb": image("influxdb"),
         # the Grafana stand-in (no Grafana image can be had here), on the host's network to reach
@@ -238,6 +240,15 @@ def down():
             time.sleep(10)
         else:
             left = sorted(MINIONS)
+    else:
+        # no master (the machine restarted, the daemons are gone), but Docker restarts the stack's
+        # containers by their restart policy: remove the demo's own (by label; volumes are kept)
+        for minion in MINIONS:
+            ids = subprocess.run(["docker", "ps", "-aq", "--filter", f"label=energy.minion={minion}"],
+                                 capture_output=True, text=True, check=False).stdout.split()
+            if ids:
+                subprocess.run(["docker", "rm", "-f", *ids], capture_output=True, check=False)
+                print(f"demo: salt-master is not running; removed {len(ids)} container(s) of {minion} with docker")
     for minion in MINIONS:  # minions before their master
         stop(DEMO / minion / "minion.pid")
     stop(DEMO / "master" / "master.pid")

@@ -19,13 +19,18 @@ def influx(url, database, query):
     return result.get("series", [])
 
 
-def fidelity(plan, start, end):
+def fidelity(plan, start, end, admin_password=None):
     """Per sensor, over [start, end] (epoch seconds): SmartWatts' sum over containers vs the package
     power the stand-in generated (total_error), and the worst relative error of a container's share
-    of that sum vs its true share of the busy cycles (split_error)."""
+    of that sum vs its true share of the busy cycles (split_error). The ground truth is read as
+    MongoDB's root user (``admin_password``) when authentication is on."""
     results = {}
     for info in plan["cpus"].values():
-        truth_db = pymongo.MongoClient(info["mongo_uri"], serverSelectionTimeoutMS=5000)[info["database"]]
+        uri = info["mongo_uri"]
+        if admin_password:
+            uri = (f"mongodb://energy-admin:{urllib.parse.quote(admin_password, safe='')}@"
+                   f"{info['mongo_address']}:{info['mongo_port']}/?authSource=admin")
+        truth_db = pymongo.MongoClient(uri, serverSelectionTimeoutMS=5000)[info["database"]]
         window = f"time >= {int(start * 1000)}ms AND time <= {int(end * 1000)}ms"
         series = influx(info["influxdb_url"], info["influxdb_database"],
                         "SELECT mean(power) FROM power_consumption WHERE scope = 'cpu' AND target != 'rapl' "

@@ -23,13 +23,14 @@ Modules, one concern each:
 ``sensor``       which events each CPU name's sensors read: "best" or "common" mode, events users add
 ``health``       what "healthy" means for each component (diagnosis)
 ``influx``       InfluxDB 1.x queries, and a database kept with its retention
-``mongo_wire``   a MongoDB command over the wire protocol, without a driver
+``mongo_wire``   MongoDB commands over the wire protocol (SCRAM-SHA-256 included), without a driver
+``mongo_users``  the stack's MongoDB users and roles, one per purpose
 ``healing``      event-driven healing: engine and reactor configs, daemon restarts, atomic writes
 ``maintenance``  maintenance windows (containers the formula must leave alone)
 """
 
 MODULES = ("names", "checks", "masking", "rules", "schema", "placement", "events", "sensor", "dashboards",
-           "components", "plan", "inventory", "influx", "mongo_wire", "health", "healing", "maintenance")
+           "components", "plan", "inventory", "influx", "mongo_wire", "mongo_users", "health", "healing", "maintenance")
 
 
 def load():

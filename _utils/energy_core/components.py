@@ -11,20 +11,24 @@ Every container of the plan is a mapping with exactly the keys of ``CONTAINER_KE
 ``volume``      its named data volume, or None
 ``url``         where it answers (``mongodb://a:p``, ``http://a:p``), or None
 ``health``      what ``energy.healthy`` checks besides "running": ``{"mongo": "a:p"}``,
-                ``{"http": url}``, ``{"backlog": {...}}`` or ``{"fresh": {...}}``
+                ``{"http": url}``, ``{"backlog": {...}}`` or ``{"fresh": {...}}``, and for a
+                container with a data volume ``{"space": {"volume", "min_free_mb"}}``
 ``waits_for``   services that must answer before it starts: ``[{"service", "url", "component"}]``
 ``files``       files written on its minion before it starts: ``{path: {"format": "json" | "yaml" |
                 "source", "data": ..., "mode"}}`` (``source`` data is a ``salt://`` URL)
 ``database``    the InfluxDB 1.x database the formula's state keeps: ``{"name", "retention", "warning"}``
                 (``warning``: why this InfluxDB is reachable without authentication), or None
+``users``       the MongoDB users ``energy.mongo_users`` keeps in a MongoDB with authentication:
+                ``{"address", "admin": {"name", "password"}, "users": [{"name", "password", "role",
+                "actions", "databases"}]}``, or None
 """
 
 import copy
 
-from . import dashboards, names
+from . import dashboards, health, names, rules
 
 CONTAINER_KEYS = ("name", "component", "minion", "cpu", "image_repo", "image_tag", "run", "volume", "url",
-                  "health", "waits_for", "files", "database")
+                  "health", "waits_for", "files", "database", "users")
 
 GRAFANA_DASHBOARD_PROVIDER = {
     "apiVersion": 1,
@@ -32,6 +36,11 @@ GRAFANA_DASHBOARD_PROVIDER = {
                    "allowUiUpdates": False, "options": {"path": "/etc/grafana/dashboards"}}],
 }
 DASHBOARD_SOURCE = "salt://energy/files/dashboard.json"
+
+
+def space(volume):
+    """The health probe of a data volume's free space (see health.volume_full)."""
+    return {"volume": volume, "min_free_mb": health.MIN_FREE_MB}
 
 
 def container(conf, component, minion, cpu=None, slug=None, run=None, **keys):
@@ -68,7 +77,7 @@ def sensor_config(conf, minion, info):
         "frequency": conf["sensor"]["frequency_ms"],
         # cgroup v2 is the sensor's default base path since hwpc-sensor 1.3.0
         "cgroup_basepath": "/sys/fs/cgroup" if facts.get("cgroup_version") == 2 else "/sys/fs/cgroup/perf_event",
-        "output": {"type": "mongodb", "uri": info["mongo_uri"], "database": info["database"],
+        "output": {"type": "mongodb", "uri": mongo_uri_for(conf, info, "sensor"), "database": info["database"],
                    "collection": info["collection"]},
         "system": {"rapl": {"events": list(chosen["rapl"]), "monitoring_type": "MONITOR_ONE_CPU_PER_SOCKET"},
                    "msr": {"events": list(chosen["msr"])}},
@@ -76,28 +85,61 @@ def sensor_config(conf, minion, info):
     }
 
 
+def mongo_uri_for(conf, info, purpose):
+    """The MongoDB URI of ``info``'s CPU name as ``purpose`` (sensor or formula) uses it: with that
+    purpose's user and password when authentication is on."""
+    if not rules.mongo_auth(conf):
+        return info["mongo_uri"]
+    return names.mongo_uri(info["mongo_address"], info["mongo_port"], names.MONGO_USERS[purpose],
+                           conf["mongo"][f"{purpose}_password"])
+
+
 def sensor(conf, minion, cpu, info):
     config_file = names.sensor_config_file(conf["config_dir"], minion)
     return container(
         conf, "sensor", minion, cpu,
-        run={"command": ["--config-file", "/etc/hwpc-sensor/config.json"],
+        # the config holds the sensor's MongoDB password: root's alone (0600), and the sensor reads
+        # it as root, as it reads every cgroup's counters (a privileged container)
+        run={"command": ["--config-file", "/etc/hwpc-sensor/config.json"], "user": "root",
              "binds": [f"{config_file}:/etc/hwpc-sensor/config.json:ro", "/sys:/sys",
                        "/var/lib/docker/containers:/var/lib/docker/containers:ro"],
              "network_mode": "host", "pid_mode": "host", "privileged": True},
-        files={config_file: {"format": "json", "data": sensor_config(conf, minion, info), "mode": "0644"}},
+        files={config_file: {"format": "json", "data": sensor_config(conf, minion, info), "mode": "0600"}},
         health={"fresh": {"url": info["influxdb_url"], "database": info["influxdb_database"], "sensor": minion,
                           "max_age": conf["heal"]["max_age_seconds"]}},
     )
 
 
+# what each purpose may do on the databases of its MongoDB: sensors only add reports; formulas
+# read and remove them (SmartWatts takes each report with findAndModify, which needs find, update
+# and remove; the health check's count is a find)
+MONGO_PRIVILEGES = {"sensor": ["insert"], "formula": ["find", "remove", "update"]}
+
+
+def mongo_users(conf, address, port, databases):
+    settings = conf["mongo"]
+    return {
+        "address": f"{address}:{port}",
+        "admin": {"name": names.MONGO_USERS["admin"], "password": settings["admin_password"]},
+        "users": [{"name": names.MONGO_USERS[purpose], "password": settings[f"{purpose}_password"],
+                   "role": names.MONGO_USERS[purpose], "actions": actions, "databases": sorted(databases)}
+                  for purpose, actions in sorted(MONGO_PRIVILEGES.items())],
+    }
+
+
 def mongo(conf, cpu, info):
     host, address, port = info["mongo"], info["mongo_address"], info["mongo_port"]
     volume = names.container_name(host, "mongo", info["slug"])
-    return container(
-        conf, "mongo", host, cpu, info["slug"],
-        run={"port_bindings": [f"{address}:{port}:27017"], "binds": [f"{volume}:/data/db"]},
-        volume=volume, url=info["mongo_uri"], health={"mongo": f"{address}:{port}"},
-    )
+    run = {"port_bindings": [f"{address}:{port}:27017"], "binds": [f"{volume}:/data/db"]}
+    users = None
+    if rules.mongo_auth(conf):
+        # the upstream image creates this root user on its first start and then runs with --auth;
+        # energy.mongo_users makes the sensors' and formulas' users with it
+        run["environment"] = {"MONGO_INITDB_ROOT_USERNAME": names.MONGO_USERS["admin"],
+                              "MONGO_INITDB_ROOT_PASSWORD": conf["mongo"]["admin_password"]}
+        users = mongo_users(conf, address, port, [info["database"]])
+    return container(conf, "mongo", host, cpu, info["slug"], run=run, volume=volume, url=info["mongo_uri"],
+                     health={"mongo": f"{address}:{port}", "space": space(volume)}, users=users)
 
 
 def influxdb(conf, cpu, info):
@@ -119,21 +161,37 @@ def influxdb(conf, cpu, info):
             "DOCKER_INFLUXDB_INIT_ADMIN_TOKEN": settings["token"],
         }
     return container(conf, "influxdb", host, cpu, info["slug"], run=run, volume=volume, url=info["influxdb_url"],
-                     health={"http": f"{info['influxdb_url']}/ping"}, database=database)
+                     health={"http": f"{info['influxdb_url']}/ping", "space": space(volume)}, database=database)
+
+
+# SmartWatts' input and output names; PowerAPI reads POWERAPI_INPUT_<NAME>_<ARG> and
+# POWERAPI_OUTPUT_<NAME>_<ARG> from the environment (with _TYPE), merged under the command line's
+PULLER, PUSHER = "puller", "power"
 
 
 def influxdb_output(conf, info):
     """SmartWatts output arguments: ``influxdb`` (1.x, SmartWatts 2.1) or ``influxdb2`` (2.x,
     SmartWatts >= 2.2). The ``scope`` tag keeps cpu and dram series apart (without it they
-    overwrite each other)."""
+    overwrite each other). The 2.x token goes by the environment (``formula_environment``)."""
     settings = conf["influxdb"]
     v2 = settings["version"] == 2
-    args = ["--output", "influxdb2" if v2 else "influxdb", "--model", "PowerReport", "--name", "pusher_power",
+    args = ["--output", "influxdb2" if v2 else "influxdb", "--model", "PowerReport", "--name", PUSHER,
             "--uri", f"http://{info['influxdb_address']}" if v2 else info["influxdb_address"],
             "--port", str(info["influxdb_port"]), "--db", info["influxdb_database"], "--tags", "scope,socket"]
     if v2:
-        args += ["--org", settings["org"], "--token", settings["token"]]
+        args += ["--org", settings["org"]]
     return args
+
+
+def formula_environment(conf, info):
+    """What SmartWatts must not get on its command line (``docker inspect`` and ``ps`` show it to
+    all): the MongoDB URI with the formula's password, and the InfluxDB 2 token."""
+    env = {f"POWERAPI_INPUT_{PULLER.upper()}_TYPE": "mongodb",
+           f"POWERAPI_INPUT_{PULLER.upper()}_URI": mongo_uri_for(conf, info, "formula")}
+    if conf["influxdb"]["version"] == 2:
+        env.update({f"POWERAPI_OUTPUT_{PUSHER.upper()}_TYPE": "influxdb2",
+                    f"POWERAPI_OUTPUT_{PUSHER.upper()}_TOKEN": conf["influxdb"]["token"]})
+    return env
 
 
 def formula_command(conf, info):
@@ -143,8 +201,8 @@ def formula_command(conf, info):
     args = [
         "--verbose" if settings.get("verbose") else None,
         "--stream",
-        "--input", "mongodb", "--model", "HWPCReport", "--name", "puller",
-        "--uri", info["mongo_uri"], "--db", info["database"], "--collection", info["collection"],
+        "--input", "mongodb", "--model", "HWPCReport", "--name", PULLER,
+        "--db", info["database"], "--collection", info["collection"],  # its --uri: formula_environment
         *influxdb_output(conf, info),
         "--cpu-base-freq", str(facts.get("cpu_base_freq_mhz") or settings["default_base_freq_mhz"]),
         "--cpu-error-threshold", str(settings["cpu_error_threshold"]),
@@ -162,10 +220,11 @@ def formula_command(conf, info):
 def formula(conf, cpu, info):
     return container(
         conf, "formula", info["formula"], cpu, info["slug"],
-        run={"command": formula_command(conf, info), "network_mode": "host"},
+        run={"command": formula_command(conf, info), "network_mode": "host",
+             "environment": formula_environment(conf, info)},
         waits_for=[{"component": "mongo", "service": f"mongo for {cpu}", "url": info["mongo_uri"]},
                    {"component": "influxdb", "service": f"influxdb for {cpu}", "url": info["influxdb_url"]}],
-        health={"backlog": {"uri": info["mongo_uri"], "database": info["database"],
+        health={"backlog": {"uri": mongo_uri_for(conf, info, "formula"), "database": info["database"],
                             "collection": info["collection"], "max": conf["heal"]["max_backlog"]}},
     )
 
@@ -198,10 +257,10 @@ def grafana(conf, minion, address, cpus):
              # no anonymous viewer and no sign-up: the admin account only (Grafana's defaults, made explicit)
              "environment": {"GF_SECURITY_ADMIN_PASSWORD": conf["grafana"]["admin_password"],
                              "GF_AUTH_ANONYMOUS_ENABLED": "false", "GF_USERS_ALLOW_SIGN_UP": "false"}},
-        volume=volume, url=url, health={"http": f"{url}/api/health"},
-        files={  # read by the grafana user (uid 472) in the container
-            f"{home}/provisioning/datasources/energy.yaml": {
-                "format": "yaml", "data": grafana_datasources(conf, cpus), "mode": "0644"},
+        volume=volume, url=url, health={"http": f"{url}/api/health", "space": space(volume)},
+        files={  # read by the grafana user (uid 472, group root) in the container
+            f"{home}/provisioning/datasources/energy.yaml": {  # holds the InfluxDB 2 token
+                "format": "yaml", "data": grafana_datasources(conf, cpus), "mode": "0640"},
             f"{home}/provisioning/dashboards/energy.yaml": {
                 "format": "yaml", "data": GRAFANA_DASHBOARD_PROVIDER, "mode": "0644"},
             f"{home}/dashboards/energy.json": {"format": "source", "data": DASHBOARD_SOURCE, "mode": "0644"},

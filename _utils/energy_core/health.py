@@ -16,6 +16,10 @@ from . import influx, mongo_wire
 # a reason that starts so: the check itself could not run (the database it reads through does not
 # answer); the container is reported unhealthy, but recreating it would not help
 UNCHECKED = "cannot check: "
+# a reason that starts so: the container's data volume is full; recreating it would not help either
+FULL = "volume full: "
+LEFT_AS_IS = (UNCHECKED, FULL)
+MIN_FREE_MB = 16  # less free space than this on a data volume counts as full (InfluxDB's WAL segments are 10 MB)
 
 
 # how hwpc-sensor says it cannot count an event of its config, before it exits (1.4 and later;
@@ -56,8 +60,9 @@ def http_ok(url, timeout=3):
 
 def backlog(probe, timeout=3):
     """Reports waiting in the formula's MongoDB collection (a ``count`` command)."""
-    address = urllib.parse.urlsplit(probe["uri"]).netloc.rpartition("@")[2]
-    reply = mongo_wire.command(address, probe["database"], {"count": probe["collection"]}, timeout)
+    address, user, password, source = mongo_wire.parse_uri(probe["uri"])
+    reply = mongo_wire.command(address, probe["database"], {"count": probe["collection"]}, timeout,
+                               user=user, password=password, source=source)
     if reply.get("ok") != 1:
         raise OSError(f"count on {probe['database']}.{probe['collection']} failed: {reply.get('errmsg', reply)}")
     return int(reply.get("n", 0))
@@ -81,16 +86,38 @@ def age(info, now=None):
     return (now or time.time()) - when
 
 
-def diagnose(info, probe, grace):
+def volume_full(probe, free_space):
+    """The FULL reason when the container's volume has less than its minimum free, else None.
+    ``free_space(volume)`` gives the free bytes (None when it cannot tell)."""
+    space = probe.get("space")
+    if not space or free_space is None:
+        return None
+    try:
+        free = free_space(space["volume"])
+    except (OSError, KeyError, TypeError, ValueError):
+        return None
+    if free is None or free >= space["min_free_mb"] * 2**20:
+        return None
+    return (f"{FULL}its volume {space['volume']} is full ({free / 2**20:.1f} MB free, under {space['min_free_mb']} MB): "
+            "recreating the container would not help. Fix: free space on its host, or keep less data "
+            "(energy:influxdb:retention)")
+
+
+def diagnose(info, probe, grace, free_space=None):
     """Why a container of the stack is unhealthy, or None when it is healthy.
 
     ``info`` is Docker's inspection of the container (None when the container is missing);
     ``probe`` its ``health`` entry. A container younger than ``grace`` seconds is only judged on
     running and answering (SmartWatts warms up for a minute). A check that reads through another
     service (the formula's backlog in its MongoDB, the sensor's points in InfluxDB) and cannot run
-    gives a reason starting with UNCHECKED: that database is its own container's problem."""
+    gives a reason starting with UNCHECKED: that database is its own container's problem. A data
+    volume with less than its minimum free (``free_space(volume)`` gives the free bytes) gives a
+    reason starting with FULL. Neither is mended by a recreation (LEFT_AS_IS)."""
     if info is None:
         return "the container is missing"
+    full = volume_full(probe, free_space)
+    if full:
+        return full
     status = (info.get("State") or {}).get("Status")
     if status != "running":
         return f"the container is {status}"
@@ -118,6 +145,13 @@ def diagnose(info, probe, grace):
         except (OSError, RuntimeError, ValueError, KeyError, IndexError) as exc:
             return f"{UNCHECKED}the sensor's newest point in {probe['fresh']['url']} ({exc})"
         if stale is None or stale > probe["fresh"]["max_age"]:
+            try:
+                refused = influx.refuses_points(probe["fresh"]["url"], probe["fresh"]["database"])
+            except OSError as exc:
+                refused = str(exc)
+            if refused:  # the sensor is not the cause: its InfluxDB cannot store (a full volume)
+                return (f"{UNCHECKED}InfluxDB at {probe['fresh']['url']} does not store points ({refused[:300]}); "
+                        "recreating the sensor would not help")
             when = "never" if stale is None else f"{stale:.0f} s ago"
             return f"the sensor's newest measured power point is {when} (limit {probe['fresh']['max_age']} s)"
     return None

@@ -2,6 +2,7 @@
 pillar asks for (what ``energy.influxdb_database`` does, with the query function handed in)."""
 
 import json
+import urllib.error
 import urllib.parse
 import urllib.request
 
@@ -21,6 +22,25 @@ def query(url, statement, method="GET", timeout=10, **params):
     if "error" in result:
         raise RuntimeError(result["error"])
     return result
+
+
+PROBE_MEASUREMENT = "energy_health"  # one point per failed freshness check; the dashboards never read it
+
+
+def refuses_points(url, database, timeout=10):
+    """None when InfluxDB 1.x at ``url`` stores a point in ``database``, else what it answered (a
+    full volume: ``no space left on device``). Only asked when a sensor's points stopped coming."""
+    import time  # pylint: disable=import-outside-toplevel
+
+    body = f"{PROBE_MEASUREMENT},check=write ok=1i {int(time.time())}".encode()
+    params = urllib.parse.urlencode({"db": database, "precision": "s"})
+    request = urllib.request.Request(f"{url}/write?{params}", data=body, method="POST")
+    try:
+        with urllib.request.urlopen(request, timeout=timeout) as resp:
+            return None if resp.status == 204 else f"HTTP {resp.status}"
+    except urllib.error.HTTPError as exc:
+        detail = exc.read(2000).decode(errors="replace").strip()
+        return f"HTTP {exc.code}: {detail}"
 
 
 def _default_policy(result):

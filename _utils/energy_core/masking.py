@@ -1,7 +1,10 @@
 """Secrets: which pillar values are, and how returns hide them (``***``)."""
 
+from urllib.parse import quote
+
 # the pillar keys that hold secrets: never in a return, an event, a log line or a label
-SECRET_KEYS = ("grafana:admin_password", "influxdb:token", "influxdb:password")
+SECRET_KEYS = ("grafana:admin_password", "influxdb:token", "influxdb:password", "mongo:admin_password",
+               "mongo:sensor_password", "mongo:formula_password")
 MASK = "***"
 
 
@@ -17,6 +20,7 @@ def secrets(conf):
             value = value.get(key) if isinstance(value, dict) else None
         if isinstance(value, (str, int, float)) and not isinstance(value, bool) and len(str(value)) >= MIN_MASKED:
             found.add(str(value))
+            found.add(quote(str(value), safe=""))  # as MongoDB URIs carry it
     return found
 
 

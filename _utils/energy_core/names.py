@@ -39,6 +39,20 @@ MAINTENANCE_EVENT = "energy/maintenance"  # energy/maintenance/<on|off>
 SCHEDULE_NAME = "energy-heal"
 
 
+# MongoDB users the stack makes (authentication on): the image's root user, then one per purpose
+MONGO_USERS = {"admin": "energy-admin", "sensor": "energy-sensor", "formula": "energy-formula"}
+MONGO_AUTH_SOURCE = "admin"  # where the users live
+
+
+def mongo_uri(address, port, user=None, password=None):
+    """``mongodb://[user:password@]address:port`` (credentials percent-encoded, users in admin)."""
+    from urllib.parse import quote  # pylint: disable=import-outside-toplevel
+
+    if not user:
+        return f"mongodb://{address}:{port}"
+    return f"mongodb://{quote(user, safe='')}:{quote(password, safe='')}@{address}:{port}/?authSource={MONGO_AUTH_SOURCE}"
+
+
 def safe_minion(minion):
     """A minion id as it appears in container names (Docker allows [a-zA-Z0-9_.-])."""
     return re.sub(r"[^a-zA-Z0-9_.-]", "-", minion)

@@ -18,7 +18,7 @@ Every node computes the same plan from the same mine data, whatever order it com
 import hashlib
 import json
 
-from . import components, names, placement as placement_rules, schema
+from . import components, names, placement as placement_rules, rules, schema
 from . import sensor as sensor_rules
 from .placement import placement
 from .schema import PlanError
@@ -55,9 +55,12 @@ def _only_local(conf, entry, kind, grafana):
 def _open_warning(conf, cpu, entry, info, kind):
     users = ", ".join(sorted({entry["formula"], *entry["sensors"]} - {entry[kind]})) or "the Grafana host"
     if kind == "mongo":
+        if rules.mongo_auth(conf):
+            return None  # SCRAM authentication, a user per purpose
         return (f"MongoDB for {cpu} on {entry['mongo']} ({info['mongo_address']}:{info['mongo_port']}) accepts "
                 "connections without authentication from the network: whoever reaches it can read, inject or "
-                f"drop sensor reports. Let only {users} reach port {info['mongo_port']} (a firewall).")
+                f"drop sensor reports. Turn authentication back on (energy:mongo:auth: true, the default, with its "
+                f"passwords), or let only {users} reach port {info['mongo_port']} (a firewall).")
     if conf["influxdb"]["version"] == 2:
         return None  # token authentication
     return (f"InfluxDB for {cpu} on {entry['influxdb']} ({info['influxdb_url']}) answers without authentication "
@@ -253,6 +256,13 @@ def once_per_job(context, key, jid, inputs, compute):
 def node(full_plan, minion):
     """The part of the plan one minion deploys: ``{"containers": [...]}`` (empty when none)."""
     return full_plan["hosts"].get(minion, {"containers": []})
+
+
+def check_secrets(conf, full_plan, minion):
+    """Raise PlanError when the pillar ``minion`` sees lacks a secret its own containers need."""
+    problems = rules.secret_problems(conf, minion, [c["component"] for c in node(full_plan, minion)["containers"]])
+    if problems:
+        raise PlanError("missing secrets:\n  - " + "\n  - ".join(problems))
 
 
 def influx_by_minion(full_plan):

@@ -21,42 +21,110 @@ def _roles_need_a_host(conf):
 
 
 GRAFANA_PASSWORD_MIN = 12
+MONGO_PASSWORD_MIN = 12
+INFLUXDB_PASSWORD_MIN = 8
+MONGO_PASSWORDS = ("admin_password", "sensor_password", "formula_password")
 
 
-def _grafana_password(conf):
-    if grafana_enabled(conf):
-        password = conf["grafana"].get("admin_password")
-        if not isinstance(password, str) or not password or password == "admin":
-            yield ("grafana:admin_password", password,
-                   f"set a secret admin password (not 'admin', {GRAFANA_PASSWORD_MIN} characters or more), "
-                   "or set energy:grafana:enabled: false.")
-        elif len(password) < GRAFANA_PASSWORD_MIN:
-            yield ("grafana:admin_password", "***",
-                   f"a password of {GRAFANA_PASSWORD_MIN} characters or more (this one has {len(password)}).")
+def mongo_auth(conf):
+    mongo = conf.get("mongo") if isinstance(conf.get("mongo"), dict) else {}
+    return mongo.get("auth") is not False
 
 
-def _influxdb2_secrets(conf):
-    influxdb = conf.get("influxdb") if isinstance(conf.get("influxdb"), dict) else {}
-    if influxdb.get("version") != 2:
-        return
-    for key, fix in (("org", "the organisation name"), ("token", "a secret admin token")):
-        if not is_text(influxdb.get(key)):
-            yield f"influxdb:{key}", influxdb.get(key), f"{fix}, required with influxdb:version 2."
-    password = influxdb.get("password")
-    if not isinstance(password, str) or len(password) < 8:
-        yield ("influxdb:password", "***" if password else password,
-               "a password of at least 8 characters, required with influxdb:version 2.")
+def _section(conf, name):
+    return conf.get(name) if isinstance(conf.get(name), dict) else {}
+
+
+def _given_secrets(conf):
+    """A secret that is given must be usable, wherever it is given. Whether one is missing is for
+    the minions that need it to say (``secret_problems``): a minion that runs only a sensor need
+    not hold the Grafana password."""
+    password = _section(conf, "grafana").get("admin_password")
+    if password == "admin":
+        yield ("grafana:admin_password", password,
+               f"a secret admin password (not 'admin', {GRAFANA_PASSWORD_MIN} characters or more).")
+    elif isinstance(password, str) and 0 < len(password) < GRAFANA_PASSWORD_MIN:
+        yield ("grafana:admin_password", "***",
+               f"a password of {GRAFANA_PASSWORD_MIN} characters or more (this one has {len(password)}).")
+    password = _section(conf, "influxdb").get("password")
+    if isinstance(password, str) and 0 < len(password) < INFLUXDB_PASSWORD_MIN:
+        yield ("influxdb:password", "***", f"a password of at least {INFLUXDB_PASSWORD_MIN} characters.")
+    mongo = _section(conf, "mongo")
+    seen = {}
+    for key in MONGO_PASSWORDS:
+        password = mongo.get(key)
+        if not isinstance(password, str) or not password:
+            continue
+        if len(password) < MONGO_PASSWORD_MIN:
+            yield (f"mongo:{key}", "***", f"a password of {MONGO_PASSWORD_MIN} characters or more "
+                                         f"(this one has {len(password)}).")
+        elif not all(0x21 <= ord(c) <= 0x7E for c in password):
+            yield (f"mongo:{key}", "***", "printable ASCII characters without spaces (SCRAM would have to "
+                                         "normalise others, and drivers differ in how).")
+        elif password in seen:
+            yield (f"mongo:{key}", "***", f"a password of its own: it is the same as energy:mongo:{seen[password]}, "
+                                         "and each user's password must give only that user's rights.")
+        seen.setdefault(password, key)
+
+
+def _influxdb2_org(conf):
+    influxdb = _section(conf, "influxdb")
+    if influxdb.get("version") == 2 and not is_text(influxdb.get("org")):
+        yield "influxdb:org", influxdb.get("org"), "the organisation name, required with influxdb:version 2."
+
+
+# the secrets each component's container needs on its minion: (key, when it applies, minimum length)
+def _needs(conf):
+    v2 = _section(conf, "influxdb").get("version") == 2
+    auth = mongo_auth(conf)
+    mongo = {f"mongo:{key}": MONGO_PASSWORD_MIN for key in MONGO_PASSWORDS} if auth else {}
+    return {
+        "sensor": {"mongo:sensor_password": MONGO_PASSWORD_MIN} if auth else {},
+        "mongo": mongo,
+        "formula": dict({"mongo:formula_password": MONGO_PASSWORD_MIN} if auth else {},
+                        **({"influxdb:token": 1} if v2 else {})),
+        "influxdb": {"influxdb:token": 1, "influxdb:password": INFLUXDB_PASSWORD_MIN} if v2 else {},
+        "grafana": dict({"grafana:admin_password": GRAFANA_PASSWORD_MIN}, **({"influxdb:token": 1} if v2 else {})),
+    }
+
+
+SECRET_FIX = {
+    "grafana:admin_password": "set a secret admin password for Grafana, or set energy:grafana:enabled: false",
+    "influxdb:token": "set the InfluxDB 2 admin token SmartWatts and Grafana use",
+    "influxdb:password": "set the InfluxDB 2 admin user's password",
+    "mongo:admin_password": "set the password of the MongoDB root user (energy-admin) the image creates on its "
+                            "first start",
+    "mongo:sensor_password": "set the password of the MongoDB user the sensors write with (energy-sensor)",
+    "mongo:formula_password": "set the password of the MongoDB user the formulas read with (energy-formula)",
+}
+
+
+def secret_problems(conf, minion, components):
+    """Errors for the secrets that the containers of ``minion`` (their ``components``) need and
+    the pillar this minion sees lacks: a missing secret is an error on the minions that need it,
+    and only there."""
+    problems = []
+    needs = _needs(conf)
+    for component in sorted(set(components)):
+        for key, least in needs.get(component, {}).items():
+            section, name = key.split(":")
+            value = _section(conf, section).get(name)
+            if not isinstance(value, str) or len(value) < least:
+                problems.append(
+                    f"energy:{key}: missing on {minion}, which runs a {component} container. Fix: "
+                    f"{SECRET_FIX[key]} ({least} characters or more) in the pillar of {minion} "
+                    "(pillar top file: the minions of that role).")
+    return list(dict.fromkeys(problems))
 
 
 def _mongo_env_without_credentials(conf):
-    """The upstream mongo image turns authentication on when it is given a root user; the URIs
-    the sensors and formulas get carry no credentials, so they would all be refused."""
-    mongo = conf.get("mongo") if isinstance(conf.get("mongo"), dict) else {}
+    """The stack sets the upstream mongo image's root user itself (energy:mongo:admin_password)."""
+    mongo = _section(conf, "mongo")
     env = mongo.get("env") if isinstance(mongo.get("env"), dict) else {}
     for key in sorted(k for k in env if str(k).startswith("MONGO_INITDB_ROOT_")):
         yield (f"mongo:env:{key}", "***" if "PASSWORD" in str(key) else env[key],
-               "remove it: the sensors' and formulas' MongoDB URIs carry no credentials, so MongoDB with "
-               "authentication would refuse every report.")
+               "remove it: the stack creates the root user itself, from energy:mongo:admin_password "
+               "(with energy:mongo:auth: true), and gives the sensors and formulas users of their own.")
 
 
 def _smartwatts_fits_influxdb(conf):
@@ -78,5 +146,5 @@ def _smartwatts_fits_influxdb(conf):
                "with energy:influxdb:version: 2, or InfluxDB 1.x (energy:influxdb:version: 1).")
 
 
-CROSS_CHECKS = (_roles_need_a_host, _grafana_password, _influxdb2_secrets, _smartwatts_fits_influxdb,
+CROSS_CHECKS = (_roles_need_a_host, _given_secrets, _influxdb2_org, _smartwatts_fits_influxdb,
                 _mongo_env_without_credentials)

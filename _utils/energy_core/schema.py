@@ -115,7 +115,12 @@ SCHEMA = Section({
                                 "a list of event names."),
                            "a mapping of CPU names (or '*') to lists of events added to the detected ones."),
     ),
-    "mongo": _container_section(port=PORT),
+    "mongo": _container_section(
+        port=PORT, auth=BOOL,
+        admin_password=Rule(lambda v: isinstance(v, str), "a string."),
+        sensor_password=Rule(lambda v: isinstance(v, str), "a string."),
+        formula_password=Rule(lambda v: isinstance(v, str), "a string."),
+    ),
     "formula": _container_section(
         cpu_error_threshold=Rule(is_positive, "a positive number of Watts."),
         default_base_freq_mhz=Rule(is_positive, "a positive number of MHz."),

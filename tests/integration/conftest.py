@@ -47,6 +47,9 @@ MINIONS = {
 SENSOR_PERIOD_MS = 500
 SIM_CONTAINERS = "app-a:50,app-b:30,example-{sensor}:20"
 GRAFANA_PASSWORD = "energy-test-grafana"
+# MongoDB users (authentication on, as by default): a password per purpose
+MONGO_PASSWORDS = {"admin_password": "test-mongo-admin-1", "sensor_password": "test-mongo/sensor@2",
+                   "formula_password": "test-mongo-formula-3"}
 GRAFANA_PORT = 13000
 
 
@@ -77,7 +80,7 @@ def base_pillar(images, config_dir):
             # example-<minion> is the example app's container (examples/energy_app)
             "sensor": dict(image("hwpc-sensor-sim"), frequency_ms=SENSOR_PERIOD_MS,
                            env={"SIM_CONTAINERS": SIM_CONTAINERS}, options={"privileged": False}),
-            "mongo": image("mongo"),
+            "mongo": dict(image("mongo"), **MONGO_PASSWORDS),
             "formula": image("smartwatts"),
             "influxdb": dict(image("influxdb"), retention="7d"),
             # the test minions' addresses are loopback ones, which a bridged container cannot

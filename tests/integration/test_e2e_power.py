@@ -12,7 +12,7 @@ import urllib.request
 
 import pytest
 
-from tests.integration.conftest import GRAFANA_PASSWORD, MINIONS, SENSOR_PERIOD_MS, simulated_containers
+from tests.integration.conftest import GRAFANA_PASSWORD, MINIONS, MONGO_PASSWORDS, SENSOR_PERIOD_MS, simulated_containers
 from tests.power import fidelity, influx
 
 
@@ -58,7 +58,7 @@ def test_containers_sum_to_the_package_power_and_split_right(deployment, plan):
     start = deployment["returned_at"] + 70 * SENSOR_PERIOD_MS / 1000
     end = start + 60
     time.sleep(max(0.0, end + 2 - time.time()))
-    results = fidelity(plan, start, end)
+    results = fidelity(plan, start, end, MONGO_PASSWORDS["admin_password"])
     assert set(results) == set(MINIONS)
     for sensor, r in results.items():
         assert r is not None, f"no power or no ground truth for {sensor}"

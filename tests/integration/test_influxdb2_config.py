@@ -22,7 +22,7 @@ config = generate_smartwatts_parser().parse()
 SmartWattsConfigValidator().validate(config)
 pushers = PusherGenerator().generate(config)
 out = {name: {k: v for k, v in conf.items()} for name, conf in config["output"].items()}
-print(json.dumps({"output": out, "pushers": sorted(pushers), "base_freq": config["cpu-base-freq"],
+print(json.dumps({"output": out, "input": config["input"], "pushers": sorted(pushers), "base_freq": config["cpu-base-freq"],
                   "dram_disabled": config["disable-dram-formula"]}, default=str))
 """
 
@@ -34,6 +34,8 @@ def influxdb2_plan(defaults):
     conf["influxdb"].update(version=2, org="lab", token="s3cr3t-token", password="longenough", image="influxdb",
                             tag="2.7.5")
     conf["grafana"]["admin_password"] = "not-admin-at-all"
+    conf["mongo"].update(admin_password="mongo-admin-pw-1", sensor_password="mongo-sensor-pw-2",
+                         formula_password="mongo-formula-pw-3")
     conf["formula"]["tag"] = "2.4.1"  # the release this test runs; 2.1 has no influxdb2 output
     assert schema.validate(conf) == []
     facts = {"sensors": {"n1": {"cpu_name": "AMD EPYC 7452 32-Core Processor", "cpu_base_freq_mhz": 2350,
@@ -47,17 +49,22 @@ def influxdb2_plan(defaults):
 def test_smartwatts_parses_and_validates_the_influxdb2_output(influxdb2_plan, images):
     (formula,) = [c for c in influxdb2_plan["hosts"]["ctl"]["containers"] if c["component"] == "formula"]
     args = formula["run"]["command"]
+    assert "s3cr3t-token" not in json.dumps(args) and "mongo-formula-pw-3" not in json.dumps(args)
     client = docker_client()
+    # the token and the MongoDB URI reach SmartWatts by its environment (PowerAPI's POWERAPI_* variables)
     out = client.containers.run(images["smartwatts24"], entrypoint=["python3", "-c", CHECK, json.dumps(args)],
-                                remove=True, network_mode="none")
+                                environment=formula["run"]["environment"], remove=True, network_mode="none")
     result = json.loads(out.decode().strip().splitlines()[-1])
-    output = result["output"]["pusher_power"]
+    output = result["output"]["power"]
     assert output["type"] == "influxdb2"
     assert output["uri"] == "http://10.0.0.9" and int(output["port"]) == 8086
     assert output["db"] == "power_amd_epyc_7452"
     assert output["org"] == "lab" and output["token"] == "s3cr3t-token"
     assert output["tags"] == "scope,socket"
-    assert result["pushers"] == ["pusher_power"]
+    assert result["pushers"] == ["power"]
+    puller = result["input"]["puller"]
+    assert puller["uri"] == "mongodb://energy-formula:mongo-formula-pw-3@10.0.0.9:27017/?authSource=admin"
+    assert puller["db"] == "sensors_amd_epyc_7452" and puller["collection"] == "hwpc"
     assert float(result["base_freq"]) == 2350
     assert result["dram_disabled"] is True
 

@@ -1,7 +1,13 @@
 """One orchestrate run deploys the whole stack, placed by CPU name, on the real Docker engine."""
 
-from tests.integration.conftest import (EPYC, GRAFANA_PASSWORD, MINIONS, XEON_E5, XEON_GOLD, containers,
-                                       failed_steps, pillar_changed, state_changes)
+import stat
+import urllib.parse
+
+import pytest
+
+from energy_core import mongo_wire
+from tests.integration.conftest import (EPYC, GRAFANA_PASSWORD, MINIONS, MONGO_PASSWORDS, XEON_E5, XEON_GOLD,
+                                       containers, failed_steps, pillar_changed, state_changes)
 from tests.power import influx
 
 # The placement the pillar asks for: CPU names sorted -> AMD, Xeon E5, Xeon Gold; mongos [test-ctl, test-node-a]
@@ -22,8 +28,9 @@ def test_orchestrate_places_every_container_on_the_planned_minion(deployed, dock
     # the stack spans several machines, so the orch says which databases are open to the network
     text = str(deployed)
     assert f"InfluxDB for {XEON_GOLD} on test-ctl (http://{MINIONS['test-ctl'][0]}:8087) answers without authentication" in text
-    assert f"MongoDB for {EPYC} on test-ctl ({MINIONS['test-ctl'][0]}:27017) accepts connections without authentication" in text
-    assert GRAFANA_PASSWORD not in text  # the plan check's return masks secrets
+    assert "MongoDB for" not in text  # MongoDB authenticates (SCRAM), so it is not named as open
+    for secret in [GRAFANA_PASSWORD, *MONGO_PASSWORDS.values()]:  # every step's return masks secrets
+        assert secret not in text and urllib.parse.quote(secret, safe="") not in text
     for cpu, where in EXPECTED.items():
         for component in ("mongo", "influxdb", "formula"):
             found = running(docker_engine, energy_component=component, energy_cpu=cpu)
@@ -41,24 +48,39 @@ def test_wrapped_hosts_run_one_container_per_cpu_name_on_distinct_ports(deployed
     assert bound == {MINIONS["test-ctl"][0]}
 
 
+def formula_uri(minion, port=27017):
+    password = urllib.parse.quote(MONGO_PASSWORDS["formula_password"], safe="")
+    return f"mongodb://energy-formula:{password}@{MINIONS[minion][0]}:{port}/?authSource=admin"
+
+
+def environment(container):
+    return dict(item.split("=", 1) for item in container.attrs["Config"]["Env"])
+
+
 def test_formula_reads_its_cpu_mongo_and_base_frequency(deployed, docker_engine):
     (amd,) = running(docker_engine, energy_component="formula", energy_cpu=EPYC)
     args = amd.attrs["Args"]
     assert args[args.index("--cpu-base-freq") + 1] == "2350"
     assert "--disable-dram-formula" in args  # the EPYC has no DRAM RAPL domain
-    assert f"mongodb://{MINIONS['test-ctl'][0]}:27017" in args
+    # its MongoDB URI, with the formula user's password, is in its environment, not on its command line
+    assert environment(amd)["POWERAPI_INPUT_PULLER_URI"] == formula_uri("test-ctl")
+    assert not any(p in " ".join(args) for p in MONGO_PASSWORDS.values())
     (e5,) = running(docker_engine, energy_component="formula", energy_cpu=XEON_E5)
-    assert f"mongodb://{MINIONS['test-node-a'][0]}:27017" in e5.attrs["Args"]
+    assert environment(e5)["POWERAPI_INPUT_PULLER_URI"] == formula_uri("test-node-a")
     assert "--disable-dram-formula" not in e5.attrs["Args"]
 
 
 def test_sensor_config_names_the_database_of_its_cpu(deployed, docker_engine, config_dir):
     import json
 
-    config = json.loads((config_dir / "energy-test-node-c-sensor.json").read_text())
+    path = config_dir / "energy-test-node-c-sensor.json"
+    config = json.loads(path.read_text())
     assert config["name"] == "test-node-c"
-    assert config["output"] == {"type": "mongodb", "uri": f"mongodb://{MINIONS['test-node-a'][0]}:27017",
-                                "database": "sensors_intel_xeon_e5_2630_v3", "collection": "hwpc"}
+    password = urllib.parse.quote(MONGO_PASSWORDS["sensor_password"], safe="")
+    assert config["output"] == {
+        "type": "mongodb", "uri": f"mongodb://energy-sensor:{password}@{MINIONS['test-node-a'][0]}:27017/?authSource=admin",
+        "database": "sensors_intel_xeon_e5_2630_v3", "collection": "hwpc"}
+    assert stat.S_IMODE(path.stat().st_mode) == 0o600 and path.stat().st_uid == 0  # it holds a password
     assert config["system"]["rapl"]["events"] == ["RAPL_ENERGY_PKG", "RAPL_ENERGY_DRAM"]
 
 
@@ -124,10 +146,59 @@ def test_bad_pillar_fails_before_any_container_is_touched(deployed, salt_run_cli
         ret = salt_run_cli.run("state.orchestrate", "energy.orch")
         assert ret.returncode != 0
         failed = failed_steps(ret.data)
-        assert list(failed) == ["salt_|-energy-orch-plan-check-function_|-energy.plan_|-function"]
+        assert list(failed) == ["salt_|-energy-orch-plan-check-function_|-energy.node_|-function"]
         text = str(ret.data)
         assert "energy:mongo:port: bad value 70000" in text and "1 to 65535" in text
         assert "energy-mongo-deploy-orch" not in text  # no deploy phase ran
+        assert container_ids(docker_engine) == before
+
+
+def mongo_address(minion, port=27017):
+    return f"{MINIONS[minion][0]}:{port}"
+
+
+def test_mongodb_authenticates_and_each_user_has_only_its_rights(deployed):
+    address, database = mongo_address("test-node-a"), "sensors_intel_xeon_e5_2630_v3"
+    # without credentials: a ping, nothing else
+    assert mongo_wire.command(address, "admin", {"ping": 1})["ok"] == 1
+    refused = mongo_wire.command(address, database, {"count": "hwpc"})
+    assert refused["ok"] == 0 and refused["code"] == 13
+    with pytest.raises(mongo_wire.CommandError) as exc:  # a wrong password is refused
+        mongo_wire.command(address, "admin", {"ping": 1}, user="energy-sensor", password="not-the-password")
+    assert exc.value.code == 18
+    sensor = {"user": "energy-sensor", "password": MONGO_PASSWORDS["sensor_password"]}
+    formula = {"user": "energy-formula", "password": MONGO_PASSWORDS["formula_password"]}
+    # the sensor user adds reports and cannot read them
+    inserted = mongo_wire.command(address, database, {"insert": "hwpc_probe", "documents": [{"probe": 1}]}, **sensor)
+    assert inserted["ok"] == 1 and inserted["n"] == 1
+    assert mongo_wire.command(address, database, {"count": "hwpc"}, **sensor)["code"] == 13
+    # the formula user reads and removes them, and cannot add any
+    assert mongo_wire.command(address, database, {"count": "hwpc_probe"}, **formula)["n"] >= 1
+    assert mongo_wire.command(address, database, {"insert": "hwpc", "documents": [{"x": 1}]}, **formula)["code"] == 13
+    removed = mongo_wire.command(address, database, {"delete": "hwpc_probe", "deletes": [{"q": {}, "limit": 0}]},
+                                 **formula)
+    assert removed["ok"] == 1
+    # and neither reaches another CPU name's database on the same host
+    assert mongo_wire.command(mongo_address("test-ctl"), "sensors_amd_epyc_7452", {"count": "hwpc"},
+                              **formula)["ok"] == 1  # its own MongoDB holds its own users
+    other = mongo_wire.command(address, "sensors_amd_epyc_7452", {"insert": "hwpc", "documents": [{"x": 1}]}, **sensor)
+    assert other["code"] == 13
+
+
+def test_a_missing_secret_fails_only_the_minions_that_need_it_before_any_container(
+        deployed, salt_run_cli, salt_cli, docker_engine, pillar_tree, pillar):
+    before = container_ids(docker_engine)
+    with pillar_changed(salt_cli, pillar_tree, pillar, lambda energy: energy["mongo"].update(formula_password="")):
+        ret = salt_run_cli.run("state.orchestrate", "energy.orch")
+        assert ret.returncode != 0
+        assert list(failed_steps(ret.data)) == ["salt_|-energy-orch-plan-check-function_|-energy.node_|-function"]
+        text = str(ret.data)
+        # test-ctl runs the formulas and two MongoDBs, test-node-a a MongoDB; the others need no formula password
+        for minion in ("test-ctl", "test-node-a"):
+            assert f"energy:mongo:formula_password: missing on {minion}" in text
+        for minion in ("test-node-b", "test-node-c"):
+            assert f"missing on {minion}" not in text
+        assert "energy-mongo-deploy-orch" not in text
         assert container_ids(docker_engine) == before
 
 

@@ -85,7 +85,9 @@ def cachedir(tmp_path):
 
 @pytest.fixture
 def pillar():
-    return {"energy": {"control": MINION, "grafana": {"admin_password": "unit-test-secret"}}}
+    return {"energy": {"control": MINION, "grafana": {"admin_password": "unit-test-secret"},
+                       "mongo": {"admin_password": "unit-mongo-admin", "sensor_password": "unit-mongo-sensor",
+                                 "formula_password": "unit-mongo-formula"}}}
 
 
 @pytest.fixture
@@ -108,6 +110,9 @@ def state_opts(conf_file, cachedir):
     return {"id": MINION, "conf_file": str(conf_file), "cachedir": str(cachedir), "test": False}
 
 
+STATE_SECRET = "a-mongo-password-in-the-env"
+
+
 @pytest.fixture
 def state_salt():
     return {
@@ -117,6 +122,7 @@ def state_salt():
         "docker.rm": mock.MagicMock(return_value=True),
         "docker.inspect_image": mock.MagicMock(return_value={"Id": "sha256:0"}),
         "event.send": mock.MagicMock(return_value=True),
+        "energy.config": mock.MagicMock(return_value={"mongo": {"formula_password": STATE_SECRET}}),
     }
 
 

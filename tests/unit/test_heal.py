@@ -146,3 +146,31 @@ def test_the_sensor_name_is_quoted_in_the_freshness_query(monkeypatch):
     sensor = "o'brien" + "\\"  # a quote and a backslash, both allowed in minion ids
     assert health.newest_point_age({"url": "http://x", "database": "d", "sensor": sensor}) is None
     assert seen == [r"SELECT last(power) FROM power_consumption WHERE sensor = 'o\'brien\\' AND target = 'rapl'"]
+
+
+SPACE = {"space": {"volume": "energy-ctl-influxdb-x", "min_free_mb": 16}}
+
+
+def test_a_full_data_volume_is_reported_and_left_as_it_is():
+    reason = health.diagnose(inspected(), SPACE, grace=60, free_space=lambda volume: 3 * 2**20)
+    assert reason.startswith(health.FULL) and reason.startswith(health.LEFT_AS_IS)
+    assert "energy-ctl-influxdb-x is full (3.0 MB free, under 16 MB)" in reason and "Fix:" in reason
+    # a stopped container on a full volume: the volume is the cause, not the container
+    assert health.diagnose(inspected("exited"), SPACE, 60, lambda volume: 0).startswith(health.FULL)
+
+
+@pytest.mark.parametrize("free_space", [lambda volume: 2**30, lambda volume: None, None,
+                                        lambda volume: (_ for _ in ()).throw(OSError("no such volume"))])
+def test_room_left_or_no_way_to_tell_is_not_full(free_space):
+    assert health.diagnose(inspected(), SPACE, grace=60, free_space=free_space) is None
+
+
+def test_a_sensor_whose_influxdb_refuses_points_is_not_blamed(monkeypatch):
+    monkeypatch.setattr(health, "newest_point_age", lambda probe: 500.0)
+    monkeypatch.setattr(health.influx, "refuses_points",
+                        lambda url, db: 'HTTP 500: {"error":"write /var/lib/influxdb/wal: no space left on device"}')
+    probe = {"fresh": {"url": "http://i:8086", "database": "d", "sensor": "n1", "max_age": 60}}
+    reason = health.diagnose(inspected(), probe, grace=60)
+    assert reason.startswith(health.UNCHECKED) and "does not store points" in reason and "no space left" in reason
+    monkeypatch.setattr(health.influx, "refuses_points", lambda url, db: None)  # it stores: the sensor is stuck
+    assert health.diagnose(inspected(), probe, grace=60).startswith("the sensor's newest measured power point")

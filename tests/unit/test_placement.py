@@ -183,9 +183,11 @@ def test_a_minion_id_docker_cannot_name_is_refused(defaults):
 def test_databases_open_to_the_network_are_named_in_the_plan_warnings(defaults):
     result = plan.build(fleet_conf(defaults), FLEET)
     assert all(not info["local"]["mongo"] and not info["local"]["influxdb"] for info in result["cpus"].values())
-    mongo = [w for w in result["warnings"] if w.startswith("MongoDB for X on ctl (10.0.0.9:27017)")]
+    assert not [w for w in result["warnings"] if w.startswith("MongoDB")]  # authentication on
     influx = [w for w in result["warnings"] if w.startswith("InfluxDB for X on ctl (http://10.0.0.9:8086)")]
-    assert len(mongo) == 1 and "without authentication" in mongo[0] and "Let only a reach port 27017" in mongo[0]
+    unauthenticated = plan.build(fleet_conf(defaults, mongo={"auth": False}), FLEET)
+    mongo = [w for w in unauthenticated["warnings"] if w.startswith("MongoDB for X on ctl (10.0.0.9:27017)")]
+    assert len(mongo) == 1 and "without authentication" in mongo[0] and "let only a reach port 27017" in mongo[0]
     assert len(influx) == 1 and "energy:influxdb:version: 2" in influx[0]
     (database,) = [c["database"] for c in result["hosts"]["ctl"]["containers"]
                    if c["component"] == "influxdb" and c["cpu"] == "X"]

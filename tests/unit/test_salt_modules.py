@@ -121,7 +121,7 @@ def test_held_ignores_an_ended_window(cachedir):
 
 
 def formula_spec():
-    return next(c for c in energy_mod.node()["containers"] if c["name"] == FORMULA)
+    return next(c for c in energy_mod.node(secrets=True)["containers"] if c["name"] == FORMULA)
 
 
 def test_react_skips_when_the_engine_file_is_absent(module_salt, engine_path):

@@ -9,7 +9,7 @@ import pytest
 import yaml
 
 from tests.unit.loader_mocks import (  # noqa: F401  the fixtures are used by name  pylint: disable=unused-import
-    CPU, DEFAULTS_TEXT, FACTS, FORMULA, MINION, RUN, SENSOR, cachedir, conf_file, configure_loader_modules, energy_mod,
+    CPU, DEFAULTS_TEXT, FACTS, FORMULA, MINION, RUN, SENSOR, STATE_SECRET, cachedir, conf_file, configure_loader_modules, energy_mod,
     energy_runner, energy_state, engine_on, engine_path, inspected, module_logs, module_opts, module_salt, pillar,
     runner_opts, state_opts, state_salt, state_states)
 
@@ -358,3 +358,32 @@ def test_a_container_left_in_restart_back_off_is_restarted_then_watched(state_sa
     assert ret["result"] is True
     state_salt["docker.restart"].assert_called_once_with(FORMULA, timeout=1)
 
+
+
+def test_container_running_masks_the_secrets_docker_container_running_returns(state_salt, state_states):
+    # docker_container.running shows a changed environment in full: the password would reach the
+    # job cache, the event bus and the orch output
+    env = {"POWERAPI_INPUT_PULLER_URI": f"mongodb://energy-formula:{STATE_SECRET}@h:1"}
+    state_states["docker_container.running"].return_value = {
+        "name": FORMULA, "result": True, "comment": f"Container has a new environment: {STATE_SECRET}",
+        "changes": {"container": {"Config": {"Env": {"old": [], "new": [f"URI={env['POWERAPI_INPUT_PULLER_URI']}"]}}}}}
+    ret = energy_state.container_running(FORMULA, image="x:1", environment=env, __id__="ignored")
+    state_states["docker_container.running"].assert_called_once_with(name=FORMULA, image="x:1", environment=env)
+    assert STATE_SECRET not in repr(ret) and "***" in repr(ret["changes"]) and "***" in ret["comment"]
+
+
+def test_a_recreation_by_heal_masks_secrets_too(state_salt, state_states):
+    state_salt["docker.inspect_container"].side_effect = [Exception("No such container"), inspected(age=1)]
+    state_states["docker_container.running"].return_value = {"result": True, "changes": {}, "comment": STATE_SECRET}
+    state_states["docker_container.running"].return_value["result"] = False
+    ret = energy_state.healthy(FORMULA, "formula", RUN, probe={})
+    assert ret["result"] is False and STATE_SECRET not in repr(ret) and "***" in ret["comment"]
+
+
+def test_a_watched_container_is_restarted_by_docker_container_s_own_watch_masked(state_salt, state_states):
+    state_states["docker_container.mod_watch"] = mock.MagicMock(
+        return_value={"name": SENSOR, "result": True, "comment": f"Replaced; env {STATE_SECRET}", "changes": {}})
+    ret = energy_state.mod_watch(SENSOR, sfun="container_running", image="x:1", __reqs__={})
+    state_states["docker_container.mod_watch"].assert_called_once_with(SENSOR, sfun="running", image="x:1")
+    assert STATE_SECRET not in ret["comment"]
+    assert energy_state.mod_watch(SENSOR, sfun="healthy")["result"] is False

@@ -90,7 +90,11 @@ BAD = [
     ("formula:cpu_error_threshold", -1, "positive"),
     ("control", ["ctl"], "string"),
     ("grafana:admin_password", "admin", "not 'admin'"),
-    ("grafana:admin_password", "", "secret admin password"),
+    ("grafana:admin_password", "short-one", "12 characters or more"),
+    ("mongo:sensor_password", "short-one", "12 characters or more"),
+    ("mongo:admin_password", "with a space in it", "printable ASCII"),
+    ("mongo:formula_password", 123456789012, "a string"),
+    ("mongo:auth", "yes", "true or false"),
     ("heal:schedule:splay", float("nan"), "0 or more"),
     ("influxdb:version", 3, "1 (InfluxDB 1.x) or 2"),
     ("influxdb:retention", "30 days", "InfluxDB duration"),
@@ -129,7 +133,7 @@ BAD = [
     ("config_dir", "/etc/my energy", "spaces"),
     ("influxdb:retention", "1s", "1h or more"),
     ("influxdb:retention", "59m", "1h or more"),
-    ("mongo:env:MONGO_INITDB_ROOT_USERNAME", "root", "carry no credentials"),
+    ("mongo:env:MONGO_INITDB_ROOT_USERNAME", "root", "creates the root user itself"),
     ("mongo:port", 0, "1 to 65535"),
     ("mongo:port", 65536, "1 to 65535"),
     ("sensor:frequency_ms", 9, "at least 10"),
@@ -157,7 +161,10 @@ def test_bad_input_names_key_value_and_fix(good, key, value, words):
     errors = energy.validate(good)
     assert len(errors) == 1, errors
     assert errors[0].startswith(f"energy:{key}: bad value")
-    assert repr(value) in errors[0] or f"'{value}'" in errors[0]
+    if key.endswith("password") and value != "admin":  # a secret is never echoed, even a bad one
+        assert "bad value '***'" in errors[0] and str(value) not in errors[0]
+    else:
+        assert repr(value) in errors[0] or f"'{value}'" in errors[0]
     assert "Fix:" in errors[0] and words in errors[0]
 
 
@@ -221,10 +228,18 @@ def test_short_values_are_not_masked_inside_other_words():
     assert energy.mask("pw=0123456789ab", energy.secrets({"grafana": {"admin_password": "0123456789ab"}})) == "pw=***"
 
 
-def test_influxdb2_needs_org_token_and_password(good):
-    good["influxdb"]["version"] = 2
+def test_influxdb2_needs_its_org_everywhere_and_a_usable_password_where_given(good):
+    good["influxdb"].update(version=2, org="")
     good["formula"]["tag"] = "2.4.1"
-    errors = energy.validate(good)
-    assert [e.split(": bad")[0] for e in errors] == ["energy:influxdb:token", "energy:influxdb:password"]
+    assert [e.split(": bad")[0] for e in energy.validate(good)] == ["energy:influxdb:org"]
+    good["influxdb"].update(org="lab", password="short")
+    assert [e.split(": bad")[0] for e in energy.validate(good)] == ["energy:influxdb:password"]
     good["influxdb"].update(token="t0k3n", password="longenough")
     assert energy.validate(good) == []
+
+
+def test_mongo_users_need_passwords_of_their_own(good):
+    good["mongo"].update(admin_password="same-password-1", sensor_password="same-password-1")
+    (error,) = energy.validate(good)
+    assert error.startswith("energy:mongo:sensor_password: bad value '***'") and "energy:mongo:admin_password" in error
+    assert "same-password-1" not in error

@@ -155,7 +155,8 @@ def main(argv=None):
     signal.signal(signal.SIGTERM, lambda *_: stop.append(1))
     period = config["frequency"] / 1000.0
     print(f"hwpc-sensor stand-in {config['name']}: {len(state['containers'])} containers every "
-          f"{config['frequency']} ms to {output['uri']} {output['database']}.{output['collection']}", flush=True)
+          f"{config['frequency']} ms to {output['uri'].rpartition('@')[2]} {output['database']}.{output['collection']}",
+          flush=True)  # the URI's credentials stay out of the log
     next_tick = time.time()
     while not stop:
         now = datetime.datetime.now(datetime.timezone.utc)

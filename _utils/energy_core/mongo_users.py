@@ -1,0 +1,80 @@
+"""The MongoDB users of the stack, kept in a MongoDB that runs with authentication.
+
+The image makes the root user (``energy-admin``) on its first start. With it, ``ensure`` keeps a
+role and a user per purpose: ``energy-sensor`` may only insert reports, ``energy-formula`` may
+only read and remove them; each role's privileges cover the databases of that MongoDB. Passwords
+are checked by logging in as the user (MongoDB never gives them back) and set again when that
+fails. Nothing here ever puts a password in what it returns.
+"""
+
+from . import mongo_wire
+
+SOURCE = "admin"
+UNAUTHENTICATED = 18  # MongoDB's AuthenticationFailed
+
+
+def privileges(user):
+    return [{"resource": {"db": db, "collection": ""}, "actions": sorted(user["actions"])}
+            for db in sorted(user["databases"])]
+
+
+def _normal(privs):
+    return sorted((p["resource"].get("db"), p["resource"].get("collection"), tuple(sorted(p["actions"])))
+                  for p in privs or [])
+
+
+def _can_log_in(connect, user):
+    try:
+        with connect() as conn:
+            conn.authenticate(user["name"], user["password"], SOURCE)
+        return True
+    except mongo_wire.CommandError as exc:
+        if exc.code == UNAUTHENTICATED or "authentication failed" in str(exc).lower():
+            return False
+        raise
+
+
+def ensure(connect, admin, users, test=False):
+    """Keep ``users`` (``[{"name", "password", "role", "actions", "databases"}]``) with their
+    roles, logged in as ``admin`` (``{"name", "password"}``); ``connect()`` opens a
+    ``mongo_wire.Connection``. Returns ``(result, changes, comment)``: ``result`` None in test
+    mode when something would change. Raises mongo_wire.CommandError (code 18) when the admin
+    password is refused, OSError when the server does not answer."""
+    changes = {}
+    with connect() as conn:
+        conn.authenticate(admin["name"], admin["password"], SOURCE)
+        for user in users:
+            wanted = privileges(user)
+            found = conn.command(SOURCE, {"rolesInfo": {"role": user["role"], "db": SOURCE},
+                                          "showPrivileges": True})["roles"]
+            if not found:
+                changes.setdefault(user["role"], []).append("role created")
+                if not test:
+                    conn.command(SOURCE, {"createRole": user["role"], "privileges": wanted, "roles": []})
+            elif _normal(found[0].get("privileges")) != _normal(wanted):
+                changes.setdefault(user["role"], []).append("role privileges updated")
+                if not test:
+                    conn.command(SOURCE, {"updateRole": user["role"], "privileges": wanted, "roles": []})
+            roles = [{"role": user["role"], "db": SOURCE}]
+            found = conn.command(SOURCE, {"usersInfo": {"user": user["name"], "db": SOURCE}})["users"]
+            if not found:
+                changes.setdefault(user["name"], []).append("user created")
+                if not test:
+                    conn.command(SOURCE, {"createUser": user["name"], "pwd": user["password"], "roles": roles,
+                                          "mechanisms": ["SCRAM-SHA-256"]})
+                continue
+            if [(r.get("role"), r.get("db")) for r in found[0].get("roles", [])] != [(user["role"], SOURCE)]:
+                changes.setdefault(user["name"], []).append("roles set to " + user["role"])
+                if not test:
+                    conn.command(SOURCE, {"updateUser": user["name"], "roles": roles})
+            if not _can_log_in(connect, user):
+                changes.setdefault(user["name"], []).append("password set from pillar")
+                if not test:
+                    conn.command(SOURCE, {"updateUser": user["name"], "pwd": user["password"],
+                                          "mechanisms": ["SCRAM-SHA-256"]})
+    names = ", ".join(u["name"] for u in users)
+    if not changes:
+        return True, {}, f"users {names} are as the pillar wants"
+    if test:
+        return None, changes, f"users {names} would change"
+    return True, changes, f"users {names} updated"
