@@ -367,6 +367,9 @@ def maintenance(action="status", what="all", reason="", hours=None):
     return entries
 
 
+REACT_RETRY_SECONDS = 2
+
+
 def react(name, action="die"):
     """
     What the master's reactor runs when the docker_events engine reports that container ``name``
@@ -410,10 +413,19 @@ def react(name, action="die"):
             fcntl.flock(lock, fcntl.LOCK_EX | fcntl.LOCK_NB)
         except OSError:
             return skip("another job is recreating it already")
-        ret = __salt__["state.single"](
-            "energy.healthy", name=name, component=spec["component"], run=spec["run"], probe=spec["health"],
-            grace=conf["heal"]["grace_seconds"], timeout=conf["heal"]["timeout"],
-            trigger=f"docker {action} event", queue=True)
+        # not queue=True: called from this function, Salt's state queue would store the job with
+        # no function name ("fun": None), and once it runs, saltutil.is_running fails on every
+        # later state run of the minion (FileLockError on queue.lock). Wait for a running state
+        # run here instead, for as long as a recreation may take.
+        deadline = time.monotonic() + float(conf["heal"]["timeout"]) + float(conf["heal"]["grace_seconds"])
+        while True:
+            ret = __salt__["state.single"](
+                "energy.healthy", name=name, component=spec["component"], run=spec["run"], probe=spec["health"],
+                grace=conf["heal"]["grace_seconds"], timeout=conf["heal"]["timeout"],
+                trigger=f"docker {action} event")
+            if not isinstance(ret, list) or time.monotonic() >= deadline:
+                break  # ran, or another state run held the minion until the deadline (ret says so)
+            time.sleep(REACT_RETRY_SECONDS)
     if not salt.utils.state.check_result(ret):
         __context__["retcode"] = 1
     return ret

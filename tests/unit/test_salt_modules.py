@@ -170,7 +170,7 @@ def test_react_recreates_with_energy_healthy(module_salt, engine_on):
     assert ret is module_salt["state.single"].return_value
     module_salt["state.single"].assert_called_once_with(
         "energy.healthy", name=FORMULA, component="formula", run=spec["run"], probe=spec["health"],
-        grace=90, timeout=60, trigger="docker die event", queue=True)
+        grace=90, timeout=60, trigger="docker die event")
     assert "retcode" not in energy_mod.__context__
 
 
@@ -217,3 +217,23 @@ def test_no_secret_leaves_the_minion_in_a_return(engine_on):
     assert grafana["run"]["environment"]["GF_SECURITY_ADMIN_PASSWORD"] == secret
 
 
+
+
+def test_react_waits_for_a_running_state_run_without_salt_s_state_queue(module_salt, engine_on, monkeypatch):
+    # a nested state.single(queue=True) makes Salt queue a job with no function name, which then
+    # breaks saltutil.is_running for every later state run: react retries on its own instead
+    monkeypatch.setattr(energy_mod, "REACT_RETRY_SECONDS", 0)
+    conflict = ['The function "state.apply" is running as PID 4242 and was started at ...']
+    done = {"energy_|-x_|-x_|-healthy": {"result": True, "changes": {}}}
+    module_salt["state.single"].side_effect = [conflict, conflict, done]
+    assert energy_mod.react(FORMULA, "die") == done
+    assert module_salt["state.single"].call_count == 3
+    assert all("queue" not in call.kwargs for call in module_salt["state.single"].call_args_list)
+
+
+def test_react_gives_up_at_its_deadline_and_fails_the_job(module_salt, engine_on, monkeypatch, pillar):
+    monkeypatch.setattr(energy_mod, "REACT_RETRY_SECONDS", 0)
+    pillar["energy"]["heal"] = {"grace_seconds": 0.01, "timeout": 0.01}
+    module_salt["state.single"].return_value = ['The function "state.apply" is running as PID 4242']
+    ret = energy_mod.react(FORMULA, "die")
+    assert isinstance(ret, list) and energy_mod.__context__["retcode"] == 1
