@@ -74,6 +74,23 @@ def _not_answering(label, host, port, timeout):
             f"(checked from minion {__opts__.get('id')}): is its container running?")
 
 
+def _answers(ret, url, label, timeout, would):
+    """The deadline of a state that talks to the service at ``url`` once it accepts connections
+    (one second in test mode), or None when it does not in time: ``ret`` then says so (in test
+    mode, what ``would`` happen once it answers)."""
+    test = bool(__opts__.get("test"))
+    host, port = _host_port(url)
+    deadline = time.monotonic() + (1 if test else float(timeout))
+    if _wait_for_port(host, port, deadline):
+        return deadline
+    if test:
+        ret["result"] = None
+        ret["comment"] = f"{would} (not answering yet)"
+    else:
+        ret["comment"] = _not_answering(label, host, port, timeout)
+    return None
+
+
 def reachable(name, service=None, timeout=60, interval=0.5):
     """
     Wait until ``name`` (``mongodb://host:port``, ``http://host:port`` or ``host:port``) accepts
@@ -128,14 +145,8 @@ def influxdb_database(name, url, retention="30d", service=None, timeout=60, warn
     except ValueError as exc:
         ret["comment"] = f"{label}: {exc}"
         return ret
-    host, port = _host_port(url)
-    deadline = time.monotonic() + (1 if __opts__.get("test") else float(timeout))
-    if not _wait_for_port(host, port, deadline):
-        if __opts__.get("test"):
-            ret["result"] = None
-            ret["comment"] = f"database {name} would be created on {label} (not answering yet)"
-        else:
-            ret["comment"] = _not_answering(label, host, port, timeout)
+    deadline = _answers(ret, url, label, timeout, f"database {name} would be created on {label}")
+    if deadline is None:
         return ret
     test = bool(__opts__.get("test"))
 
@@ -158,13 +169,21 @@ def influxdb_database(name, url, retention="30d", service=None, timeout=60, warn
     return ret
 
 
-def _running(name, **kwargs):
-    """docker_container.running, its return with every secret of the pillar replaced by ``***``:
-    its changes and comment show the environment, which holds passwords, and the return reaches
-    the job cache, the event bus and the orch's output."""
-    kwargs = {k: v for k, v in kwargs.items() if not k.startswith("__")}
-    ret = __states__["docker_container.running"](name=name, **kwargs)
+def _masked(ret):
+    """A docker_container return with every secret of the pillar replaced by ``***``: its changes
+    and comment show the environment, which holds passwords, and the return reaches the job
+    cache, the event bus and the orch's output."""
     return core.masking.mask(ret, core.masking.secrets(__salt__["energy.config"](secrets=True)))
+
+
+def _arguments(kwargs):
+    """The arguments for docker_container, without the ``__``-keys Salt hands a state."""
+    return {k: v for k, v in kwargs.items() if not k.startswith("__")}
+
+
+def _running(name, **kwargs):
+    """docker_container.running, its return masked."""
+    return _masked(__states__["docker_container.running"](name=name, **_arguments(kwargs)))
 
 
 def container_running(name, **kwargs):
@@ -190,9 +209,7 @@ def mod_watch(name, sfun=None, **kwargs):
     config file changed is restarted this way, as it reads the file when it starts.
     """
     if sfun == "container_running":
-        kwargs = {k: v for k, v in kwargs.items() if not k.startswith("__")}
-        ret = __states__["docker_container.mod_watch"](name, sfun="running", **kwargs)
-        return core.masking.mask(ret, core.masking.secrets(__salt__["energy.config"](secrets=True)))
+        return _masked(__states__["docker_container.mod_watch"](name, sfun="running", **_arguments(kwargs)))
     return {"name": name, "changes": {}, "result": False, "comment": f"watch requisite is not implemented for {sfun}"}
 
 
@@ -216,40 +233,12 @@ def mongo_users(name, admin, users, timeout=60, service=None):
     """
     ret = {"name": name, "changes": {}, "result": False, "comment": ""}
     label = service or f"MongoDB {name}"
-    test = bool(__opts__.get("test"))
-    host, port = _host_port(name)
-    deadline = time.monotonic() + (1 if test else float(timeout))
-    if not _wait_for_port(host, port, deadline):
-        if test:
-            ret["result"] = None
-            ret["comment"] = f"users of {label} would be made once it answers (not answering yet)"
-        else:
-            ret["comment"] = _not_answering(label, host, port, timeout)
-        return ret
-    while True:  # the port opens while the image still makes its root user: retry until the deadline
-        try:
-            ret["result"], ret["changes"], what = core.mongo_users.ensure(
-                lambda: core.mongo_wire.Connection(name, timeout=5), admin, users, test)
-            ret["comment"] = f"{what}, on {label}"
-            return ret
-        except core.mongo_wire.CommandError as exc:
-            if exc.code == core.mongo_users.UNAUTHENTICATED and time.monotonic() >= deadline:
-                ret["comment"] = (
-                    f"{label} refuses {admin['name']} with energy:mongo:admin_password: its volume was first "
-                    "started with another root password, or without authentication (the image makes the root "
-                    "user on the first start only, on an empty volume). Fix: put the old password back in "
-                    "energy:mongo:admin_password, or make the user in MongoDB (db.createUser / "
-                    "db.changeUserPassword), or remove the volume (its unread reports are lost), then run the "
-                    "orch again")
-                return ret
-            if exc.code != core.mongo_users.UNAUTHENTICATED:
-                ret["comment"] = f"{label}: {exc} (from minion {__opts__.get('id')})"
-                return ret
-        except (OSError, ValueError, KeyError) as exc:
-            if time.monotonic() >= deadline:
-                ret["comment"] = f"{label}: {exc} (from minion {__opts__.get('id')})"
-                return ret
-        time.sleep(1)
+    deadline = _answers(ret, name, label, timeout, f"users of {label} would be made once it answers")
+    if deadline is not None:
+        ret["result"], ret["changes"], ret["comment"] = core.mongo_users.keep(
+            lambda: core.mongo_wire.Connection(name, timeout=5), admin, users, bool(__opts__.get("test")), deadline,
+            label, __opts__.get("id"))
+    return ret
 
 
 def _inspect(name):

@@ -7,6 +7,8 @@ are checked by logging in as the user (MongoDB never gives them back) and set ag
 fails. Nothing here ever puts a password in what it returns.
 """
 
+import time
+
 from . import mongo_wire
 
 SOURCE = "admin"
@@ -78,3 +80,29 @@ def ensure(connect, admin, users, test=False):
     if test:
         return None, changes, f"users {names} would change"
     return True, changes, f"users {names} updated"
+
+
+def keep(connect, admin, users, test, deadline, label, minion, sleep=time.sleep):
+    """``ensure``, tried again until ``deadline`` (monotonic) while the server is not ready: its
+    port opens while the image still makes the root user, so the admin's first login may fail or
+    the connection drop. Returns ``(result, changes, comment)``; ``result`` False with the cause
+    and the fix when it never succeeds (``label`` names the server, ``minion`` where it was asked from)."""
+    while True:
+        try:
+            result, changes, what = ensure(connect, admin, users, test)
+            return result, changes, f"{what}, on {label}"
+        except mongo_wire.CommandError as exc:
+            if exc.code != UNAUTHENTICATED:
+                return False, {}, f"{label}: {exc} (from minion {minion})"
+            if time.monotonic() >= deadline:
+                return False, {}, (
+                    f"{label} refuses {admin['name']} with energy:mongo:admin_password: its volume was first "
+                    "started with another root password, or without authentication (the image makes the root "
+                    "user on the first start only, on an empty volume). Fix: put the old password back in "
+                    "energy:mongo:admin_password, or make the user in MongoDB (db.createUser / "
+                    "db.changeUserPassword), or remove the volume (its unread reports are lost), then run the "
+                    "orch again")
+        except (OSError, ValueError, KeyError) as exc:
+            if time.monotonic() >= deadline:
+                return False, {}, f"{label}: {exc} (from minion {minion})"
+        sleep(1)

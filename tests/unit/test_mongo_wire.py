@@ -59,3 +59,30 @@ def test_bson_nesting_is_bounded():
 ])
 def test_uris_give_address_and_credentials(uri, expected):
     assert mongo_wire.parse_uri(uri) == expected
+
+
+def test_keep_retries_while_the_server_gets_ready_then_names_a_refused_admin(monkeypatch):
+    from energy_core import mongo_users
+
+    calls = []
+
+    def ensure(connect, admin, users, test):
+        calls.append(1)
+        if len(calls) == 1:
+            raise OSError("the connection was closed")  # the image still making its root user
+        return True, {}, "energy-sensor: as the pillar wants"
+
+    monkeypatch.setattr(mongo_users, "ensure", ensure)
+    far = float("inf")
+    admin = {"name": "energy-admin", "password": "x"}
+    assert mongo_users.keep(None, admin, [], False, far, "mongo on ctl", "ctl", sleep=lambda s: None) == (
+        True, {}, "energy-sensor: as the pillar wants, on mongo on ctl")
+    assert len(calls) == 2
+
+    def refused(connect, admin, users, test):
+        raise mongo_users.mongo_wire.CommandError("saslContinue: authentication failed", 18)
+
+    monkeypatch.setattr(mongo_users, "ensure", refused)
+    result, changes, comment = mongo_users.keep(None, admin, [], False, 0, "mongo on ctl", "ctl", sleep=lambda s: None)
+    assert result is False and changes == {}
+    assert comment.startswith("mongo on ctl refuses energy-admin with energy:mongo:admin_password") and "Fix:" in comment
