@@ -117,11 +117,6 @@ def decode(data, at=0, depth=0, as_list=False):
     return list(result.values()) if as_list else result
 
 
-def decode_scalars(data):
-    """The top-level values of a BSON document (kept for the health checks' callers)."""
-    return decode(data)
-
-
 def _recv_exactly(sock, size):
     data = b""
     while len(data) < size:

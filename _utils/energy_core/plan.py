@@ -85,7 +85,7 @@ def _cpu_info(conf, cpu, entry, slug, representative, address, grafana=None):
         "facts": representative,
         "mongo_address": address_of["mongo"],
         "mongo_port": mongo_port,
-        "mongo_uri": f"mongodb://{address_of['mongo']}:{mongo_port}",
+        "mongo_uri": names.mongo_uri(address_of["mongo"], mongo_port),
         "database": names.sensor_database(slug),
         "collection": "hwpc",
         "influxdb_address": address_of["influxdb"],

@@ -137,7 +137,7 @@ def test_a_crafted_mongodb_reply_is_refused_not_looped_on(document):
     from energy_core import mongo_wire
 
     with pytest.raises(ValueError):
-        mongo_wire.decode_scalars(document)
+        mongo_wire.decode(document)
 
 
 def test_the_sensor_name_is_quoted_in_the_freshness_query(monkeypatch):
