@@ -265,3 +265,11 @@ def deployment(salt_minions, salt_run_cli, docker_engine):
 def deployed(deployment):
     return deployment["data"]
 
+
+@pytest.fixture(scope="module")
+def plan(deployed, salt_cli):
+    """The plan as test-ctl computes it, once per test module (after what earlier modules changed)."""
+    ret = salt_cli.run("energy.plan", minion_tgt="test-ctl")
+    assert ret.returncode == 0, ret.stdout
+    return ret.data
+

@@ -10,17 +10,9 @@ import time
 import urllib.parse
 import urllib.request
 
-import pytest
 
 from tests.integration.conftest import GRAFANA_PASSWORD, MINIONS, MONGO_PASSWORDS, SENSOR_PERIOD_MS, simulated_containers
 from tests.power import fidelity, influx
-
-
-@pytest.fixture(scope="module")
-def plan(deployed, salt_cli):
-    ret = salt_cli.run("energy.plan", minion_tgt="test-ctl")
-    assert ret.returncode == 0, ret.stdout
-    return ret.data
 
 
 def test_every_simulated_container_has_power_within_60_s(deployment, plan):

@@ -3,16 +3,9 @@ and no stored point is lost; the pillar-driven schedule does it with nobody acti
 
 import time
 
-import pytest
 
 from tests.integration.conftest import XEON_E5, XEON_GOLD, one, pillar_changed
 from tests.power import influx
-
-
-@pytest.fixture(scope="module")
-def plan(deployed, salt_cli):
-    return salt_cli.run("energy.plan", minion_tgt="test-ctl").data
-
 
 
 def points(info):

@@ -216,6 +216,16 @@ def test_clean_removes_containers_in_reverse_order_and_keeps_data(deployed, salt
     assert len(running(docker_engine, energy_component="formula")) == 3
 
 
+def orch_fails_at(salt_run_cli, component):
+    """Run the orch; it must fail at ``component``'s deploy phase and nowhere else. Returns the run
+    and the failed step's comments."""
+    ret = salt_run_cli.run("state.orchestrate", "energy.orch")
+    assert ret.returncode != 0
+    failed = failed_steps(ret.data)
+    assert list(failed) == [f"salt_|-energy-{component}-deploy-orch_|-energy-{component}-deploy-orch_|-state"]
+    return ret, " ".join(str(c) for c in failed.values())
+
+
 def test_misconfigured_influxdb_fails_its_phase_naming_service_and_minion(deployed, salt_run_cli, salt_cli,
                                                                          docker_engine, pillar_tree, pillar):
     plan = salt_cli.run("energy.plan", minion_tgt="test-ctl").data
@@ -228,11 +238,7 @@ def test_misconfigured_influxdb_fails_its_phase_naming_service_and_minion(deploy
         energy["influxdb"]["options"] = {"command": ["sleep", "infinity"]}
 
     with pillar_changed(salt_cli, pillar_tree, pillar, never_answering_influxdb):
-        ret = salt_run_cli.run("state.orchestrate", "energy.orch")
-        assert ret.returncode != 0
-        failed = failed_steps(ret.data)
-        assert list(failed) == ["salt_|-energy-influxdb-deploy-orch_|-energy-influxdb-deploy-orch_|-state"]
-        comments = " ".join(str(c) for c in failed.values())
+        ret, comments = orch_fails_at(salt_run_cli, "influxdb")
         assert f"influxdb for {XEON_GOLD} on test-ctl" in comments
         assert "energy-formula-deploy-orch" not in str(ret.data)  # the phase after it did not run
     ret = salt_run_cli.run("state.orchestrate", "energy.orch")
@@ -250,11 +256,7 @@ def test_a_sensor_that_refuses_an_event_fails_its_phase_naming_minion_event_and_
         energy["sensor"]["events"] = {EPYC: ["CYCLES_NOT_IN_HALT", "NOT_AN_EVENT"]}
 
     with pillar_changed(salt_cli, pillar_tree, pillar, bogus_event):
-        ret = salt_run_cli.run("state.orchestrate", "energy.orch")
-        assert ret.returncode != 0
-        failed = failed_steps(ret.data)
-        assert list(failed) == ["salt_|-energy-sensor-deploy-orch_|-energy-sensor-deploy-orch_|-state"]
-        comments = " ".join(str(c) for c in failed.values())
+        _, comments = orch_fails_at(salt_run_cli, "sensor")
         assert "the hwpc-sensor on test-node-b refused its config" in comments
         assert "'NOT_AN_EVENT' (group core)" in comments and "Fix: remove 'NOT_AN_EVENT'" in comments
         (sensor,) = containers(docker_engine, energy_component="sensor", energy_minion="test-node-b")

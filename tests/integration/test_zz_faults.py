@@ -11,7 +11,6 @@ import subprocess
 import time
 
 import docker
-import pytest
 
 from tests.integration.conftest import (EPYC, MINIONS, XEON_E5, XEON_GOLD, containers, failed_steps, one,
                                        pillar_changed)
@@ -23,6 +22,12 @@ ROOT = pathlib.Path(__file__).resolve().parents[2]
 def stack(docker_engine):
     """{container name: id} of the test minions' containers."""
     return {c.name: c.id for c in containers(docker_engine)}
+
+
+def nothing_removed(docker_engine, before):
+    """Every container of ``before`` (``stack``) is still there, the same one (its id)."""
+    after = stack(docker_engine)
+    return {name: cid for name, cid in after.items() if name in before} == before
 
 
 def running_names(docker_engine):
@@ -80,8 +85,7 @@ def test_a_master_restarted_mid_orch_leaves_nothing_half_done_and_the_next_orch_
         salt_master.start(start_timeout=120)
     assert orch.returncode != 0, output  # the orch lost its master: it cannot say it finished
     # nothing of what ran was removed: every container is the one it was, or one the orch made
-    after = stack(docker_engine)
-    assert {name: cid for name, cid in after.items() if name in before} == before
+    assert nothing_removed(docker_engine, before)
     assert all_answer(salt_cli), "the minions did not come back to the restarted master"
     ret = salt_run_cli.run("state.orchestrate", "energy.orch")
     assert ret.returncode == 0, failed_steps(ret.data) if isinstance(ret.data, dict) else ret.stdout
@@ -104,9 +108,8 @@ def test_a_minion_that_dies_mid_orch_is_named_and_nothing_is_half_removed(
         output = finish(orch, 400)
         assert orch.returncode != 0, output
         assert "test-node-c" in output  # named by the phase it did not answer
-        after = stack(docker_engine)
-        assert {name: cid for name, cid in after.items() if name in before} == before  # nothing removed
         # (its sensor may be there: a job the minion had begun can finish in the forked process)
+        assert nothing_removed(docker_engine, before)
     finally:
         if not node_c.is_running():
             node_c.start(start_timeout=120)
@@ -114,13 +117,6 @@ def test_a_minion_that_dies_mid_orch_is_named_and_nothing_is_half_removed(
     ret = salt_run_cli.run("state.orchestrate", "energy.orch")
     assert ret.returncode == 0, failed_steps(ret.data) if isinstance(ret.data, dict) else ret.stdout
     assert running_names(docker_engine) == planned
-
-
-@pytest.fixture(scope="module")
-def plan(deployed, salt_cli):
-    ret = salt_cli.run("energy.plan", minion_tgt="test-ctl")
-    assert ret.returncode == 0, ret.stdout
-    return ret.data
 
 
 def points(info, until):
