@@ -4,13 +4,17 @@ Each rule yields ``(key path, bad value, fix)``."""
 from . import names
 from .checks import is_text, release
 
+def _section(conf, name):
+    """``conf[name]`` when it is a mapping, else {} (the schema reports the bad type itself)."""
+    return conf.get(name) if isinstance(conf.get(name), dict) else {}
+
+
 def grafana_enabled(conf):
-    grafana = conf.get("grafana")
-    return isinstance(grafana, dict) and grafana.get("enabled") is True
+    return _section(conf, "grafana").get("enabled") is True
 
 
 def _roles_need_a_host(conf):
-    roles = conf.get("roles") if isinstance(conf.get("roles"), dict) else {}
+    roles = _section(conf, "roles")
     for role in names.ROLES:
         if roles.get(role) is None and role != "sensors" and not conf.get("control"):
             if role == "grafana" and not grafana_enabled(conf):
@@ -27,12 +31,8 @@ MONGO_PASSWORDS = ("admin_password", "sensor_password", "formula_password")
 
 
 def mongo_auth(conf):
-    mongo = conf.get("mongo") if isinstance(conf.get("mongo"), dict) else {}
+    mongo = _section(conf, "mongo")
     return mongo.get("auth") is not False
-
-
-def _section(conf, name):
-    return conf.get(name) if isinstance(conf.get(name), dict) else {}
 
 
 def _given_secrets(conf):
@@ -131,8 +131,8 @@ def _smartwatts_fits_influxdb(conf):
     """SmartWatts 2.1 (powerapi 2.1.0) is the last with the InfluxDB 1.x output (``influxdb``):
     powerapi 2.3.0 removed it, and SmartWatts 2.2 needs powerapi 2.5.0. SmartWatts 2.2 and later
     have only ``influxdb2``. A tag that names no release (a local build) cannot be checked."""
-    formula = conf.get("formula") if isinstance(conf.get("formula"), dict) else {}
-    influxdb = conf.get("influxdb") if isinstance(conf.get("influxdb"), dict) else {}
+    formula = _section(conf, "formula")
+    influxdb = _section(conf, "influxdb")
     version = release(formula.get("tag"))
     if version is None or influxdb.get("version") not in (1, 2):
         return
