@@ -12,6 +12,7 @@ import time
 
 import docker
 
+from energy_core import health as checks
 from tests.integration.conftest import (EPYC, MINIONS, XEON_E5, XEON_GOLD, containers, failed_steps, one,
                                        pillar_changed)
 from tests.power import influx
@@ -193,7 +194,16 @@ def test_a_full_influxdb_volume_is_reported_as_such_and_not_recreated_in_a_loop(
         # a sensor counts as stuck after 5 s without a new point here, so the check runs at once
         with pillar_changed(salt_cli, pillar_tree, pillar,
                             lambda energy: energy["heal"].update(max_age_seconds=5, grace_seconds=1)):
-            time.sleep(10)
+            # the premise, waited for rather than assumed after a fixed time: InfluxDB refuses points
+            # (a few KB can still fit after dd) and the sensor's newest point is past the 5 s limit
+            deadline = time.time() + 90
+            while time.time() < deadline:
+                age = checks.newest_point_age({"url": info["influxdb_url"], "database": info["influxdb_database"],
+                                               "sensor": "test-node-c"})
+                if checks.influx.refuses_points(info["influxdb_url"], info["influxdb_database"]) and \
+                        (age is None or age > 10):
+                    break
+                time.sleep(2)
             for _ in range(2):  # two heal runs: no recreation, twice the same report
                 ret = salt_cli.run("state.apply", "energy.heal", minion_tgt="test-node-b")
                 (health,) = [r for sid, r in ret.data.items() if "health" in sid and full.name in sid]
