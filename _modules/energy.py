@@ -223,6 +223,98 @@ def node(conf=None, secrets=False):
     return _masked(core.plan.node(full_plan, __opts__["id"]), conf, secrets)
 
 
+def orphans(conf=None):
+    """
+    The stack's containers on this minion that its part of the plan no longer has (a strategy,
+    role or CPU name change moved them): ``[{"name", "component", "cpu", "data"}]``; ``data`` is
+    true for a MongoDB or InfluxDB, whose volume holds measurements.
+
+    CLI Example:
+
+    .. code-block:: bash
+
+        salt-call energy.orphans
+    """
+    conf = conf if conf is not None else config(secrets=True)
+    minion = __opts__["id"]
+    found = __salt__["docker.ps"](all=True, filters={"label": [f"{core.names.LABEL_MINION}={minion}"]})
+    return core.inventory.orphans(found, core.plan.node(_plan(conf), minion), minion)
+
+
+def _space_problem(conf, node_part):
+    """Why this minion lacks the room its new database volumes need (energy:experiment), or None."""
+    if not conf["experiment"].get("check_space", True):
+        return None
+    sizes = core.sizing.estimate(conf, _plan(conf)).get(__opts__["id"], {})
+    existing = {v.get("Name") for v in (__salt__["docker.volumes"]() or {}).get("Volumes") or []}
+    new = {volume: size for volume, size in sizes.items() if volume not in existing}
+    if not new:
+        return None
+    root = (__salt__["docker.info"]() or {}).get("DockerRootDir") or "/var/lib/docker"
+    stat = os.statvfs(root)
+    free = stat.f_bavail * stat.f_frsize
+    need = sum(new.values())
+    if need <= free:
+        return None
+    h = core.sizing.human
+    return (f"energy:experiment: {__opts__['id']} needs {h(need)} for its new database volumes "
+            f"({', '.join(f'{v} {h(n)}' for v, n in sorted(new.items()))}) and {root} has {h(free)} free. Fix: a "
+            "shorter energy:experiment:duration or energy:influxdb:retention, a longer energy:sensor:frequency_ms, "
+            "fewer energy:experiment:containers, another energy:strategy or other database hosts, or "
+            "energy:experiment:check_space: false")
+
+
+def check(conf=None):
+    """
+    The orch's plan check, on every minion before any container is touched: this minion's part of
+    the plan (as ``energy.node``, secrets masked), refused when its pillar lacks a secret its
+    containers need, when the plan would leave a database container of an earlier plan behind
+    (``energy:strategy_change``), or when its new database volumes would not fit
+    (``energy:experiment:check_space``). ``leaving`` lists the containers this run removes.
+
+    CLI Example:
+
+    .. code-block:: bash
+
+        salt-call energy.check
+    """
+    conf = conf if conf is not None else config(secrets=True)
+    part = node(conf)
+    found = orphans(conf)
+    problems = [p for p in (core.inventory.orphan_problem(conf, __opts__["id"], found), _space_problem(conf, part)) if p]
+    if problems:
+        _fail(core.schema.PlanError("\n".join(problems)))
+    return dict(part, leaving=[o["name"] for o in found])
+
+
+def sizing(conf=None):
+    """
+    The expected size of each database volume, per host, for ``energy:experiment`` (duration,
+    containers per machine, buffer), the sensor frequency and the plan, with the constants it
+    uses; and the sensors per SmartWatts.
+
+    CLI Example:
+
+    .. code-block:: bash
+
+        salt-call energy.sizing
+    """
+    conf = conf if conf is not None else config(secrets=True)
+    full_plan = _plan(conf)
+    sizes = core.sizing.estimate(conf, full_plan)
+    return {
+        "hosts": {host: {volume: core.sizing.human(size) for volume, size in sorted(volumes.items())}
+                  for host, volumes in sorted(sizes.items())},
+        "total": {host: core.sizing.human(sum(volumes.values())) for host, volumes in sorted(sizes.items())},
+        "retention": core.sizing.retention(conf),
+        "max_sensors": core.plan.max_sensors(conf),
+        "experiment": dict(conf["experiment"]),
+        "frequency_ms": conf["sensor"]["frequency_ms"],
+        "constants": {"bytes_per_point": core.sizing.BYTES_PER_POINT, "bytes_per_report": core.sizing.BYTES_PER_REPORT,
+                      "formula_reports_per_s": core.sizing.FORMULA_REPORTS_PER_S},
+    }
+
+
 def summary(conf=None):
     """
     Which minion runs which containers, per CPU name (a short view of ``energy.plan``).

@@ -8,6 +8,7 @@ States of the energy formula that Docker's own states do not cover:
 ``energy.container_running`` docker_container.running, with the pillar's secrets masked in what it
                             returns (its changes show a changed environment in full)
 ``energy.mongo_users``      the MongoDB users and roles of the stack, one per purpose
+``energy.orphans_absent``   containers of an earlier plan removed (volumes kept), databases only when allowed
 ``energy.healthy``          a container that runs and answers, recreated when it does not
 ``energy.events_engine``    the docker_events engine config of event-driven healing
 
@@ -213,13 +214,53 @@ def mod_watch(name, sfun=None, **kwargs):
     return {"name": name, "changes": {}, "result": False, "comment": f"watch requisite is not implemented for {sfun}"}
 
 
-def mongo_users(name, admin, users, timeout=60, service=None):
+def orphans_absent(name):
+    """
+    Remove this minion's containers of component ``name`` that the plan no longer has (a strategy,
+    role or CPU name change moved them), before the plan's own start (a moved database may free
+    the port the new one takes). Their volumes stay. A MongoDB or InfluxDB goes only with
+    ``energy:strategy_change: allow``; otherwise the state fails, naming it and the fix.
+
+    .. code-block:: yaml
+
+        energy-mongo-orphans-absent:
+          energy.orphans_absent:
+            - name: mongo
+    """
+    ret = {"name": name, "changes": {}, "result": True, "comment": ""}
+    conf = __salt__["energy.config"](secrets=True)
+    found = [o for o in __salt__["energy.orphans"]() if o["component"] == name]
+    if not found:
+        ret["comment"] = f"no {name} container of an earlier plan on {__opts__.get('id')}"
+        return ret
+    problem = core.inventory.orphan_problem(conf, __opts__.get("id"), found)
+    if problem:
+        ret["result"] = False
+        ret["comment"] = problem
+        return ret
+    gone = [o["name"] for o in found]
+    if __opts__.get("test"):
+        ret["result"] = None
+        ret["comment"] = f"would remove {', '.join(gone)} (not in the plan any more; volumes kept)"
+        ret["changes"] = {"removed": gone}
+        return ret
+    for container in gone:
+        __salt__["docker.rm"](container, force=True)
+        log.warning("energy: removed %s container %s: the plan no longer has it (its volume is kept)", name, container)
+    ret["changes"] = {"removed": gone}
+    ret["comment"] = f"removed {', '.join(gone)}: the plan no longer has them (volumes kept)"
+    return ret
+
+
+def mongo_users(name, admin, users, timeout=60, service=None, expire=None):
     """
     Keep the stack's MongoDB users and roles in the MongoDB at ``name`` (``host:port``), logged in
-    as ``admin`` (``{"name", "password"}``, the root user the image makes on its first start):
-    ``users`` is ``[{"name", "password", "role", "actions", "databases"}]``. A user's password is
-    checked by logging in as that user and set from pillar when it fails. Passwords never appear in
-    the return.
+    as ``admin`` (``{"name", "password"}``, the root user the image makes on its first start; None
+    without authentication): ``users`` is ``[{"name", "password", "role", "actions", "databases"}]``.
+    A user's password is checked by logging in as that user and set from pillar when it fails.
+    ``expire`` (``{"seconds", "collections": [[db, collection], ...]}``) keeps a TTL index on the
+    reports' timestamp: a formula that stops reading cannot fill the volume. Passwords never appear
+    in the return.
 
     .. code-block:: yaml
 
@@ -237,7 +278,7 @@ def mongo_users(name, admin, users, timeout=60, service=None):
     if deadline is not None:
         ret["result"], ret["changes"], ret["comment"] = core.mongo_users.keep(
             lambda: core.mongo_wire.Connection(name, timeout=5), admin, users, bool(__opts__.get("test")), deadline,
-            label, __opts__.get("id"))
+            label, __opts__.get("id"), expire=expire)
     return ret
 
 

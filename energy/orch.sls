@@ -20,10 +20,11 @@ energy-orch-mine-update-function:
     - require:
       - salt: energy-orch-modules-refresh-function
 
-{#- energy.node: the plan, and this minion's part of it with the secrets its containers need #}
+{#- energy.check: the plan, and this minion's part of it: the secrets its containers need, the
+    containers of an earlier plan it would leave (energy:strategy_change), the room for its volumes #}
 energy-orch-plan-check-function:
   salt.function:
-    - name: energy.node
+    - name: energy.check
     - tgt: {{ all_targets | json }}
     - tgt_type: compound
     - failhard: True

@@ -31,6 +31,7 @@ BIN = pathlib.Path(sys.executable).parent
 MASTER_CONF = DEMO / "master" / "conf"
 PUBLISH_PORT, RET_PORT = 14505, 14506
 GRAFANA_PASSWORD = "energy-demo-grafana"  # a demo on loopback; set your own in a real pillar
+SIM_CONTAINERS = "web:50,db:30,batch:20"  # the containers each stand-in sensor simulates
 MONGO_PASSWORDS = {"admin_password": "demo-mongo-admin", "sensor_password": "demo-mongo-sensor",
                    "formula_password": "demo-mongo-formula"}  # the same: a demo, not a fleet
 
@@ -73,7 +74,8 @@ def pillar():
         "control": "ctl",
         "roles": {"sensors": "*", "mongos": ["ctl", "node-a"], "formulas": ["ctl"], "influxdbs": ["ctl"]},
         "config_dir": str(DEMO / "etc"),
-        "sensor": image("hwpc-sensor-sim", env={"SIM_CONTAINERS": "web:50,db:30,batch:20"},
+        "experiment": {"containers": len(SIM_CONTAINERS.split(","))},  # what the stand-in sensors simulate
+        "sensor": image("hwpc-sensor-sim", env={"SIM_CONTAINERS": SIM_CONTAINERS},
                         options={"privileged": False}),
         "mongo": image("mongo", **MONGO_PASSWORDS),
         "formula": image("smartwatts"),

@@ -16,6 +16,7 @@ Modules, one concern each:
 ``masking``      which pillar values are secrets, and how returns hide them
 ``placement``    role resolution and the round-robin placement of databases and formulas
 ``dashboards``   the comparison dashboard, built from the plan
+``sizing``       database volume sizes and the sensors one formula keeps up with, from the experiment
 ``components``   one builder per component: the container of a sensor, MongoDB, SmartWatts, ...
 ``plan``         the whole deployment plan from the configuration and the mine's facts
 ``inventory``    what is deployed on a minion, read back from Docker (what energy.clean removes)
@@ -30,7 +31,7 @@ Modules, one concern each:
 """
 
 MODULES = ("names", "checks", "masking", "rules", "schema", "placement", "events", "sensor", "dashboards",
-           "components", "plan", "inventory", "influx", "mongo_wire", "mongo_users", "health", "healing", "maintenance")
+           "sizing", "components", "plan", "inventory", "influx", "mongo_wire", "mongo_users", "health", "healing", "maintenance")
 
 
 def load():

@@ -16,8 +16,8 @@ Every container of the plan is a mapping with exactly the keys of ``CONTAINER_KE
 ``waits_for``   services that must answer before it starts: ``[{"service", "url", "component"}]``
 ``files``       files written on its minion before it starts: ``{path: {"format": "json" | "yaml" |
                 "source", "data": ..., "mode"}}`` (``source`` data is a ``salt://`` URL)
-``database``    the InfluxDB 1.x database the formula's state keeps: ``{"name", "retention", "warning"}``
-                (``warning``: why this InfluxDB is reachable without authentication), or None
+``databases``   the InfluxDB 1.x databases the influxdb state keeps: ``[{"name", "retention", "warning"}]``
+                (``warning``: why this InfluxDB is reachable without authentication)
 ``users``       the MongoDB users ``energy.mongo_users`` keeps in a MongoDB with authentication:
                 ``{"address", "admin": {"name", "password"}, "users": [{"name", "password", "role",
                 "actions", "databases"}]}``, or None
@@ -25,10 +25,10 @@ Every container of the plan is a mapping with exactly the keys of ``CONTAINER_KE
 
 import copy
 
-from . import dashboards, health, names, rules
+from . import dashboards, health, names, rules, sizing
 
 CONTAINER_KEYS = ("name", "component", "minion", "cpu", "image_repo", "image_tag", "run", "volume", "url",
-                  "health", "waits_for", "files", "database", "users")
+                  "health", "waits_for", "files", "databases", "users")
 
 GRAFANA_DASHBOARD_PROVIDER = {
     "apiVersion": 1,
@@ -60,7 +60,7 @@ def container(conf, component, minion, cpu=None, slug=None, run=None, **keys):
     if unknown:
         raise TypeError(f"not container keys: {sorted(unknown)}")
     entry = {key: None for key in CONTAINER_KEYS}
-    entry.update(waits_for=[], files={}, health={})
+    entry.update(waits_for=[], files={}, health={}, databases=[])
     entry.update(keys)
     entry.update(name=names.container_name(minion, component, slug), component=component, minion=minion, cpu=cpu,
                  image_repo=section["image"], image_tag=str(section["tag"]), run=run)
@@ -116,52 +116,66 @@ def sensor(conf, minion, cpu, info):
 MONGO_PRIVILEGES = {"sensor": ["insert"], "formula": ["find", "remove", "update"]}
 
 
-def mongo_users(conf, address, port, databases):
+def mongo_users(conf, address, port, databases, collections):
+    """What ``energy.mongo_users`` keeps in a MongoDB: the users of each purpose (authentication
+    on) and the expiry of the reports (a TTL index on each collection the sensors write)."""
     settings = conf["mongo"]
+    auth = rules.mongo_auth(conf)
     return {
         "address": f"{address}:{port}",
-        "admin": {"name": names.MONGO_USERS["admin"], "password": settings["admin_password"]},
+        "admin": {"name": names.MONGO_USERS["admin"], "password": settings["admin_password"]} if auth else None,
         "users": [{"name": names.MONGO_USERS[purpose], "password": settings[f"{purpose}_password"],
                    "role": names.MONGO_USERS[purpose], "actions": actions, "databases": sorted(databases)}
-                  for purpose, actions in sorted(MONGO_PRIVILEGES.items())],
+                  for purpose, actions in sorted(MONGO_PRIVILEGES.items())] if auth else [],
+        "expire": {"seconds": sizing.buffer_seconds(conf), "collections": sorted(collections)},
     }
 
 
-def mongo(conf, cpu, info):
-    host, address, port = info["mongo"], info["mongo_address"], info["mongo_port"]
-    volume = names.container_name(host, "mongo", info["slug"])
+def _store_cpu(store):
+    """The CPU name a database container serves (its label), or None when it serves several."""
+    return store["cpus"][0] if len(store["cpus"]) == 1 else None
+
+
+def mongo(conf, store, slugs, collections):
+    """The MongoDB container of ``store`` (see plan._stores), holding the sensor database of
+    each CPU name it serves (``slugs``), and in them the report ``collections`` ([db, name])."""
+    host, address, port = store["host"], store["address"], store["port"]
+    volume = names.container_name(host, "mongo", store["suffix"])
     run = {"port_bindings": [f"{address}:{port}:27017"], "binds": [f"{volume}:/data/db"]}
-    users = None
     if rules.mongo_auth(conf):
         # the upstream image creates this root user on its first start and then runs with --auth;
         # energy.mongo_users makes the sensors' and formulas' users with it
         run["environment"] = {"MONGO_INITDB_ROOT_USERNAME": names.MONGO_USERS["admin"],
                               "MONGO_INITDB_ROOT_PASSWORD": conf["mongo"]["admin_password"]}
-        users = mongo_users(conf, address, port, [info["database"]])
-    return container(conf, "mongo", host, cpu, info["slug"], run=run, volume=volume, url=info["mongo_uri"],
-                     health={"mongo": f"{address}:{port}", "space": space(volume)}, users=users)
+    users = mongo_users(conf, address, port, [names.sensor_database(slug) for slug in slugs], collections)
+    return container(conf, "mongo", host, _store_cpu(store), store["suffix"], run=run, volume=volume,
+                     url=f"mongodb://{address}:{port}", health={"mongo": f"{address}:{port}", "space": space(volume)},
+                     users=users)
 
 
-def influxdb(conf, cpu, info):
-    host, address, port = info["influxdb"], info["influxdb_address"], info["influxdb_port"]
-    volume = names.container_name(host, "influxdb", info["slug"])
+def influxdb(conf, store, slugs, collections=None):  # pylint: disable=unused-argument
+    """The InfluxDB container of ``store``, holding the power database of each CPU name it serves."""
+    host, address, port = store["host"], store["address"], store["port"]
+    volume = names.container_name(host, "influxdb", store["suffix"])
     settings = conf["influxdb"]
+    url = f"http://{address}:{port}"
     run = {"port_bindings": [f"{address}:{port}:8086"], "binds": [f"{volume}:/var/lib/influxdb"]}
-    database = {"name": info["influxdb_database"], "retention": settings["retention"],
-                "warning": info.get("influxdb_warning")}
+    kept = sizing.retention(conf)
+    databases = [{"name": names.power_database(slug), "retention": kept, "warning": store["warning"]}
+                 for slug in slugs]
     if settings["version"] == 2:
-        database = None  # the image's setup mode makes the bucket, with its retention
+        databases = []  # the image's setup mode makes the bucket, with its retention
         run["binds"] = [f"{volume}:/var/lib/influxdb2"]
         run["environment"] = {  # first start only: the upstream image's setup mode
             "DOCKER_INFLUXDB_INIT_MODE": "setup", "DOCKER_INFLUXDB_INIT_USERNAME": "energy",
             "DOCKER_INFLUXDB_INIT_PASSWORD": settings["password"],
             "DOCKER_INFLUXDB_INIT_ORG": settings["org"],
-            "DOCKER_INFLUXDB_INIT_BUCKET": info["influxdb_database"],
-            "DOCKER_INFLUXDB_INIT_RETENTION": "0s" if settings["retention"].upper() == "INF" else settings["retention"],
+            "DOCKER_INFLUXDB_INIT_BUCKET": names.power_database(slugs[0]),
+            "DOCKER_INFLUXDB_INIT_RETENTION": "0s" if kept.upper() == "INF" else kept,
             "DOCKER_INFLUXDB_INIT_ADMIN_TOKEN": settings["token"],
         }
-    return container(conf, "influxdb", host, cpu, info["slug"], run=run, volume=volume, url=info["influxdb_url"],
-                     health={"http": f"{info['influxdb_url']}/ping", "space": space(volume)}, database=database)
+    return container(conf, "influxdb", host, _store_cpu(store), store["suffix"], run=run, volume=volume, url=url,
+                     health={"http": f"{url}/ping", "space": space(volume)}, databases=databases)
 
 
 # SmartWatts' input and output names; PowerAPI reads POWERAPI_INPUT_<NAME>_<ARG> and
@@ -217,9 +231,11 @@ def formula_command(conf, info):
     return [a for a in args if a is not None]
 
 
-def formula(conf, cpu, info):
+def formula(conf, cpu, info, suffix):
+    """The SmartWatts of one group (a CPU name, one of its shards, or one machine's):
+    ``energy-<host>-formula-<group name>``, or ``energy-<host>-formula`` (``suffix`` None)."""
     return container(
-        conf, "formula", info["formula"], cpu, info["slug"],
+        conf, "formula", info["formula"], cpu, suffix,
         run={"command": formula_command(conf, info), "network_mode": "host",
              "environment": formula_environment(conf, info)},
         waits_for=[{"component": "mongo", "service": f"mongo for {cpu}", "url": info["mongo_uri"]},
@@ -229,14 +245,31 @@ def formula(conf, cpu, info):
     )
 
 
-def grafana_datasources(conf, cpus):
-    """Grafana provisioning: one InfluxQL datasource per CPU name, on the InfluxDB the plan chose."""
+def datasources(groups, strategy):
+    """The Grafana datasources of the plan: one per CPU name, or with the dedicated strategy one per
+    machine (named after its CPU name first, so that the dashboards group them by CPU name):
+    ``[{"name", "uid", "cpu", "slug", "url", "database", "sensors"}]``, sorted by name."""
+    sources = {}
+    for group in groups:
+        if strategy == "dedicated":
+            key, name = f"{group['slug']}/{group['name']}", f"energy {group['cpu']} / {group['name']}"
+        else:
+            key, name = group["slug"], f"energy {group['cpu']}"
+        source = sources.setdefault(key, {"name": name, "uid": names.datasource_uid(key), "cpu": group["cpu"],
+                                          "slug": group["slug"], "url": group["influxdb_url"],
+                                          "database": group["influxdb_database"], "sensors": []})
+        source["sensors"] = sorted(source["sensors"] + group["sensors"])
+    return sorted(sources.values(), key=lambda s: s["name"])
+
+
+def grafana_datasources(conf, sources):
+    """Grafana provisioning: an InfluxQL datasource per entry of ``datasources``."""
     datasources = []
-    for cpu, info in sorted(cpus.items()):
+    for entry in sources:
         # Grafana expands $VAR and ${VAR} in provisioning files: a CPU name (mine data) must not
-        source = {"name": "energy " + cpu.replace("$", "$$"), "uid": names.datasource_uid(info["slug"]), "type": "influxdb",
-                  "access": "proxy", "url": info["influxdb_url"], "editable": False,
-                  "jsonData": {"dbName": info["influxdb_database"], "httpMode": "GET"}}
+        source = {"name": entry["name"].replace("$", "$$"), "uid": entry["uid"], "type": "influxdb",
+                  "access": "proxy", "url": entry["url"], "editable": False,
+                  "jsonData": {"dbName": entry["database"], "httpMode": "GET"}}
         if conf["influxdb"]["version"] == 2:  # InfluxQL on 2.x: the bucket's DBRP mapping + token
             source["jsonData"]["httpHeaderName1"] = "Authorization"
             source["secureJsonData"] = {"httpHeaderValue1": f"Token {conf['influxdb']['token']}"}
@@ -244,7 +277,7 @@ def grafana_datasources(conf, cpus):
     return {"apiVersion": 1, "datasources": datasources}
 
 
-def grafana(conf, minion, address, cpus):
+def grafana(conf, minion, address, cpus, sources):
     port = conf["grafana"]["port"]
     volume = names.container_name(minion, "grafana")
     home = names.grafana_dir(conf["config_dir"], minion)
@@ -260,10 +293,10 @@ def grafana(conf, minion, address, cpus):
         volume=volume, url=url, health={"http": f"{url}/api/health", "space": space(volume)},
         files={  # read by the grafana user (uid 472, group root) in the container
             f"{home}/provisioning/datasources/energy.yaml": {  # holds the InfluxDB 2 token
-                "format": "yaml", "data": grafana_datasources(conf, cpus), "mode": "0640"},
+                "format": "yaml", "data": grafana_datasources(conf, sources), "mode": "0640"},
             f"{home}/provisioning/dashboards/energy.yaml": {
                 "format": "yaml", "data": GRAFANA_DASHBOARD_PROVIDER, "mode": "0644"},
             f"{home}/dashboards/energy.json": {"format": "source", "data": DASHBOARD_SOURCE, "mode": "0644"},
-            f"{home}/dashboards/compare.json": {"format": "json", "data": dashboards.comparison(cpus), "mode": "0644"},
+            f"{home}/dashboards/compare.json": {"format": "json", "data": dashboards.comparison(cpus, sources), "mode": "0644"},
         },
     )

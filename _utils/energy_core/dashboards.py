@@ -59,19 +59,23 @@ def header(cpus):
     return "\n".join(lines)
 
 
-def _targets(cpus, query, alias):
-    return [{"refId": chr(ord("A") + i), "datasource": {"type": "influxdb", "uid": names.datasource_uid(info["slug"])},
+def _ref(i):
+    return chr(ord("A") + i) if i < 26 else f"{chr(ord('A') + i // 26 - 1)}{chr(ord('A') + i % 26)}"
+
+
+def _targets(sources, query, alias):
+    return [{"refId": _ref(i), "datasource": {"type": "influxdb", "uid": source["uid"]},
              "rawQuery": True, "resultFormat": "time_series" if "time(" in query else "table",
-             "alias": f"{alias} ({info['slug']})", "query": query}
-            for i, (cpu, info) in enumerate(sorted(cpus.items()))]
+             "alias": f"{alias} ({source['slug']})", "query": query}
+            for i, source in enumerate(sources)]
 
 
-def _panel(panel_id, title, unit, stacking, query, alias, cpus, y):
+def _panel(panel_id, title, unit, stacking, query, alias, sources, y):
     panel = {"id": panel_id, "type": "timeseries" if stacking else "bargauge", "title": title, "datasource": MIXED,
              "gridPos": {"x": 0 if panel_id % 2 == 0 else 12, "y": y, "w": 12, "h": 9},
              "fieldConfig": {"defaults": {"unit": unit, "min": 0}, "overrides": []},
              "options": {"legend": {"displayMode": "table", "placement": "bottom", "showLegend": True}},
-             "targets": _targets(cpus, query, alias)}
+             "targets": _targets(sources, query, alias)}
     if stacking:
         panel["fieldConfig"]["defaults"]["custom"] = {"drawStyle": "line", "fillOpacity": 10,
                                                       "stacking": {"mode": stacking, "group": "A"}}
@@ -81,12 +85,15 @@ def _panel(panel_id, title, unit, stacking, query, alias, cpus, y):
     return panel
 
 
-def comparison(cpus):
-    """The comparison dashboard (Grafana 10 JSON) for the plan's CPU names."""
+def comparison(cpus, sources=None):
+    """The comparison dashboard (Grafana 10 JSON) for the plan's CPU names, one query per
+    datasource (``components.datasources``: one per CPU name, or per machine)."""
+    if sources is None:
+        sources = [{"uid": names.datasource_uid(info["slug"]), "slug": info["slug"]} for _, info in sorted(cpus.items())]
     panels = [{"id": 1, "type": "text", "title": "What is compared", "gridPos": {"x": 0, "y": 0, "w": 24, "h": 5},
                "options": {"mode": "markdown", "content": header(cpus)}}]
     for i, (title, unit, stacking, query, alias) in enumerate(MEASURES):
-        panels.append(_panel(i + 2, title, unit, stacking, query, alias, cpus, 5 + 9 * (i // 2)))
+        panels.append(_panel(i + 2, title, unit, stacking, query, alias, sources, 5 + 9 * (i // 2)))
     return {"uid": UID, "title": "Energy: compare clusters and CPU names", "tags": ["energy", "powerapi"],
             "description": "The same measures for every CPU name, side by side (energy formula).",
             "timezone": "browser", "editable": False, "graphTooltip": 1, "schemaVersion": 38, "version": 1,

@@ -24,3 +24,29 @@ def volumes(minion, volume_names):
     prefixes = tuple(names.container_name(minion, c) + "-" for c in ("mongo", "influxdb"))
     grafana = names.container_name(minion, "grafana")
     return sorted(v for v in volume_names if v.startswith(prefixes) or v == grafana)
+
+
+DATA = ("mongo", "influxdb")
+
+
+def orphans(ps_result, node, minion):
+    """The stack's containers on ``minion`` that its part of the plan (``node``) no longer has: after
+    a strategy or role change, a CPU name gone, a placement moved. ``data`` is True for a MongoDB or
+    an InfluxDB, whose volume holds measurements the new containers do not read."""
+    planned = {c["name"] for c in node["containers"]}
+    return [dict(c, data=c["component"] in DATA) for c in containers(ps_result)
+            if c["name"] not in planned and names.is_stack_name(c["name"], minion)]
+
+
+def orphan_problem(conf, minion, found):
+    """The error when ``found`` (``orphans``) holds a database and energy:strategy_change is not
+    allow, else None."""
+    data = [o["name"] for o in found if o["data"]]
+    if not data or conf.get("strategy_change") == "allow":
+        return None
+    return (f"energy:strategy_change: bad value {conf.get('strategy_change', 'refuse')!r}: the plan no longer has "
+            f"{', '.join(data)} on {minion} (energy:strategy {conf.get('strategy', 'per_cpu')}, or a role or CPU name "
+            "change, moved them); the measurements in their volumes (same names) would not be read by the new "
+            "containers. Fix: back up and restore what you need (README: Deployment strategies), then set "
+            "energy:strategy_change: allow to remove these containers (their volumes are kept), or put the "
+            "strategy and roles back.")

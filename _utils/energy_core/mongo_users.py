@@ -36,15 +36,42 @@ def _can_log_in(connect, user):
         raise
 
 
-def ensure(connect, admin, users, test=False):
+EXPIRE_INDEX = "energy_expire"
+
+
+def _expire(conn, database, collection, seconds, test, changes):
+    """A TTL index on the reports' ``timestamp``: MongoDB drops reports older than ``seconds``, so
+    a formula that stopped reading cannot fill the volume."""
+    found = conn.command(database, {"listIndexes": collection}, check=False)
+    indexes = (found.get("cursor") or {}).get("firstBatch") or [] if found.get("ok") else []
+    current = next((i for i in indexes if i.get("name") == EXPIRE_INDEX), None)
+    where = f"{database}.{collection}"
+    if current is None:
+        changes.setdefault(where, []).append(f"reports expire after {seconds} s")
+        if not test:
+            conn.command(database, {"createIndexes": collection, "indexes": [
+                {"key": {"timestamp": 1}, "name": EXPIRE_INDEX, "expireAfterSeconds": seconds}]})
+    elif current.get("expireAfterSeconds") != seconds:
+        changes.setdefault(where, []).append(f"reports expire after {seconds} s "
+                                             f"(was {current.get('expireAfterSeconds')})")
+        if not test:
+            conn.command(database, {"collMod": collection, "index": {"name": EXPIRE_INDEX,
+                                                                      "expireAfterSeconds": seconds}})
+
+
+def ensure(connect, admin, users, test=False, expire=None):
     """Keep ``users`` (``[{"name", "password", "role", "actions", "databases"}]``) with their
-    roles, logged in as ``admin`` (``{"name", "password"}``); ``connect()`` opens a
-    ``mongo_wire.Connection``. Returns ``(result, changes, comment)``: ``result`` None in test
-    mode when something would change. Raises mongo_wire.CommandError (code 18) when the admin
-    password is refused, OSError when the server does not answer."""
+    roles, logged in as ``admin`` (``{"name", "password"}``; None: no authentication), and the
+    report expiry ``expire`` (``{"seconds", "collections": [[database, collection], ...]}``);
+    ``connect()`` opens a ``mongo_wire.Connection``. Returns ``(result, changes, comment)``:
+    ``result`` None in test mode when something would change. Raises mongo_wire.CommandError
+    (code 18) when the admin password is refused, OSError when the server does not answer."""
     changes = {}
     with connect() as conn:
-        conn.authenticate(admin["name"], admin["password"], SOURCE)
+        if admin:
+            conn.authenticate(admin["name"], admin["password"], SOURCE)
+        for database, collection in (expire or {}).get("collections", []):
+            _expire(conn, database, collection, int(expire["seconds"]), test, changes)
         for user in users:
             wanted = privileges(user)
             found = conn.command(SOURCE, {"rolesInfo": {"role": user["role"], "db": SOURCE},
@@ -74,22 +101,22 @@ def ensure(connect, admin, users, test=False):
                 if not test:
                     conn.command(SOURCE, {"updateUser": user["name"], "pwd": user["password"],
                                           "mechanisms": ["SCRAM-SHA-256"]})
-    names = ", ".join(u["name"] for u in users)
+    what = ", ".join([u["name"] for u in users] + (["report expiry"] if expire else [])) or "nothing"
     if not changes:
-        return True, {}, f"users {names} are as the pillar wants"
+        return True, {}, f"{what}: as the pillar wants"
     if test:
-        return None, changes, f"users {names} would change"
-    return True, changes, f"users {names} updated"
+        return None, changes, f"{what}: would change"
+    return True, changes, f"{what}: updated"
 
 
-def keep(connect, admin, users, test, deadline, label, minion, sleep=time.sleep):
+def keep(connect, admin, users, test, deadline, label, minion, sleep=time.sleep, expire=None):
     """``ensure``, tried again until ``deadline`` (monotonic) while the server is not ready: its
     port opens while the image still makes the root user, so the admin's first login may fail or
     the connection drop. Returns ``(result, changes, comment)``; ``result`` False with the cause
     and the fix when it never succeeds (``label`` names the server, ``minion`` where it was asked from)."""
     while True:
         try:
-            result, changes, what = ensure(connect, admin, users, test)
+            result, changes, what = ensure(connect, admin, users, test, expire)
             return result, changes, f"{what}, on {label}"
         except mongo_wire.CommandError as exc:
             if exc.code != UNAUTHENTICATED:

@@ -13,6 +13,9 @@ ROLE_OF = {"sensor": "sensors", "mongo": "mongos", "formula": "formulas", "influ
            "grafana": "grafana"}
 # deployment order (what the orch applies) and removal order (what energy.clean applies)
 DEPLOY_ORDER = ("mongo", "sensor", "influxdb", "formula", "grafana")
+# per_cpu: a MongoDB and an InfluxDB per CPU name; shared: one of each for all; dedicated: a whole
+# stack next to each sensor
+STRATEGIES = ("per_cpu", "shared", "dedicated")
 CLEAN_ORDER = ("grafana", "formula", "influxdb", "sensor", "mongo")
 # components whose data lives on a named volume
 DATA_COMPONENTS = ("mongo", "influxdb", "grafana")

@@ -6,7 +6,10 @@ from .schema import PlanError
 
 def role_target(conf, role):
     """The compound target of ``role``: a list of ids becomes ``L@a,b``; an unset role is
-    ``'*'`` for sensors and ``energy:control`` for the others; '' when there is none."""
+    ``'*'`` for sensors and ``energy:control`` for the others; '' when there is none. With the
+    dedicated strategy, the database and formula roles are the sensors'."""
+    if conf.get("strategy") == "dedicated" and role in ("mongos", "formulas", "influxdbs"):
+        return role_target(conf, "sensors")  # every sensor machine runs its own
     roles = conf.get("roles") if isinstance(conf.get("roles"), dict) else {}
     target = roles.get(role)
     if target is None:
@@ -26,7 +29,7 @@ def role_targets(conf):
     return {role: target for role, target in targets.items() if target}
 
 
-STRATEGIES = ("per_cpu", "shared", "dedicated")
+STRATEGIES = names.STRATEGIES
 
 
 def shards(sensors, max_sensors):

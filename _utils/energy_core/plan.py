@@ -18,7 +18,7 @@ Every node computes the same plan from the same mine data, whatever order it com
 import hashlib
 import json
 
-from . import components, names, placement as placement_rules, rules, schema
+from . import components, names, placement as placement_rules, rules, schema, sizing
 from . import sensor as sensor_rules
 from .placement import placement
 from .schema import PlanError
@@ -36,63 +36,106 @@ def _addresses(role_facts):
 
 
 LOOPBACK = "127.0.0.1"
+KINDS = ("mongo", "influxdb")
 
 
-def _only_local(conf, entry, kind, grafana):
-    """True when every writer and reader of the CPU name's ``kind`` (mongo or influxdb) runs on its
-    host: its port is then published on the loopback address only. Sensors write to MongoDB and
-    read InfluxDB (their health check, the apps that ask hostname_to_influx); the formula reads
-    one and writes the other; Grafana reads InfluxDB, from the host's loopback only when it
-    shares the host's network."""
-    host = entry[kind]
-    users = {entry["formula"], *entry["sensors"]}
+def _store_users(store):
+    users = set()
+    for group in store["groups"]:
+        users |= {group["formula"], *group["sensors"]}
+    return users
+
+
+def _only_local(conf, store, kind, grafana):
+    """True when every writer and reader of a database container (``store``: its groups) runs on
+    its host: its port is then published on the loopback address only. Sensors write to MongoDB
+    and read InfluxDB (their health check, the apps that ask hostname_to_influx); formulas read one
+    and write the other; Grafana reads InfluxDB, from the host's loopback only when it shares the
+    host's network."""
     if kind == "influxdb" and schema.grafana_enabled(conf):
-        if grafana != host or (conf["grafana"].get("options") or {}).get("network_mode") != "host":
+        if grafana != store["host"] or (conf["grafana"].get("options") or {}).get("network_mode") != "host":
             return False
-    return users == {host}
+    return _store_users(store) == {store["host"]}
 
 
-def _open_warning(conf, cpu, entry, info, kind):
-    users = ", ".join(sorted({entry["formula"], *entry["sensors"]} - {entry[kind]})) or "the Grafana host"
+def _open_warning(conf, store, kind):
+    users = ", ".join(sorted(_store_users(store) - {store["host"]})) or "the Grafana host"
+    cpus = ", ".join(store["cpus"])
     if kind == "mongo":
         if rules.mongo_auth(conf):
             return None  # SCRAM authentication, a user per purpose
-        return (f"MongoDB for {cpu} on {entry['mongo']} ({info['mongo_address']}:{info['mongo_port']}) accepts "
+        return (f"MongoDB for {cpus} on {store['host']} ({store['address']}:{store['port']}) accepts "
                 "connections without authentication from the network: whoever reaches it can read, inject or "
                 f"drop sensor reports. Turn authentication back on (energy:mongo:auth: true, the default, with its "
-                f"passwords), or let only {users} reach port {info['mongo_port']} (a firewall).")
+                f"passwords), or let only {users} reach port {store['port']} (a firewall).")
     if conf["influxdb"]["version"] == 2:
         return None  # token authentication
-    return (f"InfluxDB for {cpu} on {entry['influxdb']} ({info['influxdb_url']}) answers without authentication "
-            "from the network: SmartWatts 2.1's InfluxDB 1.x output cannot send credentials. Close it with "
-            "InfluxDB 2 (energy:influxdb:version: 2, with a token) or a firewall that lets only "
-            f"{users} and Grafana reach port {info['influxdb_port']}.")
+    return (f"InfluxDB for {cpus} on {store['host']} (http://{store['address']}:{store['port']}) answers without "
+            "authentication from the network: SmartWatts 2.1's InfluxDB 1.x output cannot send credentials. Close "
+            "it with InfluxDB 2 (energy:influxdb:version: 2, with a token) or a firewall that lets only "
+            f"{users} and Grafana reach port {store['port']}.")
 
 
-def _cpu_info(conf, cpu, entry, slug, representative, address, grafana=None):
-    mongo_port = conf["mongo"]["port"] + entry["slots"]["mongo"]
-    influx_port = conf["influxdb"]["port"] + entry["slots"]["influxdb"]
-    address = dict(address)
-    local = {kind: _only_local(conf, entry, kind, grafana) for kind in ("mongo", "influxdb")}
-    address_of = {kind: LOOPBACK if local[kind] else address[entry[kind]] for kind in local}
+def _stores(conf, strategy, groups, slugs, address, grafana):
+    """The database containers, per kind: ``{(host, suffix): store}`` in the groups' order. A store
+    is ``{"host", "suffix", "slot", "port", "address", "local", "groups", "cpus", "warning"}``:
+    per_cpu gives each CPU name its own (suffix: the CPU slug), shared one per kind for all,
+    dedicated one per machine. Each store on a host gets the next port of its kind there."""
+    stores = {kind: {} for kind in KINDS}
+    slots = {}
+    for group in groups:
+        for kind in KINDS:
+            host = group[kind]
+            key = (host, slugs[group["cpu"]] if strategy == "per_cpu" else None)
+            if key not in stores[kind]:
+                slot = slots.get((kind, host), 0)
+                slots[(kind, host)] = slot + 1
+                stores[kind][key] = {"host": host, "suffix": key[1], "slot": slot, "port": conf[kind]["port"] + slot,
+                                     "groups": [], "cpus": []}
+            store = stores[kind][key]
+            store["groups"].append(group)
+            if group["cpu"] not in store["cpus"]:
+                store["cpus"].append(group["cpu"])
+            group.setdefault("stores", {})[kind] = key
+    for kind in KINDS:
+        for store in stores[kind].values():
+            store["local"] = _only_local(conf, store, kind, grafana)
+            # a host known by a loopback address (several minions on one machine, as in the demo)
+            # keeps its own; any other publishes its local-only databases on 127.0.0.1
+            own = address[store["host"]]
+            store["address"] = (own if own.startswith("127.") else LOOPBACK) if store["local"] else own
+            store["warning"] = None if store["local"] else _open_warning(conf, store, kind)
+    return stores
+
+
+def _group_info(group, shard, shards, slug, stores, representative, chosen):
+    """Everything one SmartWatts and its sensors need: where they read and write."""
+    mongo = stores["mongo"][group["stores"]["mongo"]]
+    influx = stores["influxdb"][group["stores"]["influxdb"]]
     return {
+        "name": group["name"],
+        "cpu": group["cpu"],
         "slug": slug,
-        "sensors": entry["sensors"],
-        "mongo": entry["mongo"],
-        "formula": entry["formula"],
-        "influxdb": entry["influxdb"],
+        "shard": shard if shards > 1 else None,
+        "sensors": list(group["sensors"]),
+        "mongo": group["mongo"],
+        "formula": group["formula"],
+        "influxdb": group["influxdb"],
         # facts of the first sensor host stand for the CPU name (same model, same facts)
         "facts": representative,
-        "mongo_address": address_of["mongo"],
-        "mongo_port": mongo_port,
-        "mongo_uri": names.mongo_uri(address_of["mongo"], mongo_port),
+        "mongo_address": mongo["address"],
+        "mongo_port": mongo["port"],
+        "mongo_uri": names.mongo_uri(mongo["address"], mongo["port"]),
         "database": names.sensor_database(slug),
-        "collection": "hwpc",
-        "influxdb_address": address_of["influxdb"],
-        "influxdb_port": influx_port,
-        "influxdb_url": f"http://{address_of['influxdb']}:{influx_port}",
+        # the shards of a CPU name share its database; each reads its own collection
+        "collection": "hwpc" if shards == 1 else f"hwpc_{shard}",
+        "influxdb_address": influx["address"],
+        "influxdb_port": influx["port"],
+        "influxdb_url": f"http://{influx['address']}:{influx['port']}",
         "influxdb_database": names.power_database(slug),
-        "local": local,
+        "local": {"mongo": mongo["local"], "influxdb": influx["local"]},
+        "influxdb_warning": influx["warning"],
+        "sensor": chosen,
     }
 
 
@@ -134,6 +177,17 @@ def sensor_events(conf, sensors, placed):
     return chosen
 
 
+def max_sensors(conf):
+    """How many sensors one SmartWatts reads: ``energy:formula:max_sensors``, or, when it is unset,
+    what one SmartWatts keeps up with (``sizing.FORMULA_REPORTS_PER_S``, measured by
+    benchmarks/formula_throughput.py, with a margin) at the sensors' frequency and the containers
+    per machine of ``energy:experiment``."""
+    given = (conf.get("formula") or {}).get("max_sensors")
+    if given:
+        return given
+    return sizing.default_max_sensors(conf)
+
+
 def _trusted(role_facts):
     """The role facts without the minions whose mine entry is malformed (each minion publishes its
     own: one bad entry must not break the plan of the fleet), and a warning for each left out."""
@@ -156,40 +210,68 @@ def build(conf, role_facts):
     role_facts, dropped = _trusted(role_facts)
     sensors = role_facts.get("sensors") or {}
     cpus = {m: f["cpu_name"] for m, f in sensors.items() if f.get("cpu_name")}
+    strategy = conf.get("strategy") or "per_cpu"
     roles = {role: sorted(role_facts.get(role) or {}) for role in names.ROLES if role != "sensors"}
     if not schema.grafana_enabled(conf):
         roles["grafana"] = []
-    placed = placement(cpus, roles)
+    placed = placement(cpus, roles, strategy, None if strategy == "dedicated" else max_sensors(conf))
     address = _addresses(role_facts)
     slugs = names.cpu_slugs(placed["cpus"])
-    result = {"cpus": {}, "hosts": {}, "grafana": placed["grafana"], "warnings": dropped}
+    result = {"strategy": strategy, "cpus": {}, "groups": [], "hosts": {}, "grafana": placed["grafana"],
+              "warnings": dropped}
 
     def add(entry):
         result["hosts"].setdefault(entry["minion"], {"containers": []})["containers"].append(entry)
 
     chosen = sensor_events(conf, sensors, placed)
     for cpu, entry in sorted(placed["cpus"].items()):
-        representative = sensors[entry["sensors"][0]]
-        _check_events(cpu, entry, chosen[cpu], representative)
-        info = _cpu_info(conf, cpu, entry, slugs[cpu], representative, address, placed["grafana"])
-        info["sensor"] = chosen[cpu]
-        result["cpus"][cpu] = info
-        warnings = {kind: None if info["local"][kind] else _open_warning(conf, cpu, entry, info, kind)
-                    for kind in ("mongo", "influxdb")}
-        result["warnings"] += [w for w in warnings.values() if w]
-        info["influxdb_warning"] = warnings["influxdb"]
-        add(components.mongo(conf, cpu, info))
-        add(components.influxdb(conf, cpu, info))
-        for minion in entry["sensors"]:
-            add(components.sensor(conf, minion, cpu, info))
-        add(components.formula(conf, cpu, info))
+        _check_events(cpu, entry, chosen[cpu], sensors[entry["sensors"][0]])
+    if strategy == "shared" and conf["influxdb"]["version"] == 2 and len(placed["cpus"]) > 1:
+        raise PlanError(
+            f"energy:strategy: bad value 'shared': {len(placed['cpus'])} CPU names would share one InfluxDB 2, whose "
+            "setup mode makes a single bucket. Fix: energy:strategy: per_cpu (or dedicated) with InfluxDB 2, or "
+            "energy:influxdb:version: 1.")
+    stores = _stores(conf, strategy, placed["groups"], slugs, address, placed["grafana"])
+    for kind in KINDS:
+        result["warnings"] += [store["warning"] for store in stores[kind].values() if store["warning"]]
+    per_cpu = {}
+    for group in placed["groups"]:
+        per_cpu.setdefault(group["cpu"], []).append(group)
+    for cpu, groups in sorted(per_cpu.items()):
+        for shard, group in enumerate(groups, start=1):
+            info = _group_info(group, shard, len(groups) if strategy != "dedicated" else 1, slugs[cpu], stores,
+                               sensors[group["sensors"][0]], chosen[cpu])
+            result["groups"].append(info)
+            for minion in info["sensors"]:
+                add(components.sensor(conf, minion, cpu, info))
+            add(components.formula(conf, cpu, info, None if strategy == "dedicated" else info["name"]))
+        # the CPU name's view: its first group's places (all of them for per_cpu and shared but the
+        # formula and collection of each shard), every sensor, and the names of its groups
+        first = next(g for g in result["groups"] if g["cpu"] == cpu)
+        result["cpus"][cpu] = dict(first, sensors=sorted(m for g in groups for m in g["sensors"]),
+                                   groups=[g["name"] for g in groups])
+    result["stores"] = []
+    for kind in KINDS:
+        for store in stores[kind].values():
+            build_store = components.mongo if kind == "mongo" else components.influxdb
+            served = [g for g in result["groups"] if (g[kind], g["cpu"]) in {(store["host"], c) for c in store["cpus"]}]
+            built = build_store(conf, store, [slugs[c] for c in store["cpus"]],
+                                sorted({(g["database"], g["collection"]) for g in served}))
+            add(built)
+            result["stores"].append({"component": kind, "host": store["host"], "container": built["name"],
+                                     "volume": built["volume"], "cpus": list(store["cpus"]),
+                                     "sensors": sorted(m for g in store["groups"] for m in g["sensors"])})
     if schema.grafana_enabled(conf) and cpus and not placed["grafana"]:
         raise PlanError(
             f"energy:roles:grafana: bad value {schema.describe(placement_rules.role_target(conf, 'grafana'))}: it matches "
             "no minion that publishes its energy facts in the mine. Fix: target a minion of the fleet (or leave "
             "the role to energy:control), or set energy:grafana:enabled: false.")
+    result["datasources"] = components.datasources(result["groups"], strategy)
     if placed["grafana"]:
-        add(components.grafana(conf, placed["grafana"], address[placed["grafana"]], result["cpus"]))
+        add(components.grafana(conf, placed["grafana"], address[placed["grafana"]], result["cpus"],
+                                result["datasources"]))
+    for host in result["hosts"].values():
+        host["containers"].sort(key=lambda c: (names.DEPLOY_ORDER.index(c["component"]), c["name"]))
     check_built(conf, result)
     return result
 
@@ -268,19 +350,22 @@ def check_secrets(conf, full_plan, minion):
 def influx_by_minion(full_plan):
     """For each sensor minion: the InfluxDB holding its containers' power."""
     return {
-        minion: {"url": info["influxdb_url"], "database": info["influxdb_database"], "cpu": cpu,
+        minion: {"url": group["influxdb_url"], "database": group["influxdb_database"], "cpu": group["cpu"],
                  "measurement": "power_consumption", "sensor": minion}
-        for cpu, info in sorted(full_plan["cpus"].items())
-        for minion in info["sensors"]
+        for group in full_plan["groups"]
+        for minion in group["sensors"]
     }
 
 
 def summary(full_plan):
     """Which minion runs which containers, per CPU name: a short view of the plan."""
     return {
+        "strategy": full_plan.get("strategy", "per_cpu"),
         "cpus": {cpu: {k: info[k] for k in ("sensors", "mongo", "formula", "influxdb", "mongo_uri",
-                                             "influxdb_url", "influxdb_database")}
+                                             "influxdb_url", "influxdb_database", "groups")}
                  for cpu, info in full_plan["cpus"].items()},
+        "groups": [{k: g[k] for k in ("name", "cpu", "sensors", "mongo", "formula", "influxdb", "collection",
+                                       "influxdb_url", "influxdb_database")} for g in full_plan.get("groups", [])],
         "hosts": {minion: sorted(c["name"] for c in h["containers"]) for minion, h in full_plan["hosts"].items()},
         "grafana": full_plan["grafana"],
         "warnings": full_plan.get("warnings", []),

@@ -13,7 +13,7 @@ def grafana_enabled(conf):
     return _section(conf, "grafana").get("enabled") is True
 
 
-def _roles_need_a_host(conf):
+def _roles_need_a_host_all(conf):
     roles = _section(conf, "roles")
     for role in names.ROLES:
         if roles.get(role) is None and role != "sensors" and not conf.get("control"):
@@ -146,5 +146,27 @@ def _smartwatts_fits_influxdb(conf):
                "with energy:influxdb:version: 2, or InfluxDB 1.x (energy:influxdb:version: 1).")
 
 
-CROSS_CHECKS = (_roles_need_a_host, _given_secrets, _influxdb2_org, _smartwatts_fits_influxdb,
+def _dedicated_uses_no_database_roles(conf):
+    """dedicated runs every database and formula next to its sensor: the roles would be ignored."""
+    if conf.get("strategy") != "dedicated":
+        return
+    roles = conf.get("roles") if isinstance(conf.get("roles"), dict) else {}
+    for role in ("mongos", "formulas", "influxdbs"):
+        if roles.get(role) is not None:
+            yield (f"roles:{role}", roles[role],
+                   f"remove it (~): with energy:strategy: dedicated every sensor machine runs its own MongoDB, "
+                   "SmartWatts and InfluxDB, so this role is not used; or choose per_cpu or shared.")
+
+
+def _roles_need_a_host(conf):
+    if conf.get("strategy") == "dedicated":  # no database or formula role; Grafana still needs a host
+        roles = conf.get("roles") if isinstance(conf.get("roles"), dict) else {}
+        if grafana_enabled(conf) and roles.get("grafana") is None and not conf.get("control"):
+            yield ("roles:grafana", None, "set energy:control or energy:roles:grafana to the minion that runs "
+                                          "Grafana, or set energy:grafana:enabled: false.")
+        return
+    yield from _roles_need_a_host_all(conf)
+
+
+CROSS_CHECKS = (_roles_need_a_host, _dedicated_uses_no_database_roles, _given_secrets, _influxdb2_org, _smartwatts_fits_influxdb,
                 _mongo_env_without_credentials)

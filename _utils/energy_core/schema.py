@@ -101,6 +101,19 @@ SCHEMA = Section({
                            f"one of {', '.join(RESTART_POLICIES)} (on-failure:N allowed)."),
     "ready_timeout": SECONDS,
     "ping_timeout": SECONDS,
+    "strategy": Rule(lambda v: v in names.STRATEGIES,
+                     f"one of {', '.join(names.STRATEGIES)} (README: Deployment strategies)."),
+    "strategy_change": Rule(lambda v: v in ("refuse", "allow"),
+                            "refuse (the orch stops when the plan moves a database) or allow (the old "
+                            "containers go, their volumes stay)."),
+    "experiment": Section({
+        "duration": Rule(lambda v: is_duration(v) and duration_seconds(v) > 0,
+                         "how long the experiment runs, an InfluxDB duration such as 14d or 12h."),
+        "containers": Rule(lambda v: is_int(v, 1), "the containers per machine you expect, a whole number, 1 or more."),
+        "buffer": Rule(lambda v: is_duration(v) and duration_seconds(v) > 0,
+                       "the longest formula outage MongoDB must hold reports for, e.g. 1h."),
+        "check_space": BOOL,
+    }, "key"),
     "sensor": _container_section(
         frequency_ms=Rule(lambda v: is_int(v, 10), "an integer number of milliseconds, at least 10 (1000 = 1 Hz)."),
         events=MapOf(Rule(lambda v: isinstance(v, list) and all(isinstance(e, str) and e for e in v),
@@ -127,13 +140,16 @@ SCHEMA = Section({
         verbose=BOOL,
         extra_args=Rule(lambda v: isinstance(v, list) and all(isinstance(a, (str, int, float)) for a in v),
                         "a list of arguments, e.g. ['--learn-min-samples-required', '10']."),
+        max_sensors=Rule(lambda v: v is None or is_int(v, 1),
+                         "the sensors one SmartWatts reads, a whole number, 1 or more; ~ = what one keeps up with."),
     ),
     "influxdb": _container_section(
         version=Rule(lambda v: v in (1, 2) and not isinstance(v, bool), "1 (InfluxDB 1.x) or 2 (InfluxDB 2.x)."),
         port=PORT,
         # InfluxDB refuses a retention policy shorter than one hour
-        retention=Rule(lambda v: is_duration(v) and (duration_seconds(v) == 0 or duration_seconds(v) >= 3600),
-                       "an InfluxDB duration of 1h or more, such as 30d, 12w or INF."),
+        retention=Rule(lambda v: v is None or (is_duration(v) and (duration_seconds(v) == 0 or duration_seconds(v) >= 3600)),
+                       "an InfluxDB duration of 1h or more, such as 30d, 12w or INF; ~ = the experiment's duration "
+                       "plus a quarter."),
         org=Rule(lambda v: isinstance(v, str), "the organisation name (a string)."),
         token=Rule(lambda v: isinstance(v, str), "the admin token (a string)."),
         password=Rule(lambda v: isinstance(v, str), "the admin password (a string)."),

@@ -281,7 +281,7 @@ def test_a_pillar_the_runner_cannot_merge_still_renders_for_the_plan_check(rende
     _, high = render("energy.orch", "not a mapping")
     assert deploy_phases(high) == ["energy-sensor-deploy-orch"]
     assert step(high, "energy-sensor-deploy-orch")[1]["tgt"] == "*"
-    assert step(high, "energy-orch-plan-check-function")[1]["name"] == "energy.node"
+    assert step(high, "energy-orch-plan-check-function")[1]["name"] == "energy.check"
 
 
 @pytest.mark.parametrize("pillar", [
@@ -295,7 +295,7 @@ def test_an_ill_typed_target_still_renders_for_the_plan_check(render, monkeypatc
     assert schema.validate(schema.merge(yaml.safe_load((ROOT / "energy" / "defaults.yaml").read_text())["energy"],
                                         pillar)), "the plan-check would name this pillar's error"
     _, high = render("energy.orch", pillar)
-    assert step(high, "energy-orch-plan-check-function")[1]["name"] == "energy.node"
+    assert step(high, "energy-orch-plan-check-function")[1]["name"] == "energy.check"
 
 
 def test_no_energy_pillar_deploys_sensors_everywhere_and_nothing_else(render):

@@ -76,6 +76,7 @@ def base_pillar(images, config_dir):
                 "influxdbs": ["test-ctl", "test-node-b"],
             },
             "config_dir": str(config_dir),
+            "experiment": {"containers": len(SIM_CONTAINERS.split(","))},  # what the stand-in sensors simulate
             # the stand-in needs no privilege, and this sandbox refuses privileged containers;
             # example-<minion> is the example app's container (examples/energy_app)
             "sensor": dict(image("hwpc-sensor-sim"), frequency_ms=SENSOR_PERIOD_MS,

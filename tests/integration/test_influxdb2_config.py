@@ -77,5 +77,5 @@ def test_influxdb2_container_is_set_up_with_the_cpu_bucket(influxdb2_plan):
     assert env["DOCKER_INFLUXDB_INIT_ADMIN_TOKEN"] == "s3cr3t-token"
     assert influx["run"]["binds"] == [f"{influx['volume']}:/var/lib/influxdb2"]
     datasource = components.grafana_datasources({"influxdb": {"version": 2, "token": "s3cr3t-token"}},
-                                            influxdb2_plan["cpus"])["datasources"][0]
+                                                influxdb2_plan["datasources"])["datasources"][0]
     assert datasource["secureJsonData"] == {"httpHeaderValue1": "Token s3cr3t-token"}

@@ -146,7 +146,7 @@ def test_bad_pillar_fails_before_any_container_is_touched(deployed, salt_run_cli
         ret = salt_run_cli.run("state.orchestrate", "energy.orch")
         assert ret.returncode != 0
         failed = failed_steps(ret.data)
-        assert list(failed) == ["salt_|-energy-orch-plan-check-function_|-energy.node_|-function"]
+        assert list(failed) == ["salt_|-energy-orch-plan-check-function_|-energy.check_|-function"]
         text = str(ret.data)
         assert "energy:mongo:port: bad value 70000" in text and "1 to 65535" in text
         assert "energy-mongo-deploy-orch" not in text  # no deploy phase ran
@@ -191,7 +191,7 @@ def test_a_missing_secret_fails_only_the_minions_that_need_it_before_any_contain
     with pillar_changed(salt_cli, pillar_tree, pillar, lambda energy: energy["mongo"].update(formula_password="")):
         ret = salt_run_cli.run("state.orchestrate", "energy.orch")
         assert ret.returncode != 0
-        assert list(failed_steps(ret.data)) == ["salt_|-energy-orch-plan-check-function_|-energy.node_|-function"]
+        assert list(failed_steps(ret.data)) == ["salt_|-energy-orch-plan-check-function_|-energy.check_|-function"]
         text = str(ret.data)
         # test-ctl runs the formulas and two MongoDBs, test-node-a a MongoDB; the others need no formula password
         for minion in ("test-ctl", "test-node-a"):

@@ -59,11 +59,11 @@ def all_answer(salt_cli, seconds=120):
 
 
 def wait_for_plan_check(event_listener, salt_master, minion, after, seconds=180):
-    """The orch has passed its plan check on ``minion`` (its energy.node return is on the bus)."""
+    """The orch has passed its plan check on ``minion`` (its energy.check return is on the bus)."""
     deadline = time.time() + seconds
     while time.time() < deadline:
         for event in event_listener.get_events([(salt_master.id, f"salt/job/*/ret/{minion}")], after_time=after):
-            if event.data.get("fun") == "energy.node":
+            if event.data.get("fun") == "energy.check":
                 return True
         time.sleep(0.2)
     return False

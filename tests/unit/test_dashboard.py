@@ -111,7 +111,9 @@ def test_a_cpu_name_from_the_mine_cannot_inject_markdown_or_grafana_variables():
     name = "Evil [click](http://attacker) <img src=x> ${GF_SECURITY_ADMIN_PASSWORD}"
     text = dashboards._md(name)  # each Markdown/HTML character escaped: shown as text, never a link or tag
     assert r"\[click\]\(http://attacker\)" in text and r"\<img src=x\>" in text and r"\${" in text
-    info = {"slug": "evil", "influxdb_url": "http://a:8086", "influxdb_database": "power_evil"}
-    (source,) = components.grafana_datasources({"influxdb": {"version": 1}}, {name: info})["datasources"]
+    group = {"name": "evil", "cpu": name, "slug": "evil", "influxdb_url": "http://a:8086",
+             "influxdb_database": "power_evil", "sensors": ["n1"]}
+    sources = components.datasources([group], "per_cpu")
+    (source,) = components.grafana_datasources({"influxdb": {"version": 1}}, sources)["datasources"]
     # Grafana reads $$ as a literal $: the name shows, the variable is not expanded
     assert source["name"] == "energy " + name.replace("${", "$${")

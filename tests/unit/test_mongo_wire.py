@@ -66,7 +66,7 @@ def test_keep_retries_while_the_server_gets_ready_then_names_a_refused_admin(mon
 
     calls = []
 
-    def ensure(connect, admin, users, test):
+    def ensure(connect, admin, users, test, expire=None):
         calls.append(1)
         if len(calls) == 1:
             raise OSError("the connection was closed")  # the image still making its root user
@@ -79,7 +79,7 @@ def test_keep_retries_while_the_server_gets_ready_then_names_a_refused_admin(mon
         True, {}, "energy-sensor: as the pillar wants, on mongo on ctl")
     assert len(calls) == 2
 
-    def refused(connect, admin, users, test):
+    def refused(connect, admin, users, test, expire=None):
         raise mongo_users.mongo_wire.CommandError("saslContinue: authentication failed", 18)
 
     monkeypatch.setattr(mongo_users, "ensure", refused)

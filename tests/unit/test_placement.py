@@ -189,8 +189,8 @@ def test_databases_open_to_the_network_are_named_in_the_plan_warnings(defaults):
     mongo = [w for w in unauthenticated["warnings"] if w.startswith("MongoDB for X on ctl (10.0.0.9:27017)")]
     assert len(mongo) == 1 and "without authentication" in mongo[0] and "let only a reach port 27017" in mongo[0]
     assert len(influx) == 1 and "energy:influxdb:version: 2" in influx[0]
-    (database,) = [c["database"] for c in result["hosts"]["ctl"]["containers"]
-                   if c["component"] == "influxdb" and c["cpu"] == "X"]
+    (database,) = [d for c in result["hosts"]["ctl"]["containers"] if c["component"] == "influxdb" and c["cpu"] == "X"
+                   for d in c["databases"]]
     assert database["warning"] == influx[0]
     assert plan.summary(result)["warnings"] == result["warnings"]
 

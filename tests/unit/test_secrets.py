@@ -101,7 +101,10 @@ def test_without_auth_the_uris_carry_no_credentials_and_the_plan_warns(conf):
     (sensor,) = containers(full_plan, "s1", "sensor")
     assert next(iter(sensor["files"].values()))["data"]["output"]["uri"] == "mongodb://10.0.0.9:27017"
     (mongo,) = containers(full_plan, "db", "mongo")
-    assert mongo["users"] is None and "MONGO_INITDB_ROOT_PASSWORD" not in mongo["run"]["environment"]
+    assert mongo["users"]["admin"] is None and mongo["users"]["users"] == []
+    assert "MONGO_INITDB_ROOT_PASSWORD" not in mongo["run"]["environment"]
+    assert mongo["users"]["expire"]["collections"] == [["sensors_x", "hwpc"]] or \
+        mongo["users"]["expire"]["collections"] == [("sensors_x", "hwpc")]
     assert any(w.startswith("MongoDB for X") for w in full_plan["warnings"])
     for minion in ("s1", "db", "fx"):
         assert not [p for p in rules.secret_problems(conf, minion, ["sensor", "mongo", "formula"]) if "mongo:" in p]
