@@ -270,8 +270,11 @@ def build(conf, role_facts):
     if placed["grafana"]:
         add(components.grafana(conf, placed["grafana"], address[placed["grafana"]], result["cpus"],
                                 result["datasources"]))
+    # databases first, then what reads or writes them: the heal SLS checks in this order, so a
+    # sensor is not judged through an InfluxDB that is being brought back in the same run
+    order = ("mongo", "influxdb", "sensor", "formula", "grafana")
     for host in result["hosts"].values():
-        host["containers"].sort(key=lambda c: (names.DEPLOY_ORDER.index(c["component"]), c["name"]))
+        host["containers"].sort(key=lambda c: (order.index(c["component"]), c["name"]))
     check_built(conf, result)
     return result
 
