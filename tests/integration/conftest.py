@@ -113,6 +113,23 @@ def one(docker_engine, component, cpu):
     return container
 
 
+def settled(docker_engine, quiet=20, timeout=240):
+    """Wait until every container of the test stack runs and none has changed (recreated, restarted)
+    for ``quiet`` seconds: what a test broke on purpose, and the reactions to it, are over. Returns
+    ``{name: id}``; raises after ``timeout`` seconds."""
+    deadline = time.time() + timeout
+    last, since = None, time.time()
+    while time.time() < deadline:
+        found = containers(docker_engine)
+        now = {c.name: (c.id, c.status, c.attrs["RestartCount"]) for c in found}
+        if now != last:
+            last, since = now, time.time()
+        elif all(status == "running" for _id, status, _n in now.values()) and time.time() - since >= quiet:
+            return {name: value[0] for name, value in now.items()}
+        time.sleep(2)
+    raise AssertionError(f"the test stack did not settle in {timeout} s: {last}")
+
+
 def docker_client():
     return docker.DockerClient(base_url=os.environ.get("DOCKER_HOST", "unix:///var/run/docker.sock"))
 
