@@ -94,9 +94,15 @@ def mongo_uri_for(conf, info, purpose):
                            conf["mongo"][f"{purpose}_password"])
 
 
+def _follows(entry, **databases):
+    """``entry`` with a label per database container it uses (names.LABEL_MONGO, LABEL_INFLUXDB)."""
+    entry["run"]["labels"].update({label: name for label, name in databases.items()})
+    return entry
+
+
 def sensor(conf, minion, cpu, info):
     config_file = names.sensor_config_file(conf["config_dir"], minion)
-    return container(
+    return _follows(container(
         conf, "sensor", minion, cpu,
         # the config holds the sensor's MongoDB password: root's alone (0600), and the sensor reads
         # it as root, as it reads every cgroup's counters (a privileged container)
@@ -107,7 +113,7 @@ def sensor(conf, minion, cpu, info):
         files={config_file: {"format": "json", "data": sensor_config(conf, minion, info), "mode": "0600"}},
         health={"fresh": {"url": info["influxdb_url"], "database": info["influxdb_database"], "sensor": minion,
                           "max_age": conf["heal"]["max_age_seconds"]}},
-    )
+    ), **{names.LABEL_MONGO: info["mongo_container"]})
 
 
 # what each purpose may do on the databases of its MongoDB: sensors only add reports; formulas
@@ -234,7 +240,7 @@ def formula_command(conf, info):
 def formula(conf, cpu, info, suffix):
     """The SmartWatts of one group (a CPU name, one of its shards, or one machine's):
     ``energy-<host>-formula-<group name>``, or ``energy-<host>-formula`` (``suffix`` None)."""
-    return container(
+    return _follows(container(
         conf, "formula", info["formula"], cpu, suffix,
         run={"command": formula_command(conf, info), "network_mode": "host",
              "environment": formula_environment(conf, info)},
@@ -242,7 +248,7 @@ def formula(conf, cpu, info, suffix):
                    {"component": "influxdb", "service": f"influxdb for {cpu}", "url": info["influxdb_url"]}],
         health={"backlog": {"uri": mongo_uri_for(conf, info, "formula"), "database": info["database"],
                             "collection": info["collection"], "max": conf["heal"]["max_backlog"]}},
-    )
+    ), **{names.LABEL_MONGO: info["mongo_container"], names.LABEL_INFLUXDB: info["influxdb_container"]})
 
 
 def datasources(groups, strategy):

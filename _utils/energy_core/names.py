@@ -30,6 +30,11 @@ MINE_FUNCTION = "energy.facts"
 LABEL_COMPONENT = "energy.component"
 LABEL_MINION = "energy.minion"
 LABEL_CPU = "energy.cpu"
+# on a sensor and a SmartWatts: the database containers they use. When the plan moves a database
+# (another strategy, another host), the label changes and the dependent is recreated: SmartWatts'
+# MongoDB puller does not survive its server going away (it stays up, reading nothing)
+LABEL_MONGO = "energy.mongo"
+LABEL_INFLUXDB = "energy.influxdb"
 
 # event-driven healing: the docker_events engine on each minion fires EVENT_TAG/<Action>; the
 # master's reactor listens to REACTOR_EVENT and renders REACTOR_SLS

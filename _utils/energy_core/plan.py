@@ -91,7 +91,7 @@ def _stores(conf, strategy, groups, slugs, address, grafana):
                 slot = slots.get((kind, host), 0)
                 slots[(kind, host)] = slot + 1
                 stores[kind][key] = {"host": host, "suffix": key[1], "slot": slot, "port": conf[kind]["port"] + slot,
-                                     "groups": [], "cpus": []}
+                                     "container": names.container_name(host, kind, key[1]), "groups": [], "cpus": []}
             store = stores[kind][key]
             store["groups"].append(group)
             if group["cpu"] not in store["cpus"]:
@@ -123,6 +123,9 @@ def _group_info(group, shard, shards, slug, stores, representative, chosen):
         "influxdb": group["influxdb"],
         # facts of the first sensor host stand for the CPU name (same model, same facts)
         "facts": representative,
+        # the containers it reads and writes: a dependent follows its database when the plan moves it
+        "mongo_container": mongo["container"],
+        "influxdb_container": influx["container"],
         "mongo_address": mongo["address"],
         "mongo_port": mongo["port"],
         "mongo_uri": names.mongo_uri(mongo["address"], mongo["port"]),

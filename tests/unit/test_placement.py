@@ -84,7 +84,8 @@ def test_pillar_options_override_container_arguments(defaults):
              "formulas": {"ctl": {}}, "influxdbs": {"ctl": {}}, "grafana": {"ctl": {}}}
     (sensor,) = plan.build(conf, facts)["hosts"]["a"]["containers"]
     assert sensor["run"]["privileged"] is False
-    assert sensor["run"]["labels"] == {"energy.component": "sensor", "energy.minion": "a", "energy.cpu": "X"}
+    assert sensor["run"]["labels"] == {"energy.component": "sensor", "energy.minion": "a", "energy.cpu": "X",
+                                       "energy.mongo": "energy-ctl-mongo-x"}  # it follows its MongoDB
 
 
 def test_cpu_without_pmu_events_is_refused_with_the_fix(defaults):

@@ -209,3 +209,18 @@ def test_shared_with_influxdb2_and_several_cpu_names_is_refused(conf):
     conf["formula"]["tag"] = "2.4.1"
     with pytest.raises(PlanError, match="energy:strategy: bad value 'shared'.*single bucket"):
         plan.build(conf, role_facts(conf))
+
+
+def test_a_sensor_and_a_smartwatts_name_the_databases_they_use_so_a_move_recreates_them(conf):
+    per_cpu = plan.build(conf, role_facts(conf))
+    conf.update(strategy="shared")
+    shared = plan.build(conf, role_facts(conf))
+
+    def labels(full_plan, minion, component):
+        return [c["run"]["labels"] for c in containers(full_plan, minion, component)]
+
+    (sensor,) = labels(per_cpu, "s3", "sensor")
+    (moved,) = labels(shared, "s3", "sensor")
+    assert sensor[names.LABEL_MONGO] == "energy-db1-mongo-amd_epyc" and moved[names.LABEL_MONGO] == "energy-db1-mongo"
+    for formula in labels(shared, "db1", "formula"):
+        assert (formula[names.LABEL_MONGO], formula[names.LABEL_INFLUXDB]) == ("energy-db1-mongo", "energy-db1-influxdb")
