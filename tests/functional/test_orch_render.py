@@ -63,6 +63,9 @@ PILLARS = {
                          "grafana": {"admin_password": "pw"}},
     "grafana-disabled": {"control": "ctl", "grafana": {"enabled": False}},
     "sensors-explicit": {"control": "ctl", "roles": {"sensors": "n1"}, "grafana": {"admin_password": "pw"}},
+    # every sensor machine runs its own MongoDB, SmartWatts and InfluxDB: those phases target the sensors
+    "dedicated": {"control": "ctl", "strategy": "dedicated", "roles": {"sensors": ["n1", "n2"]},
+                  "grafana": {"admin_password": "pw"}},
 }
 
 
