@@ -319,17 +319,20 @@ def healthy(name, component, run, probe=None, grace=60, timeout=60, trigger="hea
     held = __salt__["energy.held"](name, component)
     if held:
         ret["comment"] = f"{component} container {name} left alone: {held}"
+        _note(name, "held", held)
         return ret
     info = _inspect(name)
     reason = core.health.diagnose(info, probe, grace, _free_space)
     if reason is None:
         ret["comment"] = f"{component} container {name} is healthy"
+        _note(name, "healthy", "")
         return ret
     if reason.startswith(core.health.LEFT_AS_IS):
         # recreating this container would not bring back the database its check reads through,
         # nor free its volume
         ret["result"] = False
         ret["comment"] = f"{component} container {name} is unhealthy: {reason}; left as it is"
+        _note(name, "unhealthy", reason)
         return ret
     try:
         __salt__["docker.inspect_image"](run["image"])
@@ -363,6 +366,7 @@ def healthy(name, component, run, probe=None, grace=60, timeout=60, trigger="hea
              "duration": duration, "healed": healed, "trigger": trigger}
     __salt__["event.send"](f"{core.names.HEAL_EVENT}/{component}", event)
     ret["changes"] = {"recreated": event}
+    _note(name, "recreated" if healed else "unhealthy", reason if healed else str(after or created.get("comment")))
     if healed:
         log.warning("energy heal: %s container %s recreated and answering in %.2f s", component, name, duration)
         ret["comment"] = f"recreated {component} container {name} because {reason}; answering after {duration} s"
@@ -373,6 +377,16 @@ def healthy(name, component, run, probe=None, grace=60, timeout=60, trigger="hea
         ret["comment"] = (f"recreated {component} container {name} because {reason}, but it is still "
                           f"unhealthy: {after or created.get('comment')}")
     return ret
+
+
+def _note(name, status, reason):
+    """Keep what the health check found (``salt-run energy.summary`` shows it); not in test mode."""
+    if __opts__.get("test"):
+        return
+    try:
+        core.health.record(core.health.records_path(__opts__["cachedir"]), name, status, reason, time.time())
+    except OSError as exc:  # the check's result matters more than its record
+        log.warning("energy heal: cannot keep the health record of %s: %s", name, exc)
 
 
 def _restart_minion_later(how, delay=5):

@@ -94,7 +94,9 @@ def configure():
     write_yaml(MASTER_CONF / "master", dict(
         common, root_dir=str(DEMO / "master"), interface="127.0.0.1", auto_accept=True,
         pidfile=str(DEMO / "master" / "master.pid"), file_roots={"base": [str(DEMO / "srv")]},
-        pillar_roots={"base": [str(DEMO / "pillar")]}, timeout=30))
+        pillar_roots={"base": [str(DEMO / "pillar")]}, timeout=30,
+        # salt-run energy.backup/export: the minions push their archives with cp.push
+        file_recv=True, file_recv_max_size=1024))
     srv = DEMO / "srv"  # only the formula: the repository would make the fileserver walk .venv
     srv.mkdir(parents=True, exist_ok=True)
     for name in ("energy", "_utils", "_grains", "_modules", "_states", "_runners", "examples"):
@@ -183,9 +185,6 @@ def wait_armed(timeout=180):
 def show():
     ret = salt("salt", "--out=json", "ctl", "energy.summary", capture=True)
     summary = json.loads(ret.stdout)["ctl"]
-    print("\nWhich minion runs which containers:")
-    for minion, names in sorted(summary["hosts"].items()):
-        print(f"  {minion:8} {', '.join(names)}")
     print("\nPower data per CPU name (InfluxDB, measurement power_consumption, field power, tag target):")
     for cpu, info in sorted(summary["cpus"].items()):
         print(f"  {cpu}\n    sensors {', '.join(info['sensors'])} -> mongo on {info['mongo']} "
@@ -212,6 +211,8 @@ def show():
         print(f"\nGrafana on {summary['grafana']}: {summary['grafana_url']} (admin / {GRAFANA_PASSWORD}); "
               "dashboard uid energy-power. Here it is the API-only stand-in: "
               f"curl -u admin:{GRAFANA_PASSWORD} {summary['grafana_url']}/api/datasources")
+    print("\nThe deployment as it runs (salt-run energy.summary; format=svg draws it):", flush=True)
+    salt("salt-run", "energy.summary", "format=svg", f"path={DEMO / 'topology.svg'}", check=False)
 
 
 def influx_latest(url, database):

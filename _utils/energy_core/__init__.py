@@ -28,10 +28,13 @@ Modules, one concern each:
 ``mongo_users``  the stack's MongoDB users and roles, one per purpose
 ``healing``      event-driven healing: engine and reactor configs, daemon restarts, atomic writes
 ``maintenance``  maintenance windows (containers the formula must leave alone)
+``topology``     the deployment summary: the plan's topology against what runs, as text, SVG or DOT
+``archive``      backup manifests (checked before anything is written) and the export's CSV rows
 """
 
 MODULES = ("names", "checks", "masking", "rules", "schema", "placement", "events", "sensor", "dashboards",
-           "sizing", "components", "plan", "inventory", "influx", "mongo_wire", "mongo_users", "health", "healing", "maintenance")
+           "sizing", "components", "plan", "inventory", "influx", "mongo_wire", "mongo_users", "health", "healing", "maintenance",
+           "topology", "archive")
 
 
 def load():

@@ -155,3 +155,38 @@ def diagnose(info, probe, grace, free_space=None):
             when = "never" if stale is None else f"{stale:.0f} s ago"
             return f"the sensor's newest measured power point is {when} (limit {probe['fresh']['max_age']} s)"
     return None
+
+
+# --------------------------------------------------------------------------- the last check of each container
+# energy.healthy keeps what it last found per container (what `salt-run energy.summary` shows):
+# ``{name: {"status": "healthy"|"recreated"|"unhealthy"|"held", "reason", "at"}}`` in the minion's
+# cachedir, mode 0600 (a reason may quote a server's answer).
+RECORDS = "energy/health.json"
+
+
+def records_path(cachedir):
+    import os  # pylint: disable=import-outside-toplevel
+
+    return os.path.join(cachedir, RECORDS)
+
+
+def read_records(path):
+    import json  # pylint: disable=import-outside-toplevel
+
+    try:
+        with open(path, encoding="utf-8") as handle:
+            found = json.load(handle)
+    except (OSError, ValueError):
+        return {}
+    return found if isinstance(found, dict) else {}
+
+
+def record(path, name, status, reason, now):
+    """Keep ``status`` (and ``reason``) as the last check of container ``name`` at ``now``."""
+    import json  # pylint: disable=import-outside-toplevel
+
+    from . import healing  # pylint: disable=import-outside-toplevel
+
+    found = read_records(path)
+    found[name] = {"status": status, "reason": (reason or "")[:300], "at": round(now, 1)}
+    healing.write_atomic(path, json.dumps(found, sort_keys=True), mode=0o600)

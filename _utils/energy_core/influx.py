@@ -73,3 +73,32 @@ def ensure_database(run, name, retention, test=False):
         run(f'ALTER RETENTION POLICY "{default["name"]}" ON "{name}" DURATION {retention} DEFAULT', "POST")
     return True, {"retention": {"old": default["duration"] if default else None, "new": retention}}, \
         f"retention of {name} changed to {retention}"
+
+
+def stream(url, statement, timeout=600, chunk_size=10000, **params):
+    """The series of one InfluxQL statement on InfluxDB 1.x, read chunk by chunk (``chunked=true``):
+    a large answer is never held whole. Yields the series dicts as they come (a series may come
+    in several parts)."""
+    from .archive import series_of  # pylint: disable=import-outside-toplevel
+
+    data = urllib.parse.urlencode({"q": statement, "chunked": "true", "chunk_size": chunk_size, **params})
+    with urllib.request.urlopen(f"{url}/query?{data}", timeout=timeout) as resp:
+        for line in resp:
+            if line.strip():
+                yield from series_of(json.loads(line))
+
+
+def counts(url, database, where=""):
+    """Points per measurement of ``database`` (the largest field count of each), within ``where``."""
+    result = query(url, f"SELECT COUNT(*) FROM /.*/{where}", db=database)
+    found = {}
+    for series in result.get("series") or []:
+        values = (series.get("values") or [[]])[0]
+        found[series["name"]] = max([v for v in values[1:] if isinstance(v, int)] or [0])
+    return found
+
+
+def default_policy(url, database):
+    """The name of ``database``'s default retention policy (None when it has none)."""
+    found = _default_policy(query(url, f'SHOW RETENTION POLICIES ON "{database}"'))
+    return found["name"] if found else None

@@ -47,6 +47,7 @@ def orphan_problem(conf, minion, found):
     return (f"energy:strategy_change: bad value {conf.get('strategy_change', 'refuse')!r}: the plan no longer has "
             f"{', '.join(data)} on {minion} (energy:strategy {conf.get('strategy', 'per_cpu')}, or a role or CPU name "
             "change, moved them); the measurements in their volumes (same names) would not be read by the new "
-            "containers. Fix: back up and restore what you need (README: Deployment strategies), then set "
-            "energy:strategy_change: allow to remove these containers (their volumes are kept), or put the "
-            "strategy and roles back.")
+            "containers. Fix: back up and restore what you need: salt-run energy.backup now, then set "
+            "energy:strategy_change: allow and run the orch again (it removes these containers, their volumes are "
+            "kept), then salt-run energy.restore src=<the backup> stop_formulas=True; or put the strategy and roles "
+            "back.")

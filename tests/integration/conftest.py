@@ -202,6 +202,8 @@ def salt_master(salt_factories, pillar_tree, pillar, tmp_path_factory):
         "pillar_roots": {"base": [str(pillar_tree)]},
         "open_mode": True,
         "timeout": 30,
+        "file_recv": True,  # salt-run energy.backup/export: archives come back with cp.push
+        "file_recv_max_size": 512,
         # no reactor: the reaction energy.orch writes to master.d starts it (test_reactor.py)
     }
     factory = salt_factories.salt_master_daemon("energy-master", overrides=config)

@@ -1,0 +1,245 @@
+"""Backups, restores and exports of the measurements, the pure parts: time bounds, the backup
+manifest and its check (done in full before anything is written), and the rows of an export
+(CSV or InfluxDB line protocol) from InfluxDB's answers, one chunk at a time.
+
+A backup is a directory: ``manifest.json`` and one archive per database, named in the manifest
+with its size and SHA-256. ``salt-run energy.restore`` refuses a directory whose manifest or any
+archive does not check out, before it writes anywhere."""
+
+import calendar
+import hashlib
+import json
+import os
+import re
+import time
+
+from .checks import duration_seconds
+
+FORMAT = "energy-backup"
+VERSION = 1
+MANIFEST = "manifest.json"
+MEASUREMENT = "power_consumption"  # what SmartWatts' InfluxDB output writes
+CSV_COLUMNS = ("time", "minion", "cpu", "container", "scope", "watts")
+FORMATS = ("csv", "line")
+
+
+class ArchiveError(ValueError):
+    """Bad input to a backup, restore or export: the message names the value and the fix."""
+
+
+_RFC3339 = re.compile(r"^(\d{4})-(\d\d)-(\d\d)[T ](\d\d):(\d\d):(\d\d)(\.\d{1,9})?(Z|[+-]\d\d:\d\d)?$")
+
+
+def parse_time(value, now, key):
+    """Nanoseconds since the epoch of ``value``: RFC 3339 (``2026-11-26T10:00:00Z``), seconds since
+    the epoch, or a duration before ``now`` (``2h``: two hours ago). None stays None. Raises
+    ArchiveError naming ``key``."""
+    if value is None or value == "":
+        return None
+    if isinstance(value, bool):
+        raise ArchiveError(f"{key}: bad value {value!r}: a time (2026-11-26T10:00:00Z), seconds since the epoch, "
+                           "or a duration before now (2h, 7d)")
+    if isinstance(value, (int, float)):
+        return int(value * 1e9)
+    if hasattr(value, "utctimetuple"):  # the CLI's YAML may turn an RFC 3339 time into a datetime
+        offset = value.utcoffset() if hasattr(value, "utcoffset") else None
+        seconds = calendar.timegm(value.utctimetuple()) if offset is not None else calendar.timegm(value.timetuple())
+        return seconds * 10**9 + getattr(value, "microsecond", 0) * 1000
+    text = str(value).strip()
+    if re.fullmatch(r"\d+(\.\d+)?", text):
+        return int(float(text) * 1e9)
+    match = _RFC3339.match(text)
+    if match:
+        year, month, day, hour, minute, second, fraction, zone = match.groups()
+        seconds = calendar.timegm((int(year), int(month), int(day), int(hour), int(minute), int(second)))
+        if zone and zone != "Z":
+            sign = 1 if zone[0] == "+" else -1
+            seconds -= sign * (int(zone[1:3]) * 3600 + int(zone[4:6]) * 60)
+        nanos = int((fraction or ".0")[1:].ljust(9, "0"))
+        return seconds * 10**9 + nanos
+    try:
+        return int((now - duration_seconds(text)) * 1e9)
+    except (TypeError, ValueError):
+        pass
+    raise ArchiveError(f"{key}: bad value {text!r}: a time (2026-11-26T10:00:00Z), seconds since the epoch, "
+                       "or a duration before now (2h, 7d)")
+
+
+def rfc3339(nanos):
+    """``2026-11-26T10:00:00.123456789Z`` for nanoseconds since the epoch."""
+    seconds, rest = divmod(int(nanos), 10**9)
+    stamp = time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime(seconds))
+    return f"{stamp}.{rest:09d}Z" if rest else f"{stamp}Z"
+
+
+def time_filter(since, until):
+    """The InfluxQL ``WHERE`` clause of a range in nanoseconds (either end may be None)."""
+    parts = []
+    if since is not None:
+        parts.append(f"time >= {int(since)}")
+    if until is not None:
+        parts.append(f"time < {int(until)}")
+    return (" WHERE " + " AND ".join(parts)) if parts else ""
+
+
+def sha256_of(path, chunk=1 << 20):
+    digest = hashlib.sha256()
+    with open(path, "rb") as handle:
+        for block in iter(lambda: handle.read(chunk), b""):
+            digest.update(block)
+    return digest.hexdigest()
+
+
+# --------------------------------------------------------------------------- the manifest
+
+ENTRY_KEYS = {"kind": str, "cpu": str, "database": str, "host": str, "file": str, "size": int, "sha256": str}
+
+
+def manifest(entries, since, until, strategy, seconds, created):
+    return {"format": FORMAT, "version": VERSION, "created": rfc3339(int(created * 1e9)),
+            "since": rfc3339(since) if since is not None else None,
+            "until": rfc3339(until) if until is not None else None,
+            "strategy": strategy, "seconds": round(seconds, 2), "entries": entries}
+
+
+def _safe_file(name):
+    return (isinstance(name, str) and name and not os.path.isabs(name) and ".." not in name.split("/")
+            and re.fullmatch(r"[A-Za-z0-9_./-]+", name) is not None)
+
+
+def check(directory):
+    """The manifest of the backup in ``directory`` once every archive it names is there with its
+    size and SHA-256; raises ArchiveError listing every problem (a foreign or corrupt backup)."""
+    path = os.path.join(directory, MANIFEST)
+    if not os.path.isdir(directory):
+        raise ArchiveError(f"src: bad value {directory!r}: not a directory. Fix: the directory salt-run energy.backup "
+                           "wrote (it holds manifest.json)")
+    try:
+        with open(path, encoding="utf-8") as handle:
+            found = json.load(handle)
+    except OSError as exc:
+        raise ArchiveError(f"src: bad value {directory!r}: no readable {MANIFEST} ({exc.strerror}). Fix: the "
+                           "directory salt-run energy.backup wrote") from exc
+    except ValueError as exc:
+        raise ArchiveError(f"src: bad value {directory!r}: {MANIFEST} is not JSON ({exc}). The backup is "
+                           "damaged: restore another one") from exc
+    if not isinstance(found, dict) or found.get("format") != FORMAT:
+        raise ArchiveError(f"src: bad value {directory!r}: {MANIFEST} is not an energy backup (format "
+                           f"{found.get('format') if isinstance(found, dict) else type(found).__name__!r}, "
+                           f"expected {FORMAT!r}). Fix: the directory salt-run energy.backup wrote")
+    if found.get("version") != VERSION:
+        raise ArchiveError(f"src: bad value {directory!r}: backup format version {found.get('version')!r}, this "
+                           f"formula reads version {VERSION}. Fix: restore it with the formula release that made it")
+    problems = []
+    entries = found.get("entries")
+    if not isinstance(entries, list) or not entries:
+        problems.append("the manifest lists no archive")
+        entries = []
+    for i, entry in enumerate(entries):
+        if not isinstance(entry, dict):
+            problems.append(f"entry {i} is not a mapping")
+            continue
+        bad = [k for k, kind in ENTRY_KEYS.items() if not isinstance(entry.get(k), kind)]
+        if bad:
+            problems.append(f"entry {i} lacks {', '.join(bad)}")
+            continue
+        if not _safe_file(entry["file"]):
+            problems.append(f"entry {i}: file {entry['file'][:80]!r} is not a plain relative path")
+            continue
+        archive = os.path.join(directory, entry["file"])
+        if not os.path.isfile(archive):
+            problems.append(f"{entry['file']} is missing")
+        elif os.path.getsize(archive) != entry["size"]:
+            problems.append(f"{entry['file']} has {os.path.getsize(archive)} bytes, the manifest says {entry['size']}")
+        elif sha256_of(archive) != entry["sha256"]:
+            problems.append(f"{entry['file']}: SHA-256 differs from the manifest's (the archive is damaged)")
+    if problems:
+        raise ArchiveError(f"src: bad value {directory!r}: the backup does not check out, nothing was restored:\n  - "
+                           + "\n  - ".join(problems) + "\nFix: restore an intact copy of the backup")
+    return found
+
+
+# --------------------------------------------------------------------------- export rows
+
+
+def series_of(chunk):
+    """The series of one chunk of InfluxDB's chunked answer (a JSON object); raises RuntimeError on
+    an error answer."""
+    for result in chunk.get("results", []):
+        if "error" in result:
+            raise RuntimeError(result["error"])
+        yield from result.get("series") or []
+
+
+def _tags_key(series):
+    tags = series.get("tags") or {}
+    return tuple(sorted(tags.items()))
+
+
+class CsvRows:
+    """Rows ``(time, minion, cpu, container, scope, watts)`` from the answer of
+    ``SELECT "power" FROM "power_consumption" ... GROUP BY "sensor","target","scope"`` (epoch=ns),
+    fed one series (or part of one) at a time; the sockets of one time are summed. Call ``flush``
+    at the end."""
+
+    def __init__(self, cpu):
+        self.cpu = cpu
+        self.pending = None  # (series key, time, watts)
+
+    def _row(self, key, stamp, watts):
+        tags = dict(key)
+        return (rfc3339(stamp), tags.get("sensor", ""), self.cpu, tags.get("target", ""), tags.get("scope", ""),
+                repr(float(watts)))
+
+    def feed(self, series):
+        key = _tags_key(series)
+        columns = series.get("columns") or []
+        at, power = columns.index("time"), columns.index("power")
+        for values in series.get("values") or []:
+            stamp, watts = values[at], values[power]
+            if watts is None:
+                continue
+            if self.pending and self.pending[0] == key and self.pending[1] == stamp:
+                self.pending = (key, stamp, self.pending[2] + watts)
+                continue
+            if self.pending:
+                yield self._row(*self.pending)
+            self.pending = (key, stamp, watts)
+
+    def flush(self):
+        if self.pending:
+            yield self._row(*self.pending)
+        self.pending = None
+
+
+def _escape(text, chars):
+    text = str(text).replace("\\", "\\\\")
+    for char in chars:
+        text = text.replace(char, "\\" + char)
+    return text
+
+
+def line_protocol(series, field_types):
+    """InfluxDB line protocol of one series of ``SELECT * ... GROUP BY *`` (epoch=ns);
+    ``field_types``: ``{field: float|integer|string|boolean}`` (``SHOW FIELD KEYS``)."""
+    measurement = _escape(series["name"], ", ")
+    tags = "".join(f",{_escape(k, ',= ')}={_escape(v, ',= ')}" for k, v in sorted((series.get("tags") or {}).items())
+                   if v != "")
+    columns = series.get("columns") or []
+    for values in series.get("values") or []:
+        fields = []
+        for column, value in zip(columns, values):
+            if column == "time" or value is None:
+                continue
+            kind = field_types.get(column, "float")
+            if kind == "integer":
+                text = f"{int(value)}i"
+            elif kind == "string":
+                text = '"' + str(value).replace("\\", "\\\\").replace('"', '\\"') + '"'
+            elif kind == "boolean":
+                text = "true" if value else "false"
+            else:
+                text = repr(float(value))
+            fields.append(f"{_escape(column, ',= ')}={text}")
+        if fields:
+            yield f"{measurement}{tags} {','.join(fields)} {int(values[columns.index('time')])}"

@@ -1,0 +1,101 @@
+"""Backups, restores and exports, the pure parts: time bounds, the manifest check that refuses a
+foreign or damaged backup before anything is written, and the export's rows."""
+
+import json
+import os
+
+import pytest
+
+from energy_core import archive
+from energy_core.archive import ArchiveError
+
+NOW = 1_800_000_000.0
+
+
+@pytest.mark.parametrize("value, expected", [
+    ("2026-11-26T10:00:00Z", 1795687200 * 10**9),
+    ("2026-11-26T11:00:00+01:00", 1795687200 * 10**9),
+    ("2026-11-26T10:00:00.5Z", 1795687200 * 10**9 + 500_000_000),
+    (1795687200, 1795687200 * 10**9),
+    ("2h", int((NOW - 7200) * 1e9)),
+    (None, None),
+])
+def test_times_are_nanoseconds_from_rfc3339_epoch_seconds_or_a_duration_before_now(value, expected):
+    assert archive.parse_time(value, NOW, "since") == expected
+
+
+def test_a_bad_time_names_its_key_and_the_forms_it_takes():
+    with pytest.raises(ArchiveError, match=r"until: bad value 'yesterday'.*2026-11-26T10:00:00Z"):
+        archive.parse_time("yesterday", NOW, "until")
+
+
+def test_rfc3339_round_trips_and_the_time_filter_uses_nanoseconds():
+    assert archive.parse_time(archive.rfc3339(1795687200123456789), NOW, "x") == 1795687200123456789
+    assert archive.time_filter(1, None) == " WHERE time >= 1"
+    assert archive.time_filter(1, 2) == " WHERE time >= 1 AND time < 2"
+    assert archive.time_filter(None, None) == ""
+
+
+def backup_dir(tmp_path, content=b"influxd backup bytes"):
+    (tmp_path / "a.tar.gz").write_bytes(content)
+    entry = {"kind": "influxdb", "cpu": "Gold", "database": "power_gold", "host": "ctl", "file": "a.tar.gz",
+             "size": len(content), "sha256": archive.sha256_of(tmp_path / "a.tar.gz"), "points": {"p": 3}}
+    (tmp_path / archive.MANIFEST).write_text(json.dumps(archive.manifest([entry], None, 10**18, "per_cpu", 1.0, NOW)))
+    return tmp_path
+
+
+def test_an_intact_backup_checks_out(tmp_path):
+    found = archive.check(str(backup_dir(tmp_path)))
+    assert found["entries"][0]["database"] == "power_gold" and found["until"] == "2001-09-09T01:46:40Z"
+
+
+def test_a_damaged_archive_is_refused_naming_it(tmp_path):
+    backup_dir(tmp_path)
+    (tmp_path / "a.tar.gz").write_bytes(b"influxd backup bytez")  # same size, one byte differs
+    with pytest.raises(ArchiveError, match=r"(?s)nothing was restored.*a.tar.gz: SHA-256 differs"):
+        archive.check(str(tmp_path))
+
+
+def test_a_foreign_or_truncated_manifest_is_refused(tmp_path):
+    backup_dir(tmp_path)
+    (tmp_path / archive.MANIFEST).write_text(json.dumps({"format": "something-else"}))
+    with pytest.raises(ArchiveError, match="not an energy backup"):
+        archive.check(str(tmp_path))
+    (tmp_path / archive.MANIFEST).write_text("{")
+    with pytest.raises(ArchiveError, match="not JSON"):
+        archive.check(str(tmp_path))
+    with pytest.raises(ArchiveError, match="not a directory"):
+        archive.check(str(tmp_path / "nowhere"))
+
+
+def test_a_manifest_cannot_point_outside_its_directory(tmp_path):
+    backup_dir(tmp_path)
+    manifest = json.loads((tmp_path / archive.MANIFEST).read_text())
+    manifest["entries"][0]["file"] = "../../etc/shadow"
+    (tmp_path / archive.MANIFEST).write_text(json.dumps(manifest))
+    with pytest.raises(ArchiveError, match="not a plain relative path"):
+        archive.check(str(tmp_path))
+    assert os.path.exists(tmp_path / "a.tar.gz")
+
+
+def series(tags, *rows):
+    return {"name": "power_consumption", "tags": tags, "columns": ["time", "power"], "values": [list(r) for r in rows]}
+
+
+def test_csv_rows_sum_the_sockets_of_one_time_across_chunks():
+    rows = archive.CsvRows("Gold")
+    a = {"sensor": "ctl", "target": "app", "scope": "cpu"}
+    out = list(rows.feed(series(a, (10**9, 1.5), (10**9, 2.0))))  # two sockets, same time
+    out += list(rows.feed(series(a, (2 * 10**9, 3.0))))  # the series goes on in the next chunk
+    out += list(rows.feed(series(dict(a, target="db"), (2 * 10**9, 4.0))))
+    out += list(rows.flush())
+    assert out == [("1970-01-01T00:00:01Z", "ctl", "Gold", "app", "cpu", "3.5"),
+                   ("1970-01-01T00:00:02Z", "ctl", "Gold", "app", "cpu", "3.0"),
+                   ("1970-01-01T00:00:02Z", "ctl", "Gold", "db", "cpu", "4.0")]
+
+
+def test_line_protocol_keeps_field_types_and_escapes_tags():
+    one = {"name": "power_consumption", "tags": {"target": "my app,1", "scope": "cpu", "socket": ""},
+           "columns": ["time", "power", "n", "note"], "values": [[5, 2.0, 3, 'say "hi"']]}
+    (line,) = archive.line_protocol(one, {"power": "float", "n": "integer", "note": "string"})
+    assert line == 'power_consumption,scope=cpu,target=my\\ app\\,1 power=2.0,n=3i,note="say \\"hi\\"" 5'
