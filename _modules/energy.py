@@ -566,22 +566,108 @@ def react(name, action="die"):
             fcntl.flock(lock, fcntl.LOCK_EX | fcntl.LOCK_NB)
         except OSError:
             return skip("another job is recreating it already")
-        # not queue=True: called from this function, Salt's state queue would store the job with
-        # no function name ("fun": None), and once it runs, saltutil.is_running fails on every
-        # later state run of the minion (FileLockError on queue.lock). Wait for a running state
-        # run here instead, for as long as a recreation may take.
-        deadline = time.monotonic() + float(conf["heal"]["timeout"]) + float(conf["heal"]["grace_seconds"])
-        while True:
-            ret = __salt__["state.single"](
-                "energy.healthy", name=name, component=spec["component"], run=spec["run"], probe=spec["health"],
-                grace=conf["heal"]["grace_seconds"], timeout=conf["heal"]["timeout"],
-                trigger=f"docker {action} event")
-            if not isinstance(ret, list) or time.monotonic() >= deadline:
-                break  # ran, or another state run held the minion until the deadline (ret says so)
-            time.sleep(REACT_RETRY_SECONDS)
+        ret = _recreate(spec, conf["heal"], f"docker {action} event")
     if not salt.utils.state.check_result(ret):
         __context__["retcode"] = 1
     return ret
+
+
+def _recreate(spec, settings, trigger):
+    """``energy.healthy`` on one container of the plan (it diagnoses again, recreates, logs and
+    fires energy/heal/<component>). Not queue=True: called from a module, Salt's state queue
+    would store the job with no function name ("fun": None), and once it runs,
+    saltutil.is_running fails on every later state run of the minion (FileLockError on
+    queue.lock). A running state run is waited for here instead, for as long as a recreation may
+    take."""
+    deadline = time.monotonic() + float(settings["timeout"]) + float(settings["grace_seconds"])
+    while True:
+        ret = __salt__["state.single"](
+            "energy.healthy", name=spec["name"], component=spec["component"], run=spec["run"], probe=spec["health"],
+            grace=settings["grace_seconds"], timeout=settings["timeout"], trigger=trigger)
+        if not isinstance(ret, list) or time.monotonic() >= deadline:
+            return ret  # ran, or another state run held the minion until the deadline (ret says so)
+        time.sleep(REACT_RETRY_SECONDS)
+
+
+NODE_KEPT = "energy/node.json"
+
+
+def node_kept_file():
+    """
+    Where this minion keeps its part of the plan for ``energy.heal_check`` (written by the
+    ``energy.heal`` SLS, mode 0600: the formula's health check holds its MongoDB password).
+
+    CLI Example:
+
+    .. code-block:: bash
+
+        salt-call energy.node_kept_file
+    """
+    return os.path.join(__opts__["cachedir"], NODE_KEPT)
+
+
+def _free_space(volume):
+    """Free bytes of a Docker volume on this host (its mount point), or None."""
+    mountpoint = __salt__["docker.inspect_volume"](volume).get("Mountpoint")
+    if not mountpoint:
+        return None
+    return _free_bytes(mountpoint)
+
+
+def heal_check(trigger="heal schedule"):
+    """
+    The light health check the heal schedule runs every ``energy:heal:schedule:seconds``: this
+    minion's containers of the plan (as the ``energy.heal`` SLS last kept them: no state run, no
+    plan, no mine), each inspected and probed as ``energy.healthy`` does; only a container that
+    fails its check goes through ``energy.healthy``, which recreates it, logs it and fires
+    ``energy/heal/<component>``. Containers in maintenance are left alone. Returns the names
+    found healthy, held, left as they are (with why) and recreated (with the comment).
+
+    CLI Example:
+
+    .. code-block:: bash
+
+        salt-call energy.heal_check
+    """
+    import json  # pylint: disable=import-outside-toplevel
+
+    try:
+        with open(node_kept_file(), encoding="utf-8") as handle:
+            kept = json.load(handle)
+    except (OSError, ValueError):
+        conf = config(secrets=True)  # not kept yet (the energy.heal SLS keeps it): from the plan
+        kept = core.health.kept(node(conf, secrets=True), conf["heal"])
+    settings = kept["heal"]
+    checked = {}
+    found = {"healthy": [], "held": [], "left": {}, "recreated": {}}
+    for spec in kept["containers"]:
+        name = spec["name"]
+        if spec["component"] not in settings["components"]:
+            continue
+        reason = held(name, spec["component"])
+        if reason:
+            checked[name] = ("held", reason)
+            found["held"].append(name)
+            continue
+        try:
+            info = __salt__["docker.inspect_container"](name)
+        except Exception:  # pylint: disable=broad-except
+            info = None  # saltext-dockermod raises for a missing container
+        reason = core.health.diagnose(info, spec["health"], settings["grace_seconds"], _free_space)
+        if reason is None:
+            checked[name] = ("healthy", "")
+            found["healthy"].append(name)
+        elif reason.startswith(core.health.LEFT_AS_IS):
+            checked[name] = ("unhealthy", reason)
+            log.error("energy heal: %s container %s is unhealthy: %s; left as it is", spec["component"], name, reason)
+            found["left"][name] = reason
+        else:  # energy.healthy keeps its own record of what it did
+            ret = _recreate(spec, settings, trigger)
+            found["recreated"][name] = "; ".join(
+                str(r.get("comment")) for r in (ret.values() if isinstance(ret, dict) else [])) or str(ret)
+    if checked:
+        core.health.record(core.health.records_path(__opts__["cachedir"]), checked, time.time())
+    return found
 
 
 # --------------------------------------------------------------------------- backup, restore, export

@@ -379,12 +379,41 @@ def healthy(name, component, run, probe=None, grace=60, timeout=60, trigger="hea
     return ret
 
 
+def node_kept(name):
+    """
+    Keep this minion's part of the plan in file ``name`` (``energy.node_kept_file``), mode 0600,
+    for the light health check ``energy.heal_check`` that the heal schedule runs: it then needs
+    neither the mine nor a state run. The return says whether it changed, never what it holds
+    (the formula's check carries its MongoDB password).
+
+    .. code-block:: yaml
+
+        energy-heal-node-kept:
+          energy.node_kept:
+            - name: /var/cache/salt/minion/energy/node.json
+    """
+    import json  # pylint: disable=import-outside-toplevel
+
+    ret = {"name": name, "changes": {}, "result": True, "comment": f"{name} is up to date"}
+    conf = __salt__["energy.config"](secrets=True)
+    content = json.dumps(core.health.kept(__salt__["energy.node"](conf, secrets=True), conf["heal"]), sort_keys=True)
+    if core.healing.read_text(name) == content:
+        return ret
+    if __opts__.get("test"):
+        ret.update(result=None, comment=f"{name} would be updated (this minion's containers and checks)",
+                   changes={"node": "would be updated"})
+        return ret
+    done = core.healing.write_atomic(name, content, mode=0o600)
+    ret.update(comment=f"{name} {done} (this minion's containers and checks)", changes={"node": done})
+    return ret
+
+
 def _note(name, status, reason):
     """Keep what the health check found (``salt-run energy.summary`` shows it); not in test mode."""
     if __opts__.get("test"):
         return
     try:
-        core.health.record(core.health.records_path(__opts__["cachedir"]), name, status, reason, time.time())
+        core.health.record(core.health.records_path(__opts__["cachedir"]), {name: (status, reason)}, time.time())
     except OSError as exc:  # the check's result matters more than its record
         log.warning("energy heal: cannot keep the health record of %s: %s", name, exc)
 

@@ -10,6 +10,14 @@ energy-heal-schedule-absent:
   schedule.absent:
     - name: energy-heal
 
+energy-heal-full-schedule-absent:
+  schedule.absent:
+    - name: energy-heal-full
+
+energy-heal-node-kept-absent:
+  file.absent:
+    - name: {{ salt['energy.node_kept_file']() | json }}
+
 energy-heal-engine-absent:
   energy.events_engine:
     - name: {{ salt['energy.engine_file']() | json }}

@@ -1,8 +1,8 @@
 {#- Self-healing on this minion: a health state per container of the plan (recreate what died or
-    stopped answering, log it, fire energy/heal/<component>), the schedule that applies the
-    stack and these checks every energy:heal:schedule:seconds (maxrunning 1), and the
-    docker_events engine whose die/destroy events the master's reactor turns into energy.react.
-    Containers in maintenance (energy.maintenance) are left alone. #}
+    stopped answering, log it, fire energy/heal/<component>), two schedules (the light check
+    energy.heal_check every energy:heal:schedule:seconds, the full state run every full_seconds), and
+    the docker_events engine whose die/destroy events the master's reactor turns into
+    energy.react. Containers in maintenance (energy.maintenance) are left alone. #}
 {%- from tpldir ~ "/plan.jinja" import energy, node with context %}
 {%- set heal = energy.heal %}
 {%- for c in node.containers if c.component in heal.components %}
@@ -15,20 +15,41 @@ energy-{{ c.component }}-health-healthy-{{ c.name }}:
     - grace: {{ heal.grace_seconds }}
     - timeout: {{ heal.timeout }}
 {% endfor %}
+{#- what energy.heal_check (the light check) reads: this minion's containers and their checks, kept
+    0600 in its cachedir (the checks hold the formula's MongoDB password) #}
+energy-heal-node-kept:
+  energy.node_kept:
+    - name: {{ salt['energy.node_kept_file']() | json }}
+
 {%- if heal.schedule.enabled %}
 energy-heal-schedule-present:
   schedule.present:
     - name: energy-heal
-    - function: state.apply
-    - job_kwargs:
-        mods: energy,energy.heal
+    - function: energy.heal_check
     - seconds: {{ heal.schedule.seconds }}
     - splay: {{ heal.schedule.splay }}
     - maxrunning: 1
+    - require:
+      - energy: energy-heal-node-kept
 {%- else %}
 energy-heal-schedule-absent:
   schedule.absent:
     - name: energy-heal
+{%- endif %}
+{%- if heal.schedule.enabled and heal.schedule.full_seconds %}
+energy-heal-full-schedule-present:
+  schedule.present:
+    - name: energy-heal-full
+    - function: state.apply
+    - job_kwargs:
+        mods: energy,energy.heal
+    - seconds: {{ heal.schedule.full_seconds }}
+    - splay: {{ heal.schedule.splay }}
+    - maxrunning: 1
+{%- else %}
+energy-heal-full-schedule-absent:
+  schedule.absent:
+    - name: energy-heal-full
 {%- endif %}
 
 energy-heal-engine-managed:

@@ -181,12 +181,20 @@ def read_records(path):
     return found if isinstance(found, dict) else {}
 
 
-def record(path, name, status, reason, now):
-    """Keep ``status`` (and ``reason``) as the last check of container ``name`` at ``now``."""
+def record(path, found, now):
+    """Keep ``found`` (``{name: (status, reason)}``) as the last check of those containers at ``now``."""
     import json  # pylint: disable=import-outside-toplevel
 
     from . import healing  # pylint: disable=import-outside-toplevel
 
-    found = read_records(path)
-    found[name] = {"status": status, "reason": (reason or "")[:300], "at": round(now, 1)}
-    healing.write_atomic(path, json.dumps(found, sort_keys=True), mode=0o600)
+    kept = read_records(path)
+    for name, (status, reason) in found.items():
+        kept[name] = {"status": status, "reason": (reason or "")[:300], "at": round(now, 1)}
+    healing.write_atomic(path, json.dumps(kept, sort_keys=True), mode=0o600)
+
+
+def kept(node_part, heal):
+    """What the light check (``energy.heal_check``) reads of a minion's part of the plan: each
+    container's name, component, run arguments and probe, and ``energy:heal``."""
+    return {"containers": [{k: c[k] for k in ("name", "component", "run", "health")} for c in node_part["containers"]],
+            "heal": heal}

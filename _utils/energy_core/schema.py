@@ -166,6 +166,8 @@ SCHEMA = Section({
             "enabled": BOOL,
             "seconds": Rule(is_positive, "a positive number of seconds between runs."),
             "splay": Rule(lambda v: is_number(v) and v >= 0, "a number of seconds, 0 or more."),
+            "full_seconds": Rule(lambda v: is_number(v) and v >= 0,
+                                 "a number of seconds between full state runs, 0 for none."),
         }, "key"),
         "events": Section({"enabled": BOOL, "restart_minion": BOOL, "restart_master": BOOL}, "key"),
     }, "key"),

@@ -1,10 +1,10 @@
 """The stack heals itself: energy.heal recreates what died, logs it, fires energy/heal/<component>,
 and no stored point is lost; the pillar-driven schedule does it with nobody acting."""
 
+import os
 import time
 
-
-from tests.integration.conftest import XEON_E5, XEON_GOLD, one, pillar_changed
+from tests.integration.conftest import MONGO_PASSWORDS, XEON_E5, XEON_GOLD, containers, one, pillar_changed
 from tests.power import influx
 
 
@@ -87,6 +87,9 @@ def test_the_schedule_heals_with_nobody_acting(deployed, salt_cli, docker_engine
             schedule = salt_cli.run("schedule.list", "return_yaml=False", minion_tgt="test-ctl").data
             assert schedule["energy-heal"]["maxrunning"] == 1
             assert schedule["energy-heal"]["seconds"] == 10
+            assert schedule["energy-heal"]["function"] == "energy.heal_check"  # the light check
+            assert schedule["energy-heal-full"]["function"] == "state.apply"
+            assert schedule["energy-heal-full"]["seconds"] == 3600
             victim = one(docker_engine, "formula", XEON_E5)
             victim.remove(force=True)
             killed = time.time()
@@ -99,6 +102,7 @@ def test_the_schedule_heals_with_nobody_acting(deployed, salt_cli, docker_engine
         finally:
             # schedule.delete, not a state run: a scheduled state run may be going on right now
             salt_cli.run("schedule.delete", "energy-heal", minion_tgt="test-ctl")
+            salt_cli.run("schedule.delete", "energy-heal-full", minion_tgt="test-ctl")
     # a scheduled run that started before the pillar came back re-adds the schedule: delete, let
     # the runs in flight end, and look again
     for _ in range(3):
@@ -113,4 +117,29 @@ def test_the_schedule_heals_with_nobody_acting(deployed, salt_cli, docker_engine
     # with the schedule off (the pillar is back), a heal run keeps it off
     ret, _ = heal(salt_cli, "test-ctl")
     assert ret.returncode == 0, ret.stdout
-    assert "energy-heal" not in (salt_cli.run("schedule.list", "return_yaml=False", minion_tgt="test-ctl").data or {})
+    assert not {"energy-heal", "energy-heal-full"} & set(
+        salt_cli.run("schedule.list", "return_yaml=False", minion_tgt="test-ctl").data or {})
+
+
+def test_the_light_check_recreates_only_what_fails_and_keeps_what_it_found(deployed, salt_cli, docker_engine):
+    ret, _ = heal(salt_cli, "test-ctl")  # keeps this minion's containers for the light check
+    assert ret.returncode == 0, ret.stdout
+    kept = salt_cli.run("energy.node_kept_file", minion_tgt="test-ctl").data
+    assert oct(os.stat(kept).st_mode & 0o777) == "0o600"  # the formula's probe holds its MongoDB password
+    victim = one(docker_engine, "formula", XEON_E5)
+    others = {c.name: c.id for c in containers(docker_engine, all=False, energy_minion="test-ctl")
+              if c.name != victim.name}
+    victim.kill()
+    ret = salt_cli.run("energy.heal_check", minion_tgt="test-ctl")
+    assert ret.returncode == 0, ret.stdout
+    assert list(ret.data["recreated"]) == [victim.name], ret.data
+    assert "recreated formula container" in ret.data["recreated"][victim.name]
+    assert sorted(ret.data["healthy"]) == sorted(others)  # the rest was only looked at
+    assert {c.name: c.id for c in containers(docker_engine, all=False, energy_minion="test-ctl")
+            if c.name != victim.name} == others
+    assert one(docker_engine, "formula", XEON_E5).status == "running"
+    for secret in MONGO_PASSWORDS.values():
+        assert secret not in ret.stdout
+    # a second check finds everything healthy and recreates nothing
+    again = salt_cli.run("energy.heal_check", minion_tgt="test-ctl").data
+    assert again["recreated"] == {} and victim.name in again["healthy"]
