@@ -585,7 +585,8 @@ def restore(src, cpus=None, tgt="*", stop_formulas=False, timeout=3600):
             raise core.archive.ArchiveError(
                 f"SmartWatts {running[0]} is running and writes into a database to restore. Fix: stop_formulas=True "
                 "(the restore stops them in a maintenance window and starts them again), or stop them yourself: "
-                f"salt {facts['boxes'][running[0]]['minion']} energy.maintenance on {running[0]}; docker stop")
+                f"salt {facts['boxes'][running[0]]['minion']} energy.maintenance on {running[0]}, then "
+                f"salt {facts['boxes'][running[0]]['minion']} docker.stop {running[0]}")
     except core.archive.ArchiveError as exc:
         return _failed(str(exc))
     stopped = []
