@@ -90,6 +90,16 @@ def window(minion, seconds, skip_engine=False):
             "seconds": elapsed, "engine_processes": len(engines)}
 
 
+def one_run(minion, *command):
+    """CPU seconds the minion's process tree spends on one job (``command`` run from the master)."""
+    pid = demo.running(demo.DEMO / minion / "minion.pid")
+    before, _ = minion_ticks(pid, False)
+    demo.salt_json("salt", "-t", "300", minion, *command)
+    time.sleep(2)  # the job's process is reaped
+    after, _ = minion_ticks(pid, False)
+    return (sum(after.values()) - sum(v for p, v in before.items() if p in after)) / TICK
+
+
 def schedules(minion, enabled):
     for job in SCHEDULES:
         demo.salt_json("salt", minion, "schedule.enable_job" if enabled else "schedule.disable_job", job)
@@ -115,6 +125,12 @@ def main():
         result = window(minion, seconds, skip_engine=True)
         rows.append(("schedules and engine off (engine process left out)", result))
         print(f"  schedules and engine off: {result}", flush=True)
+        light = one_run(minion, "energy.heal_check")
+        full = one_run(minion, "state.apply", "energy,energy.heal")
+        period = {name: float(job.get("seconds") or 0) for name, job in listed.items()}
+        print(f"  one light check: {light:.2f} CPU-s (every {period.get('energy-heal', 0):.0f} s); one full state run: "
+              f"{full:.2f} CPU-s (every {period.get('energy-heal-full', 0):.0f} s: "
+              f"{100 * full / max(period.get('energy-heal-full', 0), 1):.3f} % of a core on average)", flush=True)
     finally:
         schedules(minion, True)
     print(f"\n| {minion}, {seconds:.0f} s each | salt-minion | sensor container | together |")
