@@ -58,6 +58,20 @@ MINIONS = {
 }
 
 
+def minions(count=4):
+    """The demo's minions: the four above, then sensor-only minions node-04, node-05, ... (the three
+    CPU models in turn, on 127.0.2.x) up to ``count`` (benchmarks/scale.py)."""
+    base = dict(MINIONS_4)
+    models = [MINIONS_4[m][1] for m in ("node-a", "node-b", "node-c")]
+    for i in range(len(base), count):
+        base[f"node-{i:02d}"] = (f"127.0.2.{i}", dict(models[i % 3]))
+    return base
+
+
+MINIONS_4 = MINIONS
+MINIONS = minions(int(os.environ.get("DEMO_MINIONS", "4")))
+
+
 def write_yaml(path, data):
     path.parent.mkdir(parents=True, exist_ok=True)
     path.write_text(yaml.safe_dump(data, sort_keys=False))
@@ -140,14 +154,16 @@ def running(pidfile):
         return None
 
 
-def up():
+def start(restart=True):
+    """Configure and start the master and every minion of MINIONS, and wait until they answer."""
     configure()
     if not running(DEMO / "master" / "master.pid"):
         subprocess.run([str(BIN / "salt-master"), "-c", str(MASTER_CONF), "-d"], check=True)
     for minion in MINIONS:
-        stop(DEMO / minion / "minion.pid")  # a minion reads its config (energy_facts) only at start
-        subprocess.run([str(BIN / "salt-minion"), "-c", str(DEMO / minion / "conf"), "-d"], check=True)
-    deadline = time.time() + 120
+        if restart or not running(DEMO / minion / "minion.pid"):
+            stop(DEMO / minion / "minion.pid")  # a minion reads its config (energy_facts) only at start
+            subprocess.run([str(BIN / "salt-minion"), "-c", str(DEMO / minion / "conf"), "-d"], check=True)
+    deadline = time.time() + 120 + 5 * len(MINIONS)
     while True:
         answered, everyone = minions_return("test.ping")
         if everyone:
@@ -156,6 +172,10 @@ def up():
             sys.exit(f"demo: minions did not answer in 120 s: {answered}")
         time.sleep(3)
     salt("salt", "*", "saltutil.refresh_pillar", "wait=True", capture=True)
+
+
+def up():
+    start()
     ret = salt("salt-run", "state.orchestrate", "energy.orch", "--state-output=terse", check=False)
     if ret.returncode:
         sys.exit("demo: the orchestrate run failed (see above)")
@@ -252,8 +272,8 @@ def down():
             if ids:
                 subprocess.run(["docker", "rm", "-f", *ids], capture_output=True, check=False)
                 print(f"demo: salt-master is not running; removed {len(ids)} container(s) of {minion} with docker")
-    for minion in MINIONS:  # minions before their master
-        stop(DEMO / minion / "minion.pid")
+    for pidfile in sorted(DEMO.glob("*/minion.pid")):  # minions before their master (also node-04...)
+        stop(pidfile)
     stop(DEMO / "master" / "master.pid")
     # and any daemon of the demo the pidfiles no longer name (one restarted by hand, say)
     stray = f"salt-(minion|master) -c {DEMO}/"

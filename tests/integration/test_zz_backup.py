@@ -18,6 +18,7 @@ import xml.etree.ElementTree as ET
 
 import pytest
 
+from energy_core import archive
 from tests.integration.conftest import MINIONS, containers, failed_steps, pillar_changed
 
 
@@ -59,11 +60,11 @@ def test_the_summary_shows_what_runs_where_and_what_differs_from_the_plan(deploy
                                                                           tmp_path):
     ret, facts = run(salt_run_cli, "energy.summary", "format=json")
     assert ret.returncode == 0, ret.stdout
-    planned = {name for host in plan["hosts"].values() for name in host}
-    assert planned == set(facts["boxes"])
+    planned = {c["name"]: minion for minion, host in plan["hosts"].items() for c in host["containers"]}
+    assert set(planned) == set(facts["boxes"])
     for name, box in facts["boxes"].items():
         assert box["state"] == "running", (name, box)
-        assert box["minion"] == next(m for m, names in plan["hosts"].items() if name in names)
+        assert box["minion"] == planned[name]
     influx = [b for b in facts["boxes"].values() if b["component"] == "influxdb"]
     assert influx and all(b["volume_bytes"] > 0 for b in influx)  # the volumes hold data
     assert facts["differences"]["unplanned"] == [{"minion": "test-node-c", "name": stray, "component": "sensor",
@@ -131,7 +132,8 @@ def test_a_backup_has_a_checked_manifest_of_every_database(backup, plan):
         assert hashlib.sha256(open(path, "rb").read()).hexdigest() == entry["sha256"]
         with tarfile.open(path) as tar:  # influxd backup -portable's files
             assert any(n.endswith(".manifest") for n in tar.getnames())
-        assert entry["seconds"] >= 0 and entry["last"] < manifest["until"]
+        assert entry["seconds"] >= 0
+        assert archive.parse_time(entry["last"], 0, "last") < archive.parse_time(manifest["until"], 0, "until")
 
 
 def test_the_export_has_a_csv_per_cpu_name_with_every_container(backup, plan):
