@@ -19,7 +19,7 @@ import xml.etree.ElementTree as ET
 import pytest
 
 from energy_core import archive
-from tests.integration.conftest import MINIONS, containers, failed_steps, pillar_changed
+from tests.integration.conftest import MINIONS, containers, failed_steps, pillar_changed, settled
 
 
 def series_digests(info, until_ns):
@@ -57,7 +57,8 @@ def stray(docker_engine, images_built):
 
 
 def test_the_summary_shows_what_runs_where_and_what_differs_from_the_plan(deployed, plan, salt_run_cli, stray,
-                                                                          tmp_path):
+                                                                          docker_engine, tmp_path):
+    settled(docker_engine)
     ret, facts = run(salt_run_cli, "energy.summary", "format=json")
     assert ret.returncode == 0, ret.stdout
     planned = {c["name"]: minion for minion, host in plan["hosts"].items() for c in host["containers"]}
