@@ -116,7 +116,7 @@ def main():
     rows = []
     try:
         result = window(minion, seconds)
-        rows.append(("as deployed (light check every 60 s, full run hourly, engine)", result))
+        rows.append(("as deployed (light check every 60 s, full run every 2 h, engine)", result))
         print(f"  as deployed: {result}", flush=True)
         schedules(minion, False)
         result = window(minion, seconds)

@@ -89,7 +89,7 @@ def test_the_schedule_heals_with_nobody_acting(deployed, salt_cli, docker_engine
             assert schedule["energy-heal"]["seconds"] == 10
             assert schedule["energy-heal"]["function"] == "energy.heal_check"  # the light check
             assert schedule["energy-heal-full"]["function"] == "state.apply"
-            assert schedule["energy-heal-full"]["seconds"] == 3600
+            assert schedule["energy-heal-full"]["seconds"] == 7200
             victim = one(docker_engine, "formula", XEON_E5)
             victim.remove(force=True)
             killed = time.time()

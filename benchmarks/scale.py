@@ -1,0 +1,118 @@
+"""How the orch grows with the fleet, on one machine: the demo with 4, 8, 16 and 24 minions (the
+extra ones run a sensor only, the three CPU models in turn, on 127.0.2.x; every sensor is the small
+stand-in image). For each size: clean (volumes kept), a cold orch, a re-run; the master's memory
+(its whole process tree) and a minion's (the mean over the minions), after the re-run.
+
+Target: from 8 to 24 minions the cold orch takes at most twice as long.
+
+    .venv/bin/python benchmarks/scale.py [sizes, default 4,8,16,24]
+
+Prints a Markdown table and draws benchmarks/scale.png (needs matplotlib: pip install matplotlib).
+Ends with the demo back at its 4 minions, deployed.
+"""
+
+import os
+import pathlib
+import sys
+import time
+
+ROOT = pathlib.Path(__file__).resolve().parent.parent
+sys.path[:0] = [str(ROOT), str(ROOT / "scripts"), str(ROOT / "benchmarks")]
+
+import demo  # noqa: E402
+from footprint import processes, tree  # noqa: E402
+from orch import orch  # noqa: E402
+
+
+def rss_mib(pid):
+    """Resident memory of ``pid``'s process tree, MiB."""
+    table = processes()
+    total = 0
+    for member in tree(pid, table):
+        try:
+            for line in pathlib.Path(f"/proc/{member}/status").read_text().splitlines():
+                if line.startswith("VmRSS:"):
+                    total += int(line.split()[1])
+        except OSError:
+            continue
+    return total / 1024.0
+
+
+def measure(count):
+    demo.MINIONS = demo.minions(count)
+    demo.start(restart=False)
+    demo.salt("salt", "*", "saltutil.refresh_pillar", "wait=True", capture=True)
+    _clean, ok, _ = orch("energy.clean_orch")
+    cold, ok_cold, steps = orch("energy.orch")
+    rerun, ok_rerun, _ = orch("energy.orch")
+    master = rss_mib(demo.running(demo.DEMO / "master" / "master.pid"))
+    minion_rss = [rss_mib(demo.running(demo.DEMO / m / "minion.pid")) for m in demo.MINIONS]
+    slowest = max(steps.items(), key=lambda kv: kv[1]) if steps else ("-", 0)
+    row = {"minions": count, "cold": cold, "rerun": rerun, "ok": ok and ok_cold and ok_rerun,
+           "master_mib": master, "minion_mib": sum(minion_rss) / len(minion_rss),
+           "slowest": f"{slowest[0]} {slowest[1] / 1000:.1f} s"}
+    print(f"  {row}", flush=True)
+    return row
+
+
+def shrink_to_four():
+    """Back to the demo's 4 minions: the extra ones' stack removed, then the minions stopped."""
+    demo.MINIONS = demo.minions(4)
+    orch("energy.clean_orch")
+    for pidfile in sorted(demo.DEMO.glob("node-[0-9]*/minion.pid")):
+        demo.stop(pidfile)
+    demo.salt("salt-key", "-y", "-d", "node-[0-9]*", capture=True, check=False)
+    time.sleep(3)
+    orch("energy.orch")
+
+
+def draw(rows, path):
+    try:
+        import matplotlib  # pylint: disable=import-outside-toplevel
+
+        matplotlib.use("Agg")
+        import matplotlib.pyplot as plt  # pylint: disable=import-outside-toplevel
+    except ImportError:
+        print("scale: no matplotlib, no picture (pip install matplotlib)")
+        return
+    counts = [r["minions"] for r in rows]
+    fig, (left, right) = plt.subplots(1, 2, figsize=(10, 4))
+    left.plot(counts, [r["cold"] for r in rows], "o-", label="cold orch")
+    left.plot(counts, [r["rerun"] for r in rows], "s-", label="re-run")
+    left.set_xlabel("minions")
+    left.set_ylabel("seconds")
+    left.set_title(f"orch time ({os.cpu_count()} cores, one machine)")
+    left.legend()
+    right.plot(counts, [r["master_mib"] for r in rows], "o-", label="salt-master")
+    right.plot(counts, [r["minion_mib"] for r in rows], "s-", label="salt-minion (mean)")
+    right.set_xlabel("minions")
+    right.set_ylabel("MiB resident")
+    right.set_title("memory")
+    right.legend()
+    fig.tight_layout()
+    fig.savefig(path, dpi=90)
+    print(f"scale: drew {path}")
+
+
+def main():
+    sizes = [int(s) for s in (sys.argv[1] if len(sys.argv) > 1 else "4,8,16,24").split(",")]
+    print(f"scale: {sizes} minions on {os.cpu_count()} cores", flush=True)
+    rows = []
+    try:
+        for count in sizes:
+            rows.append(measure(count))
+    finally:
+        shrink_to_four()
+    print("\n| minions | cold orch | re-run | salt-master RSS | salt-minion RSS (mean) | slowest step (cold) |")
+    print("|---|---|---|---|---|---|")
+    for r in rows:
+        print(f"| {r['minions']} | {r['cold']:.1f} s | {r['rerun']:.1f} s | {r['master_mib']:.0f} MiB | "
+              f"{r['minion_mib']:.0f} MiB | {r['slowest']} |" + ("" if r["ok"] else " (an orch failed)"))
+    by = {r["minions"]: r for r in rows}
+    if 8 in by and 24 in by:
+        print(f"\ncold orch 24 / 8 minions: {by[24]['cold'] / by[8]['cold']:.2f} (target <= 2)")
+    draw(rows, ROOT / "benchmarks" / "scale.png")
+
+
+if __name__ == "__main__":
+    main()
