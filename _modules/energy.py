@@ -251,8 +251,7 @@ def _space_problem(conf, node_part):
     if not new:
         return None
     root = (__salt__["docker.info"]() or {}).get("DockerRootDir") or "/var/lib/docker"
-    stat = os.statvfs(root)
-    free = stat.f_bavail * stat.f_frsize
+    free = core.health.free_bytes(root)
     need = sum(new.values())
     if need <= free:
         return None
@@ -606,12 +605,19 @@ def node_kept_file():
     return os.path.join(__opts__["cachedir"], NODE_KEPT)
 
 
-def _free_space(volume):
-    """Free bytes of a Docker volume on this host (its mount point), or None."""
+def volume_free(volume):
+    """
+    Free bytes of Docker volume ``volume`` on this host (on its mount point), or None when Docker
+    gives no mount point. What the health checks call "room" (``energy.healthy``, ``energy.heal_check``).
+
+    CLI Example:
+
+    .. code-block:: bash
+
+        salt-call energy.volume_free energy-ctl-influxdb-intel_xeon_gold_6130
+    """
     mountpoint = __salt__["docker.inspect_volume"](volume).get("Mountpoint")
-    if not mountpoint:
-        return None
-    return _free_bytes(mountpoint)
+    return core.health.free_bytes(mountpoint) if mountpoint else None
 
 
 def heal_check(trigger="heal schedule"):
@@ -653,7 +659,7 @@ def heal_check(trigger="heal schedule"):
             info = __salt__["docker.inspect_container"](name)
         except Exception:  # pylint: disable=broad-except
             info = None  # saltext-dockermod raises for a missing container
-        reason = core.health.diagnose(info, spec["health"], settings["grace_seconds"], _free_space)
+        reason = core.health.diagnose(info, spec["health"], settings["grace_seconds"], volume_free)
         if reason is None:
             checked[name] = ("healthy", "")
             found["healthy"].append(name)
@@ -738,11 +744,6 @@ def _exec(name, argv, timeout=3600):
     return result.exit_code, (result.output or b"").decode(errors="replace")[-4000:]
 
 
-def _free_bytes(path):
-    stat = os.statvfs(path)
-    return stat.f_bavail * stat.f_frsize
-
-
 def _push(path, upload):
     """Send ``path`` to the master (``cp.push``; the master keeps it under its cachedir) and remove it."""
     if not __salt__["cp.push"](path, upload_path=upload, remove_source=True):
@@ -775,8 +776,8 @@ def backup_influxdb(database, since=None, until=None, upload=None, job=None):
     where = core.archive.time_filter(since, until)
     points = core.influx.counts(container["url"], database, where)
     need = _volume_bytes(os.path.join(data_dir, "data", database)) or 0
-    for place, free in ((f"the volume of {container['name']}", _free_bytes(data_dir)),
-                        (f"{__opts__['cachedir']} on {__opts__['id']}", _free_bytes(_transfer_dir()))):
+    for place, free in ((f"the volume of {container['name']}", core.health.free_bytes(data_dir)),
+                        (f"{__opts__['cachedir']} on {__opts__['id']}", core.health.free_bytes(_transfer_dir()))):
         if free < need + 16 * 2**20:
             _fail(core.archive.ArchiveError(
                 f"no space for the backup of {database}: it needs about {core.topology.human(need)} on {place}, which "

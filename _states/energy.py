@@ -291,12 +291,8 @@ def _inspect(name):
 
 
 def _free_space(volume):
-    """Free bytes of a Docker volume on this host (its mount point), or None."""
-    mountpoint = __salt__["docker.inspect_volume"](volume).get("Mountpoint")
-    if not mountpoint:
-        return None
-    stat = os.statvfs(mountpoint)
-    return stat.f_bavail * stat.f_frsize
+    """Free bytes of a Docker volume on this host, or None (``energy.volume_free``)."""
+    return __salt__["energy.volume_free"](volume)
 
 
 def healthy(name, component, run, probe=None, grace=60, timeout=60, trigger="health check"):

@@ -86,6 +86,14 @@ def age(info, now=None):
     return (now or time.time()) - when
 
 
+def free_bytes(path):
+    """Bytes an unprivileged writer may still use on the file system of ``path`` (statvfs)."""
+    import os  # pylint: disable=import-outside-toplevel
+
+    stat = os.statvfs(path)
+    return stat.f_bavail * stat.f_frsize
+
+
 def volume_full(probe, free_space):
     """The FULL reason when the container's volume has less than its minimum free, else None.
     ``free_space(volume)`` gives the free bytes (None when it cannot tell)."""
