@@ -24,6 +24,9 @@ Every container of the plan is a mapping with exactly the keys of ``CONTAINER_KE
 """
 
 import copy
+import hashlib
+import hmac
+import json
 
 from . import dashboards, health, names, rules, sizing
 
@@ -36,6 +39,27 @@ GRAFANA_DASHBOARD_PROVIDER = {
                    "allowUiUpdates": False, "options": {"path": "/etc/grafana/dashboards"}}],
 }
 DASHBOARD_SOURCE = "salt://energy/files/dashboard.json"
+
+
+def config_digest(key, name, run, image_id):
+    """The ``names.LABEL_CONFIG`` label of container ``name`` made from ``run`` (its
+    docker_container.running arguments) on image ``image_id``: an HMAC-SHA256 keyed with a secret
+    of the minion, as ``run`` holds passwords and labels are readable by whoever lists containers."""
+    run = {k: v for k, v in run.items() if k not in ("force", "watch_action")}
+    canonical = json.dumps({"name": name, "image": image_id, "run": run}, sort_keys=True, default=str,
+                           separators=(",", ":"))
+    return "hmac-sha256:" + hmac.new(key, canonical.encode(), hashlib.sha256).hexdigest()
+
+
+def unchanged(attrs, digest, image_id):
+    """True when the container Docker describes with ``attrs`` (an inspect) runs, on ``image_id``,
+    and was created with the configuration of ``digest``: nothing to compare, nothing to do."""
+    if not attrs or not digest or not image_id:
+        return False
+    state = attrs.get("State") or {}
+    labels = (attrs.get("Config") or {}).get("Labels") or {}
+    return (bool(state.get("Running")) and not state.get("Restarting") and not state.get("Paused")
+            and attrs.get("Image") == image_id and hmac.compare_digest(labels.get(names.LABEL_CONFIG, ""), digest))
 
 
 def space(volume):

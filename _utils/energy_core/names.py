@@ -35,6 +35,10 @@ LABEL_CPU = "energy.cpu"
 # MongoDB puller does not survive its server going away (it stays up, reading nothing)
 LABEL_MONGO = "energy.mongo"
 LABEL_INFLUXDB = "energy.influxdb"
+# a keyed digest (HMAC-SHA256, the key stays on the minion) of everything a container was created
+# with: a re-run that finds the same digest, the same image and the container running has nothing
+# to compare (docker compose's config-hash label does the same)
+LABEL_CONFIG = "energy.config"
 
 # event-driven healing: the docker_events engine on each minion fires EVENT_TAG/<Action>; the
 # master's reactor listens to REACTOR_EVENT and renders REACTOR_SLS

@@ -18,6 +18,18 @@ from tests.unit.loader_mocks import (  # noqa: F401  the fixtures are used by na
 
 
 
+LABEL_CONFIG = energy_state.core.names.LABEL_CONFIG
+
+
+def undigested(running):
+    """The arguments docker_container.running was called with once, without the labels the state
+    adds (the configuration digest, tested below)."""
+    running.assert_called_once()
+    called = dict(running.call_args.kwargs)
+    labels = {k: v for k, v in called.pop("labels", {}).items() if k != LABEL_CONFIG}
+    return dict(called, labels=labels) if labels else called
+
+
 def test_healthy_container_is_left_as_it_is(state_salt, state_states):
     ret = energy_state.healthy(FORMULA, "formula", RUN)
     assert ret == {"name": FORMULA, "changes": {}, "result": True, "comment": f"formula container {FORMULA} is healthy"}
@@ -33,7 +45,7 @@ def test_missing_container_is_recreated_and_the_heal_event_fired(state_salt, sta
     ret = energy_state.healthy(FORMULA, "formula", RUN, probe={}, trigger="docker die event")
     assert ret["result"] is True
     assert ret["comment"].startswith(f"recreated formula container {FORMULA} because the container is missing")
-    state_states["docker_container.running"].assert_called_once_with(name=FORMULA, force=False, **RUN)
+    assert undigested(state_states["docker_container.running"]) == dict(name=FORMULA, force=False, **RUN)
     state_salt["docker.rm"].assert_not_called()  # nothing to remove
     state_salt["event.send"].assert_called_once()
     tag, data = state_salt["event.send"].call_args.args
@@ -54,7 +66,7 @@ def test_stopped_container_is_replaced_by_docker_container_running_not_removed_f
     ret = energy_state.healthy(SENSOR, "sensor", RUN)
     assert ret["result"] is True
     state_salt["docker.rm"].assert_not_called()
-    state_states["docker_container.running"].assert_called_once_with(name=SENSOR, force=True, **RUN)
+    assert undigested(state_states["docker_container.running"]) == dict(name=SENSOR, force=True, **RUN)
     assert state_salt["event.send"].call_args.args[1]["reason"] == "the container is exited"
 
 
@@ -368,7 +380,9 @@ def test_container_running_masks_the_secrets_docker_container_running_returns(st
         "name": FORMULA, "result": True, "comment": f"Container has a new environment: {STATE_SECRET}",
         "changes": {"container": {"Config": {"Env": {"old": [], "new": [f"URI={env['POWERAPI_INPUT_PULLER_URI']}"]}}}}}
     ret = energy_state.container_running(FORMULA, image="x:1", environment=env, __id__="ignored")
-    state_states["docker_container.running"].assert_called_once_with(name=FORMULA, image="x:1", environment=env)
+    called = state_states["docker_container.running"].call_args.kwargs
+    assert {k: v for k, v in called.items() if k != "labels"} == {"name": FORMULA, "image": "x:1", "environment": env}
+    assert list(called["labels"]) == [LABEL_CONFIG] and called["labels"][LABEL_CONFIG].startswith("hmac-sha256:")
     assert STATE_SECRET not in repr(ret) and "***" in repr(ret["changes"]) and "***" in ret["comment"]
 
 
@@ -384,6 +398,73 @@ def test_a_watched_container_is_restarted_by_docker_container_s_own_watch_masked
     state_states["docker_container.mod_watch"] = mock.MagicMock(
         return_value={"name": SENSOR, "result": True, "comment": f"Replaced; env {STATE_SECRET}", "changes": {}})
     ret = energy_state.mod_watch(SENSOR, sfun="container_running", image="x:1", __reqs__={})
-    state_states["docker_container.mod_watch"].assert_called_once_with(SENSOR, sfun="running", image="x:1")
+    called = state_states["docker_container.mod_watch"].call_args
+    assert called.args == (SENSOR,) and called.kwargs["sfun"] == "running" and called.kwargs["image"] == "x:1"
+    # the container it makes carries the digest a later run compares with
+    assert called.kwargs["labels"][LABEL_CONFIG] == energy_state._with_digest(SENSOR, {"image": "x:1"})[1]
     assert STATE_SECRET not in ret["comment"]
     assert energy_state.mod_watch(SENSOR, sfun="healthy")["result"] is False
+
+
+# --------------------------------------------------------------------------- configuration digest
+
+
+def running_as(labels, image="sha256:0", running=True):
+    return {"Image": image, "State": {"Running": running, "Status": "running" if running else "exited"},
+            "Config": {"Labels": labels}}
+
+
+def deploy(env):
+    return energy_state.container_running(FORMULA, image="x:1", environment=env, labels={"energy.component": "formula"})
+
+
+def test_a_container_made_with_the_same_configuration_is_not_compared_again(state_salt, state_states):
+    deploy({"A": "1"})
+    made = state_states["docker_container.running"].call_args.kwargs["labels"]
+    state_states["docker_container.running"].reset_mock()
+    state_salt["docker.inspect_container"].return_value = running_as(made)
+    ret = deploy({"A": "1"})
+    assert ret["result"] is True and ret["changes"] == {} and "already configured" in ret["comment"]
+    state_states["docker_container.running"].assert_not_called()
+
+
+@pytest.mark.parametrize("change", ["environment", "image", "stopped", "no label"])
+def test_a_container_whose_configuration_image_or_state_differs_goes_to_docker_container(change, state_salt,
+                                                                                         state_states):
+    deploy({"A": "1"})
+    made = state_states["docker_container.running"].call_args.kwargs["labels"]
+    state_states["docker_container.running"].reset_mock()
+    attrs = {"environment": running_as(made), "image": running_as(made, image="sha256:old"),
+             "stopped": running_as(made, running=False), "no label": running_as({})}[change]
+    state_salt["docker.inspect_container"].return_value = attrs
+    deploy({"A": "2"} if change == "environment" else {"A": "1"})
+    state_states["docker_container.running"].assert_called_once()
+
+
+def test_the_digest_is_keyed_by_a_secret_of_the_minion_and_shows_no_password(state_opts, state_salt, state_states,
+                                                                             cachedir):
+    first = energy_state._with_digest(FORMULA, {"image": "x:1", "environment": {"P": STATE_SECRET}})[1]
+    key = cachedir / "energy" / "config.key"
+    assert stat.S_IMODE(key.stat().st_mode) == 0o600 and len(key.read_bytes()) == 32
+    assert energy_state._with_digest(FORMULA, {"image": "x:1", "environment": {"P": STATE_SECRET}})[1] == first
+    assert STATE_SECRET not in first
+    # another key (another minion, or a wiped cachedir) gives another digest for the same container
+    key.write_bytes(b"k" * 32)
+    assert energy_state._with_digest(FORMULA, {"image": "x:1", "environment": {"P": STATE_SECRET}})[1] != first
+
+
+def test_a_missing_image_gives_no_digest_and_leaves_the_pull_to_docker_container(state_salt, state_states):
+    state_salt["docker.inspect_image"].side_effect = Exception("No such image")
+    deploy({"A": "1"})
+    assert LABEL_CONFIG not in state_states["docker_container.running"].call_args.kwargs["labels"]
+
+
+def test_heal_always_goes_to_docker_container(state_salt, state_states):
+    # a recreation by energy.healthy is never short-cut, even with a matching label
+    deploy({"A": "1"})
+    made = state_states["docker_container.running"].call_args.kwargs["labels"]
+    state_states["docker_container.running"].reset_mock()
+    state_salt["docker.inspect_container"].return_value = running_as(made)
+    energy_state._running(FORMULA, force=True, image="x:1", environment={"A": "1"},
+                          labels={"energy.component": "formula"})
+    state_states["docker_container.running"].assert_called_once()
