@@ -1,10 +1,11 @@
 {#- salt-run state.orchestrate energy.orch
     Deploys the stack: sync the formula's modules, refresh the mine, check pillar and plan on every
-    minion (nothing is touched if that fails), then mongos -> sensors -> influxdbs -> formulas ->
-    grafana, then the health checks, heal schedule and docker_events engine (energy.heal), then the
-    master's reactor for those events. Each phase targets its role; each minion deploys only what
-    the plan gives it. Minions that do not answer are left out of every step (a phase whose
-    minions all are down is skipped) and named by the last step, which then fails. #}
+    minion (nothing is touched if that fails), then two phases: the databases (MongoDBs, InfluxDBs,
+    their users and databases) on the minions of those roles, then the sensors, formulas and
+    Grafana on theirs; then on every minion the health checks, heal schedule and docker_events
+    engine (energy.heal), then the master's reactor for those events. Each minion deploys only what
+    the plan gives it. Minions that do not answer are left out of every step (a role whose minions
+    all are down is left out of its phase) and named by the last step, which then fails. #}
 {%- from tpldir ~ "/orch_targets.jinja" import orch, targets, all_targets, down, roles_down, sync_steps with context %}
 
 {{ sync_steps() }}
@@ -31,21 +32,22 @@ energy-orch-plan-check-function:
     - require:
       - salt: energy-orch-mine-update-function
 {%- set ns = namespace(previous='salt: energy-orch-plan-check-function') %}
-{%- for component, role in [('mongo', 'mongos'), ('sensor', 'sensors'), ('influxdb', 'influxdbs'),
-                            ('formula', 'formulas'), ('grafana', 'grafana')] if role in targets
-                            and role not in roles_down %}
+{#- one state run per minion per phase (energy_core.placement.orch_phases): the databases, then the
+    sensors, formulas and Grafana; each minion applies only what the plan gives it. The health
+    checks come last, on every minion, once every container is up: a sensor that a deploy phase
+    stopped (it refused its config) is not recreated by them in the same run. #}
+{%- for phase in orch.phases %}
 
-energy-{{ component }}-deploy-orch:
+energy-{{ phase.name }}-deploy-orch:
   salt.state:
     - queue: True  {#- waits for a state run already there (the heal schedule) instead of failing #}
-    - tgt: {{ targets[role] | json }}
+    - tgt: {{ phase.tgt | json }}
     - tgt_type: compound
-    - sls:
-      - energy.{{ component }}
+    - sls: {{ phase.sls | json }}
     - failhard: True
     - require:
       - {{ ns.previous }}
-{%- set ns.previous = 'salt: energy-' ~ component ~ '-deploy-orch' %}
+{%- set ns.previous = 'salt: energy-' ~ phase.name ~ '-deploy-orch' %}
 {%- endfor %}
 
 energy-heal-deploy-orch:
@@ -74,6 +76,6 @@ energy-reactor-reaction-present-runner:
 energy-orch-minions-answer-fail:
   test.fail_without_changes:
     - name: {{ ("minion(s) " ~ down | join(', ') ~ " did not answer: their part of the stack is not deployed"
-                ~ ((" (no " ~ roles_down | join(', ') ~ " phase: all its minions are down)") if roles_down else "")
+                ~ ((" (nothing deployed for " ~ roles_down | join(', ') ~ ": all their minions are down)") if roles_down else "")
                 ~ "; run salt-run state.orchestrate energy.orch again once they are back") | json }}
 {%- endif %}

@@ -11,8 +11,11 @@ ROLES = ("sensors", "mongos", "formulas", "influxdbs", "grafana")
 COMPONENTS = ("sensor", "mongo", "formula", "influxdb", "grafana")
 ROLE_OF = {"sensor": "sensors", "mongo": "mongos", "formula": "formulas", "influxdb": "influxdbs",
            "grafana": "grafana"}
-# deployment order (what the orch applies) and removal order (what energy.clean applies)
+# deployment order (what energy/init.sls applies) and removal order (what energy.clean applies)
 DEPLOY_ORDER = ("mongo", "sensor", "influxdb", "formula", "grafana")
+# the orch's deploy phases, one state run per minion each: the databases, with their users and
+# databases, before anything that connects to them; then the rest (the orch's heal phase follows)
+ORCH_PHASES = (("databases", ("mongo", "influxdb")), ("services", ("sensor", "formula", "grafana")))
 # per_cpu: a MongoDB and an InfluxDB per CPU name; shared: one of each for all; dedicated: a whole
 # stack next to each sensor
 STRATEGIES = ("per_cpu", "shared", "dedicated")

@@ -29,6 +29,21 @@ def role_targets(conf):
     return {role: target for role, target in targets.items() if target}
 
 
+def orch_phases(targets, roles_down):
+    """The deploy phases of the orch, in order: ``[{"name", "sls", "tgt"}]``. Each phase applies
+    its components' SLS files in one state run per minion, on the union of their roles' targets
+    (``targets``: role -> compound target); a minion applies only what the plan gives it, and an
+    SLS whose component the plan does not give it changes nothing there. A role whose minions are
+    all down (``roles_down``) leaves its component out; a phase left with none is skipped."""
+    phases = []
+    for name, components in names.ORCH_PHASES:
+        present = [c for c in components if names.ROLE_OF[c] in targets and names.ROLE_OF[c] not in roles_down]
+        if present:
+            phases.append({"name": name, "sls": [f"energy.{c}" for c in present],
+                           "tgt": " or ".join(f"( {t} )" for t in dict.fromkeys(targets[names.ROLE_OF[c]] for c in present))})
+    return phases
+
+
 STRATEGIES = names.STRATEGIES
 
 

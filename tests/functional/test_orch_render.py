@@ -11,9 +11,10 @@ the real ``_runners/energy.py``. Only the master's view of the fleet is faked: `
 and ``cache.grains`` match their compound target against a small fleet with Salt's own compound
 matcher, and a per-test set of minions does not answer.
 
-What is checked against the pure core: each deploy phase targets
-``energy_core.placement.role_targets(merged conf)[role]``, and the steps that concern every minion
-target the union of those targets.
+What is checked against the pure core: the databases phase targets the union of
+``energy_core.placement.role_targets(merged conf)`` for mongos and influxdbs and applies their SLS
+files, the services phase does the same for sensors, formulas and grafana, and the steps that
+concern every minion target the union of every role's target.
 """
 
 import copy
@@ -42,10 +43,12 @@ FLEET = {
     "graf": {"energy_role": "dashboard", "virtual": "physical"},
 }
 
-PHASES = [(component, names.ROLE_OF[component]) for component in names.DEPLOY_ORDER]
+DATABASES, SERVICES = "energy-databases-deploy-orch", "energy-services-deploy-orch"
+# the components of each phase, in the order each minion applies them
+PHASES = {DATABASES: ("mongo", "influxdb"), SERVICES: ("sensor", "formula", "grafana")}
 SYNC_STEPS = ("energy-orch-modules-sync-function", "energy-orch-modules-refresh-function")
-UNION_STEPS_ORCH = SYNC_STEPS + ("energy-orch-mine-update-function", "energy-orch-plan-check-function",
-                                 "energy-heal-deploy-orch")
+HEAL = "energy-heal-deploy-orch"
+UNION_STEPS_ORCH = SYNC_STEPS + ("energy-orch-mine-update-function", "energy-orch-plan-check-function", HEAL)
 UNION_STEPS_CLEAN = SYNC_STEPS + ("energy-orch-clean-apply-orch",)
 FAIL_STEP = "energy-orch-minions-answer-fail"
 REACTOR_STEP = "energy-reactor-reaction-present-runner"
@@ -185,7 +188,18 @@ def step(high, sid):
 
 
 def deploy_phases(high):
-    return [sid for sid in high if sid.endswith("-deploy-orch") and sid != "energy-heal-deploy-orch"]
+    return [sid for sid in high if sid.endswith("-deploy-orch") and sid != HEAL]
+
+
+def expected_phases(expected, gone=()):
+    """{phase id: (its SLS files, the roles whose targets it joins)} for the role targets
+    ``expected``, the roles in ``gone`` (every minion down) left out; a phase with none is skipped."""
+    phases = {}
+    for sid, components in PHASES.items():
+        present = [c for c in components if names.ROLE_OF[c] in expected and names.ROLE_OF[c] not in gone]
+        if present:
+            phases[sid] = ([f"energy.{c}" for c in present], [names.ROLE_OF[c] for c in present])
+    return phases
 
 
 def expected_targets(defaults, pillar):
@@ -212,19 +226,20 @@ def test_each_phase_targets_its_role_and_the_other_steps_the_union(render, defau
     master, high = render("energy.orch", pillar)
     expected = expected_targets(defaults, pillar)
 
-    phases = deploy_phases(high)
-    assert phases == [f"energy-{c}-deploy-orch" for c, role in PHASES if role in expected]
-    for component, role in PHASES:
-        if role not in expected:
-            continue
-        fun, args = step(high, f"energy-{component}-deploy-orch")
-        assert fun == "salt.state"
-        assert args["tgt"] == expected[role], (role, args["tgt"])
-        assert args["tgt_type"] == "compound"
-        assert args["sls"] == [f"energy.{component}"]
-        assert args["failhard"] is True and args["queue"] is True
-
+    phases = expected_phases(expected)
+    assert deploy_phases(high) == list(phases)
     union = step(high, "energy-orch-modules-sync-function")[1]["tgt"]
+    for sid, (sls, roles) in phases.items():
+        fun, args = step(high, sid)
+        assert fun == "salt.state"
+        assert args["sls"] == sls
+        assert args["tgt_type"] == "compound"
+        assert args["failhard"] is True and args["queue"] is True
+        assert args["tgt"] == " or ".join(f"( {t} )" for t in dict.fromkeys(expected[role] for role in roles))
+        # the phase reaches exactly the minions of its roles
+        assert matching(matchers, args["tgt"]) == sorted(set().union(*(matching(matchers, expected[r])
+                                                                       for r in roles)))
+
     for sid in UNION_STEPS_ORCH:
         args = step(high, sid)[1]
         assert args["tgt"] == union and args["tgt_type"] == "compound", sid
@@ -241,7 +256,7 @@ def test_each_phase_targets_its_role_and_the_other_steps_the_union(render, defau
 def test_the_phases_chain_in_deployment_order(render, case):
     _, high = render("energy.orch", PILLARS[case])
     assert_requisites_resolve(high)
-    chain = ["energy-orch-plan-check-function"] + deploy_phases(high) + ["energy-heal-deploy-orch"]
+    chain = ["energy-orch-plan-check-function"] + deploy_phases(high) + [HEAL]
     for previous, current in zip(chain, chain[1:]):
         assert requires(high, current) == [("salt", previous)], current
     ids = list(high)
@@ -271,19 +286,21 @@ def test_grafana_disabled_has_no_grafana_phase(render, defaults):
     pillar = PILLARS["grafana-disabled"]
     _, high = render("energy.orch", pillar)
     assert "grafana" not in expected_targets(defaults, pillar)
-    assert "energy-grafana-deploy-orch" not in high
-    assert requires(high, "energy-heal-deploy-orch") == [("salt", "energy-formula-deploy-orch")]
-    # the same pillar with grafana enabled has the phase
+    assert step(high, SERVICES)[1]["sls"] == ["energy.sensor", "energy.formula"]
+    assert requires(high, SERVICES) == [("salt", DATABASES)]
+    # the same pillar with grafana enabled applies it
     _, enabled = render("energy.orch", {**pillar, "grafana": {"enabled": True, "admin_password": "pw"}})
-    assert step(enabled, "energy-grafana-deploy-orch")[1]["tgt"] == "ctl"
+    assert step(enabled, SERVICES)[1]["sls"] == ["energy.sensor", "energy.formula", "energy.grafana"]
+    assert step(enabled, SERVICES)[1]["tgt"] == "( * ) or ( ctl )"
 
 
 def test_a_pillar_the_runner_cannot_merge_still_renders_for_the_plan_check(render):
     """``energy`` not a mapping: the runner falls back to defaults.yaml (control unset: sensors
     only), so that the plan-check step runs and names the error on every minion."""
     _, high = render("energy.orch", "not a mapping")
-    assert deploy_phases(high) == ["energy-sensor-deploy-orch"]
-    assert step(high, "energy-sensor-deploy-orch")[1]["tgt"] == "*"
+    assert deploy_phases(high) == [SERVICES]
+    assert step(high, SERVICES)[1]["tgt"] == "( * )"
+    assert step(high, SERVICES)[1]["sls"] == ["energy.sensor"]
     assert step(high, "energy-orch-plan-check-function")[1]["name"] == "energy.check"
 
 
@@ -303,7 +320,8 @@ def test_an_ill_typed_target_still_renders_for_the_plan_check(render, monkeypatc
 
 def test_no_energy_pillar_deploys_sensors_everywhere_and_nothing_else(render):
     _, high = render("energy.orch", None)
-    assert deploy_phases(high) == ["energy-sensor-deploy-orch"]
+    assert deploy_phases(high) == [SERVICES]
+    assert step(high, SERVICES)[1]["sls"] == ["energy.sensor"]
     assert step(high, "energy-orch-plan-check-function")[1]["tgt"] == "( * )"
 
 
@@ -362,18 +380,15 @@ def test_a_down_minion_is_left_out_of_every_target_and_named_at_the_end(render, 
     # one ping of the whole stack; the steps for every minion target it without the down ones
     assert len(master.status_calls) == 1
     assert step(high, "energy-orch-plan-check-function")[1]["tgt"] == f"( {master.status_calls[0]['tgt']} ){skip}"
-    skipped = []
-    for component, role in PHASES:
-        if role not in expected:
-            continue
-        sid = f"energy-{component}-deploy-orch"
-        if not set(matching(matchers, expected[role])) - set(really_down):
-            assert sid not in high
-            skipped.append(role)
-            continue
-        tgt = step(high, sid)[1]["tgt"]
-        assert tgt == f"( {expected[role]} ){skip}"
-        assert matching(matchers, tgt) == sorted(set(matching(matchers, expected[role])) - set(really_down))
+    skipped = [role for role in expected if not set(matching(matchers, expected[role])) - set(really_down)]
+    phases = expected_phases(expected, skipped)
+    assert deploy_phases(high) == list(phases)
+    for sid, (sls, roles) in phases.items():
+        args = step(high, sid)[1]
+        assert args["sls"] == sls
+        assert args["tgt"] == " or ".join(f"( ( {t} ){skip} )" for t in dict.fromkeys(expected[role] for role in roles))
+        assert matching(matchers, args["tgt"]) == sorted(
+            set().union(*(matching(matchers, expected[r]) for r in roles)) - set(really_down))
     for sid in UNION_STEPS_ORCH:
         tgt = step(high, sid)[1]["tgt"]
         assert tgt.endswith(skip), sid
@@ -381,9 +396,9 @@ def test_a_down_minion_is_left_out_of_every_target_and_named_at_the_end(render, 
     fun, args = step(high, FAIL_STEP)
     assert fun == "test.fail_without_changes"
     assert args["name"].startswith(f"minion(s) {', '.join(really_down)} did not answer")
-    assert ("all its minions are down" in args["name"]) == bool(skipped)
+    assert ("all their minions are down" in args["name"]) == bool(skipped)
     for role in skipped:
-        assert role in args["name"].split("(no ")[1].split(" phase")[0]
+        assert role in args["name"].split("(nothing deployed for ")[1].split(":")[0]
     assert list(high)[-1] == FAIL_STEP
 
 
@@ -397,22 +412,26 @@ def test_a_minion_outside_every_role_does_not_count_as_down(render):
 def test_a_role_whose_minions_are_all_down_has_no_phase(render, defaults):
     pillar = PILLARS["roles-as-lists"]  # mongos: [db1]
     master, high = render("energy.orch", pillar, down=["db1"])
-    assert "energy-mongo-deploy-orch" not in high
-    # the formulas keep db2
-    assert step(high, "energy-formula-deploy-orch")[1]["tgt"] == "( L@db1,db2 ) and not L@db1"
-    # the chain skips the missing phase
-    assert requires(high, "energy-sensor-deploy-orch") == [("salt", "energy-orch-plan-check-function")]
+    # the InfluxDB on db2 is still deployed; the MongoDB SLS is left out
+    assert step(high, DATABASES)[1]["sls"] == ["energy.influxdb"]
+    assert step(high, DATABASES)[1]["tgt"] == "( ( L@db2 ) and not L@db1 )"
     assert_requisites_resolve(high)
     name = step(high, FAIL_STEP)[1]["name"]
-    assert "minion(s) db1 did not answer" in name and "(no mongos phase: all its minions are down)" in name
+    assert "minion(s) db1 did not answer" in name and "(nothing deployed for mongos: all their minions are down)" in name
     # the runner looked each remaining target up in the master's cache
     assert "( L@db1 ) and not L@db1" in master.grains_calls
+    # with the InfluxDB's minion down too, there is no databases phase and the chain skips it
+    _, high = render("energy.orch", pillar, down=["db1", "db2"])
+    assert DATABASES not in high
+    assert requires(high, SERVICES) == [("salt", "energy-orch-plan-check-function")]
+    assert_requisites_resolve(high)
 
 
 def test_every_minion_of_the_control_down_leaves_only_the_sensors(render):
     _, high = render("energy.orch", PILLARS["roles-unset-with-control"], down=["ctl"])
-    assert deploy_phases(high) == ["energy-sensor-deploy-orch"]
-    assert step(high, "energy-sensor-deploy-orch")[1]["tgt"] == "( * ) and not L@ctl"
+    assert deploy_phases(high) == [SERVICES]
+    assert step(high, SERVICES)[1]["tgt"] == "( ( * ) and not L@ctl )"
+    assert step(high, SERVICES)[1]["sls"] == ["energy.sensor"]
     name = step(high, FAIL_STEP)[1]["name"]
     for role in ("mongos", "formulas", "influxdbs", "grafana"):
         assert role in name
@@ -449,4 +468,4 @@ def test_the_runner_gets_no_secret_of_the_pillar(render):
     sent = repr(master.targets_kwargs)
     assert "a-grafana-secret-1" not in sent and "an-influx-token-2" not in sent and "an-influx-password-3" not in sent
     assert master.targets_kwargs["pillar"]["grafana"] == {"enabled": True}  # what the targets need still goes
-    assert step(high, "energy-grafana-deploy-orch")
+    assert "energy.grafana" in step(high, SERVICES)[1]["sls"]

@@ -149,7 +149,7 @@ def test_bad_pillar_fails_before_any_container_is_touched(deployed, salt_run_cli
         assert list(failed) == ["salt_|-energy-orch-plan-check-function_|-energy.check_|-function"]
         text = str(ret.data)
         assert "energy:mongo:port: bad value 70000" in text and "1 to 65535" in text
-        assert "energy-mongo-deploy-orch" not in text  # no deploy phase ran
+        assert "energy-databases-deploy-orch" not in text  # no deploy phase ran
         assert container_ids(docker_engine) == before
 
 
@@ -198,7 +198,7 @@ def test_a_missing_secret_fails_only_the_minions_that_need_it_before_any_contain
             assert f"energy:mongo:formula_password: missing on {minion}" in text
         for minion in ("test-node-b", "test-node-c"):
             assert f"missing on {minion}" not in text
-        assert "energy-mongo-deploy-orch" not in text
+        assert "energy-databases-deploy-orch" not in text
         assert container_ids(docker_engine) == before
 
 
@@ -216,13 +216,13 @@ def test_clean_removes_containers_in_reverse_order_and_keeps_data(deployed, salt
     assert len(running(docker_engine, energy_component="formula")) == 3
 
 
-def orch_fails_at(salt_run_cli, component):
-    """Run the orch; it must fail at ``component``'s deploy phase and nowhere else. Returns the run
-    and the failed step's comments."""
+def orch_fails_at(salt_run_cli, phase):
+    """Run the orch; it must fail at deploy phase ``phase`` (databases, services) and nowhere else.
+    Returns the run and the failed step's comments."""
     ret = salt_run_cli.run("state.orchestrate", "energy.orch")
     assert ret.returncode != 0
     failed = failed_steps(ret.data)
-    assert list(failed) == [f"salt_|-energy-{component}-deploy-orch_|-energy-{component}-deploy-orch_|-state"]
+    assert list(failed) == [f"salt_|-energy-{phase}-deploy-orch_|-energy-{phase}-deploy-orch_|-state"]
     return ret, " ".join(str(c) for c in failed.values())
 
 
@@ -238,9 +238,9 @@ def test_misconfigured_influxdb_fails_its_phase_naming_service_and_minion(deploy
         energy["influxdb"]["options"] = {"command": ["sleep", "infinity"]}
 
     with pillar_changed(salt_cli, pillar_tree, pillar, never_answering_influxdb):
-        ret, comments = orch_fails_at(salt_run_cli, "influxdb")
+        ret, comments = orch_fails_at(salt_run_cli, "databases")
         assert f"influxdb for {XEON_GOLD} on test-ctl" in comments
-        assert "energy-formula-deploy-orch" not in str(ret.data)  # the phase after it did not run
+        assert "energy-services-deploy-orch" not in str(ret.data)  # the phase after it did not run
     ret = salt_run_cli.run("state.orchestrate", "energy.orch")
     assert ret.returncode == 0, failed_steps(ret.data)
     # the recreated InfluxDB found its volume: nothing stored before the failure is lost
@@ -256,7 +256,7 @@ def test_a_sensor_that_refuses_an_event_fails_its_phase_naming_minion_event_and_
         energy["sensor"]["events"] = {EPYC: ["CYCLES_NOT_IN_HALT", "NOT_AN_EVENT"]}
 
     with pillar_changed(salt_cli, pillar_tree, pillar, bogus_event):
-        _, comments = orch_fails_at(salt_run_cli, "sensor")
+        _, comments = orch_fails_at(salt_run_cli, "services")
         assert "the hwpc-sensor on test-node-b refused its config" in comments
         assert "'NOT_AN_EVENT' (group core)" in comments and "Fix: remove 'NOT_AN_EVENT'" in comments
         (sensor,) = containers(docker_engine, energy_component="sensor", energy_minion="test-node-b")

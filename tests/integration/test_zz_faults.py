@@ -103,7 +103,7 @@ def test_a_minion_that_dies_mid_orch_is_named_and_nothing_is_half_removed(
     start = time.time()
     orch = orch_in_background(salt_run_cli)
     try:
-        # it answered the orch's ping and its plan check, then it dies before its sensor phase
+        # it answered the orch's ping and its plan check, then it dies before the services phase
         assert wait_for_plan_check(event_listener, salt_master, "test-node-c", start), finish(orch, 5)
         node_c.terminate()
         output = finish(orch, 400)
