@@ -31,8 +31,14 @@ unit: venv
 integration: images
 	$(PY) -m pytest tests/integration -q -p no:cacheprovider $(PYTEST_ARGS)
 
+# pytest's outcome is printed again at the very end: the Salt daemons the tests stop log their
+# SIGTERM after pytest's own summary, which would otherwise end the output
 test: images
-	$(PY) -m pytest tests -q -p no:cacheprovider $(PYTEST_ARGS)
+	@mkdir -p .cache; set -o pipefail; \
+	$(PY) -m pytest tests -q -p no:cacheprovider -rfE $(PYTEST_ARGS) 2>&1 | tee .cache/pytest.log; status=$$?; \
+	echo "--- make test: pytest's outcome (whole output in .cache/pytest.log)"; \
+	grep -E '^(FAILED|ERROR) |^[0-9]+ (passed|failed|error)|(passed|failed|errors?) in [0-9.]+s' .cache/pytest.log | tail -40; \
+	exit $$status
 
 demo: images
 	$(PY) scripts/demo.py up

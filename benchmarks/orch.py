@@ -134,6 +134,11 @@ def main():
           flush=True)
     print(f"  slowest steps, cold: {slowest(cold_steps)}\n  re-run: {slowest(rerun_steps)}\n"
           f"  test=True: {slowest(dry_steps)}", flush=True)
+    print("\n| step | cold s | re-run s |\n|---|---|---|")
+    for step in cold_steps:
+        print(f"| {step} | {cold_steps[step] / 1000:.1f} | {rerun_steps.get(step, 0) / 1000:.1f} |")
+    print(f"| (the orch's render and Salt between steps) | {cold - sum(cold_steps.values()) / 1000:.1f} | "
+          f"{rerun - sum(rerun_steps.values()) / 1000:.1f} |", flush=True)
     orch("energy.clean_orch")
     floor = plain_script(full_plan)
     print(f"plain Docker SDK script: {floor:.1f} s", flush=True)
