@@ -42,8 +42,16 @@ def orch(sls, *args):
         for _master, states in (data.get("data") or {}).items():
             for step_id, step in (states or {}).items():
                 steps[step_id.split("_|-")[1]] = step.get("duration", 0)
+                if step.get("result") is not True:  # why it failed, minion by minion
+                    print(f"  {step_id.split('_|-')[1]} failed: {str(step.get('comment'))[:600]}", flush=True)
+                    for minion, got in ((step.get("changes") or {}).get("ret") or {}).items():
+                        bad = ({k.split("_|-")[1]: str(v.get("comment"))[:300] for k, v in got.items()
+                                if isinstance(v, dict) and v.get("result") is not True}
+                               if isinstance(got, dict) else repr(got)[:300])
+                        if bad:
+                            print(f"    {minion}: {bad}", flush=True)
     except (ValueError, AttributeError):
-        pass
+        print(f"  orchestrate output is not JSON: {ret.stdout[-1500:]}", flush=True)
     return seconds, ret.returncode == 0, steps
 
 

@@ -29,6 +29,9 @@ energy-heal-schedule-present:
     - seconds: {{ heal.schedule.seconds }}
     - splay: {{ heal.schedule.splay }}
     - maxrunning: 1
+    {#- Salt runs an interval job at once whenever the minion loads its schedule: at start, and at
+        each module refresh (every orch syncs the modules) #}
+    - run_on_start: False
     - require:
       - energy: energy-heal-node-kept
 {%- else %}
@@ -46,6 +49,7 @@ energy-heal-full-schedule-present:
     - seconds: {{ heal.schedule.full_seconds }}
     - splay: {{ heal.schedule.splay }}
     - maxrunning: 1
+    - run_on_start: False  {#- not a full state run at every orch's module refresh, next to the orch's own #}
 {%- else %}
 energy-heal-full-schedule-absent:
   schedule.absent:

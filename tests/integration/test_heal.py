@@ -90,6 +90,9 @@ def test_the_schedule_heals_with_nobody_acting(deployed, salt_cli, docker_engine
             assert schedule["energy-heal"]["function"] == "energy.heal_check"  # the light check
             assert schedule["energy-heal-full"]["function"] == "state.apply"
             assert schedule["energy-heal-full"]["seconds"] == 7200
+            # neither runs when the minion (re)loads its schedule: every orch's module refresh
+            assert schedule["energy-heal"]["run_on_start"] is False
+            assert schedule["energy-heal-full"]["run_on_start"] is False
             victim = one(docker_engine, "formula", XEON_E5)
             victim.remove(force=True)
             killed = time.time()
