@@ -42,11 +42,11 @@ def orch(sls, *args):
         for _master, states in (data.get("data") or {}).items():
             for step_id, step in (states or {}).items():
                 steps[step_id.split("_|-")[1]] = step.get("duration", 0)
-                if step.get("result") is not True:  # why it failed, minion by minion
+                if step.get("result") is False:  # why it failed, minion by minion
                     print(f"  {step_id.split('_|-')[1]} failed: {str(step.get('comment'))[:600]}", flush=True)
                     for minion, got in ((step.get("changes") or {}).get("ret") or {}).items():
                         bad = ({k.split("_|-")[1]: str(v.get("comment"))[:300] for k, v in got.items()
-                                if isinstance(v, dict) and v.get("result") is not True}
+                                if isinstance(v, dict) and v.get("result") is False}
                                if isinstance(got, dict) else repr(got)[:300])
                         if bad:
                             print(f"    {minion}: {bad}", flush=True)
@@ -147,7 +147,13 @@ def main():
         print(f"| {step} | {cold_steps[step] / 1000:.1f} | {rerun_steps.get(step, 0) / 1000:.1f} |")
     print(f"| (the orch's render and Salt between steps) | {cold - sum(cold_steps.values()) / 1000:.1f} | "
           f"{rerun - sum(rerun_steps.values()) / 1000:.1f} |", flush=True)
-    orch("energy.clean_orch")
+    _, ok, _ = orch("energy.clean_orch")
+    assert ok, "clean_orch failed"
+    client = docker.from_env()
+    for minion in full_plan["hosts"]:  # the floor starts from no container at all
+        for left in client.containers.list(all=True, filters={"label": f"{core.names.LABEL_MINION}={minion}"}):
+            print(f"  left after clean_orch: {left.name} ({left.status}); removed", flush=True)
+            left.remove(force=True)
     floor = plain_script(full_plan)
     print(f"plain Docker SDK script: {floor:.1f} s", flush=True)
     orch("energy.clean_orch")
