@@ -20,8 +20,12 @@ ROOT = pathlib.Path(__file__).resolve().parent.parent
 sys.path[:0] = [str(ROOT), str(ROOT / "scripts"), str(ROOT / "benchmarks")]
 
 import demo  # noqa: E402
+import docker  # noqa: E402
 from footprint import processes, tree  # noqa: E402
 from orch import orch  # noqa: E402
+
+
+SIZES = []  # the minion counts of this run
 
 
 def rss_mib(pid):
@@ -60,10 +64,18 @@ def measure(count):
 
 def shrink_to_four():
     """Back to the demo's 4 minions: the extra ones' stack removed, then the minions stopped."""
+    extra = sorted(set(demo.minions(max([4, *SIZES]))) - set(demo.minions(4)))
     demo.MINIONS = demo.minions(4)
     orch("energy.clean_orch")
     for pidfile in sorted(demo.DEMO.glob("node-[0-9]*/minion.pid")):
         demo.stop(pidfile)
+    # what a clean_orch that timed out on a busy minion left behind: the extra minions are gone,
+    # so their containers go by label
+    client = docker.from_env()
+    for minion in extra:
+        for left in client.containers.list(all=True, filters={"label": f"energy.minion={minion}"}):
+            print(f"scale: removing {left.name}, left by clean_orch", flush=True)
+            left.remove(force=True)
     demo.salt("salt-key", "-y", "-d", "node-[0-9]*", capture=True, check=False)
     time.sleep(3)
     orch("energy.orch")
@@ -99,6 +111,7 @@ def draw(rows, path):
 
 def main():
     sizes = [int(s) for s in (sys.argv[1] if len(sys.argv) > 1 else "4,8,16,24").split(",")]
+    SIZES[:] = sizes
     print(f"scale: {sizes} minions on {os.cpu_count()} cores", flush=True)
     rows = []
     try:
