@@ -51,8 +51,11 @@ def switch_reactor(enabled, timeout=180):
 
 
 def container(component, cpu):
-    (found,) = CLIENT.containers.list(all=True, filters={"label": [
+    # by name as well as labels: while docker_container.running replaces a container, its new one
+    # exists under a temporary name next to the old one
+    (found,) = [c for c in CLIENT.containers.list(all=True, filters={"label": [
         f"energy.component={component}", "energy.minion=ctl", f"energy.cpu={cpu}"]})
+                if c.name.startswith(f"energy-ctl-{component}-")]
     return found
 
 
