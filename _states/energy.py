@@ -214,10 +214,10 @@ def _with_digest(name, args):
         image_id = __salt__["docker.inspect_image"](args["image"])["Id"]
     except Exception:  # pylint: disable=broad-except
         return args, None, None
-    digest = core.components.config_digest(_digest_key(), name, args, image_id)
     labels = args.get("labels") or {}
     if not isinstance(labels, dict):
         return args, None, None
+    digest = core.components.config_digest(_digest_key(), name, args, image_id)
     return dict(args, labels=dict(labels, **{core.names.LABEL_CONFIG: digest})), digest, image_id
 
 
@@ -228,11 +228,7 @@ def _running(name, shortcut=False, **kwargs):
     a temporary container each time."""
     args, digest, image_id = _with_digest(name, _arguments(kwargs))
     if shortcut and digest and not args.get("force"):
-        try:
-            attrs = __salt__["docker.inspect_container"](name)
-        except Exception:  # pylint: disable=broad-except
-            attrs = None
-        if core.components.unchanged(attrs, digest, image_id):
+        if core.components.unchanged(_inspect(name), digest, image_id):
             return {"name": name, "changes": {}, "result": True,
                     "comment": f"Container '{name}' is already configured as specified (same image, "
                                f"same {core.names.LABEL_CONFIG} digest, running)"}
