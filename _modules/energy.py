@@ -823,14 +823,48 @@ def _safe_extract(tar, dest):
     tar.extractall(dest)  # nosec: every member checked above
 
 
-def restore_influxdb(archive, database, sha256, source_database=None, job=None):
+def _restored(url, database, expected, wait):
+    """Points per measurement of ``database``, a copy ``influxd restore`` just made, once InfluxDB
+    shows them: it opens the restored shards in the background, and asked at once it answers with
+    fewer points, none or "shard is disabled" for a few seconds. With ``expected`` (points per
+    measurement, from the backup's manifest), waits until each is there, at most ``wait`` s, then
+    fails naming what is missing; without, until two answers a second apart agree."""
+    deadline = time.monotonic() + wait
+    previous, found, error = None, None, None
+    while True:
+        try:
+            found, error = core.influx.counts(url, database), None
+        except RuntimeError as exc:
+            found, error = None, str(exc)
+        if found is not None:
+            if expected and not core.archive.shortfall(expected, found):
+                return found
+            if not expected and found and found == previous:
+                return found
+            previous = found
+        if time.monotonic() >= deadline:
+            if not expected and found is not None:
+                return found
+            missing = "; ".join(f"{name}: {have} of {want}"
+                                for name, (have, want) in core.archive.shortfall(expected, found or {}).items())
+            _fail(core.archive.ArchiveError(
+                f"the restored copy {database} does not show the backup's points after {wait} s "
+                f"({error or missing}); nothing was copied into the database. Fix: check the InfluxDB "
+                "container's log and free space, then run the restore again"))
+        time.sleep(1)
+
+
+def restore_influxdb(archive, database, sha256, source_database=None, job=None, points=None, wait=120):
     """
     Restore the backup ``archive`` (a file under this minion's cachedir/energy/transfer, put there
     by ``salt-run energy.restore``; checked against ``sha256``) into ``database`` of this minion's
     InfluxDB: ``influxd restore -portable`` into a temporary database (InfluxDB refuses to restore
     over an existing one), then ``SELECT * INTO ... GROUP BY *`` per retention policy, then the
     temporary database is dropped. A point already there (same series, same time) is overwritten
-    by the same point: no duplicates. Returns points per measurement copied and the seconds taken.
+    by the same point: no duplicates. ``points`` (points per measurement, from the backup's
+    manifest): the copy waits, at most ``wait`` s, until the temporary database shows them, and
+    the restore fails when fewer are written. Returns points per measurement copied and the
+    seconds taken.
 
     CLI Example:
 
@@ -866,6 +900,8 @@ def restore_influxdb(archive, database, sha256, source_database=None, job=None):
             if code != 0:
                 _fail(core.archive.ArchiveError(f"influxd restore into {container['name']} failed (exit {code}): "
                                                 f"{output.strip()[-1500:]}"))
+            expected = core.archive.points_of({"points": points})
+            _restored(url, temporary, expected, float(wait))
             into = core.influx.default_policy(url, database) or "autogen"
             copied = {}
             for row in (core.influx.query(url, f'SHOW RETENTION POLICIES ON "{temporary}"').get("series")
@@ -876,6 +912,11 @@ def restore_influxdb(archive, database, sha256, source_database=None, job=None):
                 for series in result.get("series") or []:
                     for values in series.get("values") or []:
                         copied["written"] = copied.get("written", 0) + int(values[-1] or 0)
+            if copied.get("written", 0) < sum(expected.values()):
+                _fail(core.archive.ArchiveError(
+                    f"restore of {database} on {__opts__['id']}: {copied.get('written', 0)} points written, the backup "
+                    f"holds {sum(expected.values())}. Fix: run the restore again (a point already there is "
+                    "overwritten, not doubled)"))
         finally:
             try:
                 core.influx.query(url, f'DROP DATABASE "{temporary}"', method="POST")

@@ -159,6 +159,21 @@ def check(directory):
     return found
 
 
+def points_of(entry):
+    """Points per measurement a manifest entry says its archive holds ({} when it does not say)."""
+    points = entry.get("points") if isinstance(entry, dict) else None
+    return {k: v for k, v in points.items() if isinstance(v, int) and not isinstance(v, bool)} \
+        if isinstance(points, dict) else {}
+
+
+def shortfall(expected, found):
+    """What ``found`` (points per measurement) lacks of ``expected``: ``{measurement: (found,
+    expected)}``, empty when every measurement has at least its expected points. A database that
+    ``influxd restore`` just made answers with fewer points, or none, for a few seconds while
+    InfluxDB opens its shards: a restore waits until this is empty."""
+    return {name: (found.get(name, 0), want) for name, want in sorted(expected.items()) if found.get(name, 0) < want}
+
+
 # --------------------------------------------------------------------------- export rows
 
 

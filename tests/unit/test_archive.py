@@ -99,3 +99,13 @@ def test_line_protocol_keeps_field_types_and_escapes_tags():
            "columns": ["time", "power", "n", "note"], "values": [[5, 2.0, 3, 'say "hi"']]}
     (line,) = archive.line_protocol(one, {"power": "float", "n": "integer", "note": "string"})
     assert line == 'power_consumption,scope=cpu,target=my\\ app\\,1 power=2.0,n=3i,note="say \\"hi\\"" 5'
+
+
+def test_a_restore_waits_for_each_measurement_of_the_manifest():
+    entry = {"points": {"power_consumption": 10, "energy_health": 2, "bad": "x", "flag": True}}
+    expected = archive.points_of(entry)
+    assert expected == {"power_consumption": 10, "energy_health": 2}
+    assert archive.points_of({}) == {} and archive.points_of({"points": [1]}) == {}
+    assert archive.shortfall(expected, {}) == {"energy_health": (0, 2), "power_consumption": (0, 10)}
+    assert archive.shortfall(expected, {"power_consumption": 10, "energy_health": 1}) == {"energy_health": (1, 2)}
+    assert archive.shortfall(expected, {"power_consumption": 11, "energy_health": 2, "other": 1}) == {}

@@ -237,3 +237,44 @@ def test_react_gives_up_at_its_deadline_and_fails_the_job(module_salt, engine_on
     module_salt["state.single"].return_value = ['The function "state.apply" is running as PID 4242']
     ret = energy_mod.react(FORMULA, "die")
     assert isinstance(ret, list) and energy_mod.__context__["retcode"] == 1
+
+
+# --------------------------------------------------------------------------- energy.restore_influxdb
+
+
+def _answers(monkeypatch, *answers):
+    """core.influx.counts answers these in turn (an exception is raised), the last one ever after."""
+    asked = []
+
+    def counts(url, database, where=""):
+        asked.append(database)
+        answer = answers[min(len(asked), len(answers)) - 1]
+        if isinstance(answer, Exception):
+            raise answer
+        return answer
+
+    monkeypatch.setattr(energy_mod.core.influx, "counts", counts)
+    monkeypatch.setattr(energy_mod.time, "sleep", lambda seconds: None)
+    return asked
+
+
+def test_a_restored_copy_is_read_once_influxdb_shows_every_point_of_the_manifest(monkeypatch):
+    # right after influxd restore, InfluxDB answers nothing, then "shard is disabled", then part
+    asked = _answers(monkeypatch, {}, RuntimeError("shard is disabled"), {"power_consumption": 4},
+                     {"power_consumption": 10})
+    assert energy_mod._restored("http://x", "tmp", {"power_consumption": 10}, 60) == {"power_consumption": 10}
+    assert asked == ["tmp"] * 4
+
+
+def test_a_restored_copy_that_never_shows_its_points_fails_naming_what_is_missing(monkeypatch):
+    _answers(monkeypatch, {"power_consumption": 3})
+    with pytest.raises(CommandExecutionError) as error:
+        energy_mod._restored("http://x", "power_e5_restore_1", {"power_consumption": 10}, 0)
+    assert "power_e5_restore_1" in str(error.value) and "power_consumption: 3 of 10" in str(error.value)
+    assert "nothing was copied" in str(error.value)
+
+
+def test_without_a_manifest_count_the_restore_waits_for_two_equal_answers(monkeypatch):
+    asked = _answers(monkeypatch, {}, {"power_consumption": 5}, {"power_consumption": 7}, {"power_consumption": 7})
+    assert energy_mod._restored("http://x", "tmp", {}, 60) == {"power_consumption": 7}
+    assert len(asked) == 4
