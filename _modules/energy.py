@@ -61,11 +61,30 @@ def __virtual__():
 
 
 def _job_id():
-    """The id of the job this call runs in, from the minion's proc files (None outside a job)."""
-    import salt.utils.minion  # pylint: disable=import-outside-toplevel
+    """The id of the job this call runs in (None outside a job), from the minion's proc file of it.
+    ``salt.utils.minion.running`` is no help: with multiprocessing (the default) it leaves out the
+    job of the process that asks. Under threads every job has this pid: the thread's name tells."""
+    import threading  # pylint: disable=import-outside-toplevel
 
-    pid = os.getpid()
-    jids = {str(job.get("jid")) for job in salt.utils.minion.running(__opts__) if job.get("pid") == pid}
+    import salt.payload  # pylint: disable=import-outside-toplevel
+
+    proc = os.path.join(__opts__["cachedir"], "proc")
+    try:
+        names = os.listdir(proc)
+    except OSError:
+        return None
+    pid, jids = os.getpid(), set()
+    for name in names:
+        try:
+            with open(os.path.join(proc, name), "rb") as handle:
+                data = salt.payload.loads(handle.read())
+        except Exception:  # pylint: disable=broad-except  (a proc file removed or half written meanwhile)
+            continue
+        if isinstance(data, dict) and data.get("pid") == pid and data.get("jid"):
+            jids.add(str(data["jid"]))
+    if len(jids) > 1:
+        thread = threading.current_thread().name
+        jids = {jid for jid in jids if jid in thread}
     return jids.pop() if len(jids) == 1 else None
 
 
@@ -237,8 +256,14 @@ def orphans(conf=None):
     """
     conf = conf if conf is not None else config(secrets=True)
     minion = __opts__["id"]
-    found = __salt__["docker.ps"](all=True, filters={"label": [f"{core.names.LABEL_MINION}={minion}"]})
-    return core.inventory.orphans(found, core.plan.node(_plan(conf), minion), minion)
+    part = core.plan.node(_plan(conf), minion)
+
+    def compute():
+        found = __salt__["docker.ps"](all=True, filters={"label": [f"{core.names.LABEL_MINION}={minion}"]})
+        return core.inventory.orphans(found, part, minion)
+
+    # once per job: a state run asks for each component's orphans_absent
+    return _per_job("orphans", part, compute)
 
 
 def _space_problem(conf, node_part):

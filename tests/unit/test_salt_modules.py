@@ -5,6 +5,7 @@ import fcntl
 import os
 import stat
 import time
+from unittest import mock
 
 import pytest
 from salt.exceptions import CommandExecutionError
@@ -278,3 +279,39 @@ def test_without_a_manifest_count_the_restore_waits_for_two_equal_answers(monkey
     asked = _answers(monkeypatch, {}, {"power_consumption": 5}, {"power_consumption": 7}, {"power_consumption": 7})
     assert energy_mod._restored("http://x", "tmp", {}, 60) == {"power_consumption": 7}
     assert len(asked) == 4
+
+
+# --------------------------------------------------------------------------- once per job
+
+
+def _proc_file(cachedir, jid, pid):
+    import salt.payload  # pylint: disable=import-outside-toplevel
+
+    proc = cachedir / "proc"
+    proc.mkdir(exist_ok=True)
+    (proc / jid).write_bytes(salt.payload.dumps({"jid": jid, "pid": pid, "fun": "state.apply"}))
+
+
+def test_the_job_id_is_read_from_this_process_s_own_proc_file(cachedir):
+    assert energy_mod._job_id() is None  # no proc directory: not in a job
+    _proc_file(cachedir, "20261127000000000001", 1)  # another job (salt.utils.minion.running would list only it)
+    assert energy_mod._job_id() is None
+    _proc_file(cachedir, "20261127000000000002", os.getpid())
+    assert energy_mod._job_id() == "20261127000000000002"
+
+
+def test_a_job_computes_the_plan_and_the_orphans_once(module_salt, cachedir):
+    module_salt["docker.ps"] = mock.MagicMock(return_value={})
+    _proc_file(cachedir, "20261127000000000003", os.getpid())
+    conf = energy_mod.config(secrets=True)
+    for _ in range(3):  # one state run: each component's orphans_absent, each SLS's plan
+        assert energy_mod.orphans(conf) == []
+        energy_mod.node(conf)
+    assert module_salt["docker.ps"].call_count == 1
+    mine_calls = module_salt["mine.get"].call_count
+    energy_mod.node(conf)
+    assert module_salt["mine.get"].call_count == mine_calls  # kept for the job
+    (cachedir / "proc" / "20261127000000000003").unlink()
+    _proc_file(cachedir, "20261127000000000004", os.getpid())  # the next job asks again
+    energy_mod.orphans(conf)
+    assert module_salt["docker.ps"].call_count == 2
