@@ -493,10 +493,12 @@ def _restart_minion_later(how, delay=5):
 
 def stays_up(name, component, seconds=5, cpu=None):
     """
-    Watch a container that this run (re)started for ``seconds``: a container that exits or
-    restarts in that time fails the state with the end of its output, instead of looping on its
-    restart policy. An hwpc-sensor that refused an event of its config is stopped, and the
-    comment names the minion, the event and the fix.
+    Watch a container that this run (re)started until it has run ``seconds`` since it started
+    (Docker's ``State.StartedAt``): a container that exits or restarts before fails the state with
+    the end of its output, instead of looping on its restart policy. The SLS files run these last
+    (``order: last``), so the watches of the containers a run started overlap instead of adding
+    up: one already up that long is looked at once. An hwpc-sensor that refused an event of its
+    config is stopped, and the comment names the minion, the event and the fix.
 
     .. code-block:: yaml
 
@@ -521,14 +523,18 @@ def stays_up(name, component, seconds=5, cpu=None):
             pass
         first = _inspect(name) or {}
     restarts = first.get("RestartCount", 0)
-    deadline = time.monotonic() + float(seconds)
+    started = (first.get("State") or {}).get("StartedAt")
+    up_for = core.health.age(first)  # a restart moves StartedAt: up that long means up all along
+    wait = float(seconds) if up_for is None else min(float(seconds), max(0.0, float(seconds) - up_for))
+    deadline = time.monotonic() + wait
     while True:
         info = _inspect(name) or {}
-        status = (info.get("State") or {}).get("Status")
-        if status != "running" or info.get("RestartCount", 0) > restarts:
+        state = info.get("State") or {}
+        status = state.get("Status")
+        if status != "running" or info.get("RestartCount", 0) > restarts or state.get("StartedAt") != started:
             break
         if time.monotonic() >= deadline:
-            ret["comment"] = f"{component} container {name} stays up"
+            ret["comment"] = f"{component} container {name} stays up ({seconds} s since it started)"
             return ret
         time.sleep(0.5)
     try:

@@ -352,7 +352,7 @@ def test_a_formula_that_exits_fails_with_its_last_output(state_salt):
 
 def test_a_container_that_stays_up_passes(state_salt):
     ret = energy_state.stays_up(SENSOR, "sensor", seconds=0.6)
-    assert ret["result"] is True and ret["comment"].endswith("stays up")
+    assert ret["result"] is True and ret["comment"].endswith("stays up (0.6 s since it started)")
 
 
 def test_stays_up_in_test_mode_watches_nothing(state_opts, state_salt):
@@ -363,12 +363,45 @@ def test_stays_up_in_test_mode_watches_nothing(state_opts, state_salt):
 
 
 def test_a_container_left_in_restart_back_off_is_restarted_then_watched(state_salt):
+    restarted = inspected(age=0)
     state_salt["docker.inspect_container"].side_effect = [{"State": {"Status": "restarting"}, "RestartCount": 7},
-                                                          inspected(), inspected(), inspected(), inspected()]
+                                                          restarted, restarted, restarted, restarted]
     state_salt["docker.restart"] = mock.MagicMock(return_value={"result": True})
     ret = energy_state.stays_up(FORMULA, "formula", seconds=0.6)
     assert ret["result"] is True
     state_salt["docker.restart"].assert_called_once_with(FORMULA, timeout=1)
+
+
+@pytest.fixture
+def clock(monkeypatch):
+    """A fake monotonic clock that time.sleep moves on: the seconds a watch waited."""
+    now = [1000.0]
+    monkeypatch.setattr(energy_state.time, "monotonic", lambda: now[0])
+    monkeypatch.setattr(energy_state.time, "sleep", lambda seconds: now.__setitem__(0, now[0] + seconds))
+    return now
+
+
+def test_a_watch_ends_its_seconds_after_the_container_started(state_salt, clock):
+    # started 3 s before the watch (the run started other containers meanwhile): 2 s more to watch
+    state_salt["docker.inspect_container"].return_value = inspected(age=3)
+    ret = energy_state.stays_up(FORMULA, "formula", seconds=5)
+    assert ret["result"] is True and ret["comment"].endswith("stays up (5 s since it started)")
+    assert 1.5 <= clock[0] - 1000 <= 2.5
+
+
+def test_a_container_up_longer_than_the_watch_is_looked_at_once(state_salt, clock):
+    state_salt["docker.inspect_container"].return_value = inspected(age=60)
+    assert energy_state.stays_up(SENSOR, "sensor", seconds=5)["result"] is True
+    assert clock[0] == 1000 and state_salt["docker.inspect_container"].call_count == 2
+
+
+def test_a_restart_seen_as_a_new_start_time_fails_the_watch(state_salt, clock):
+    # the restart count can read the same between two looks; the start time cannot
+    state_salt["docker.inspect_container"].side_effect = [inspected(age=2), inspected(age=0)]
+    state_salt["docker.logs"] = mock.MagicMock(return_value="error: cannot reach mongodb\n")
+    ret = energy_state.stays_up(FORMULA, "formula", seconds=5)
+    assert ret["result"] is False and "does not stay up (running" in ret["comment"]
+    assert "cannot reach mongodb" in ret["comment"]
 
 
 
