@@ -20,7 +20,7 @@ energy-orch-clean-apply-orch:
     - sls:
       - energy.clean
     - require:
-      - salt: energy-orch-modules-refresh-function
+      - salt: energy-orch-modules-sync-state
 {%- if down %}
 
 energy-orch-minions-answer-fail:

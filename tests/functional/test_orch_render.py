@@ -46,7 +46,8 @@ FLEET = {
 DATABASES, SERVICES = "energy-databases-deploy-orch", "energy-services-deploy-orch"
 # the components of each phase, in the order each minion applies them
 PHASES = {DATABASES: ("mongo", "influxdb"), SERVICES: ("sensor", "formula", "grafana")}
-SYNC_STEPS = ("energy-orch-modules-sync-function", "energy-orch-modules-refresh-function")
+SYNC_STEP = "energy-orch-modules-sync-state"
+SYNC_STEPS = (SYNC_STEP,)
 HEAL = "energy-heal-deploy-orch"
 UNION_STEPS_ORCH = SYNC_STEPS + ("energy-orch-mine-update-function", "energy-orch-plan-check-function", HEAL)
 UNION_STEPS_CLEAN = SYNC_STEPS + ("energy-orch-clean-apply-orch",)
@@ -228,7 +229,7 @@ def test_each_phase_targets_its_role_and_the_other_steps_the_union(render, defau
 
     phases = expected_phases(expected)
     assert deploy_phases(high) == list(phases)
-    union = step(high, "energy-orch-modules-sync-function")[1]["tgt"]
+    union = step(high, SYNC_STEP)[1]["tgt"]
     for sid, (sls, roles) in phases.items():
         fun, args = step(high, sid)
         assert fun == "salt.state"
@@ -240,6 +241,9 @@ def test_each_phase_targets_its_role_and_the_other_steps_the_union(render, defau
         assert matching(matchers, args["tgt"]) == sorted(set().union(*(matching(matchers, expected[r])
                                                                        for r in roles)))
 
+    fun, args = step(high, SYNC_STEP)  # one state run syncs what the formula ships, and refreshes
+    assert fun == "salt.state" and args["sls"] == ["energy.sync"] and args["queue"] is True
+    assert requires(high, "energy-orch-mine-update-function") == [("salt", SYNC_STEP)]
     for sid in UNION_STEPS_ORCH:
         args = step(high, sid)[1]
         assert args["tgt"] == union and args["tgt_type"] == "compound", sid
@@ -270,7 +274,7 @@ def test_clean_orch_targets_the_union(render, defaults, matchers, case):
     _, orch = render("energy.orch", pillar)
     _, high = render("energy.clean_orch", pillar)
     assert_requisites_resolve(high)
-    union = step(orch, "energy-orch-modules-sync-function")[1]["tgt"]
+    union = step(orch, SYNC_STEP)[1]["tgt"]
     for sid in UNION_STEPS_CLEAN:
         assert step(high, sid)[1]["tgt"] == union, sid
     fun, args = step(high, "energy-orch-clean-apply-orch")
