@@ -82,7 +82,7 @@ def _job_id():
             continue
         if isinstance(data, dict) and data.get("pid") == pid and data.get("jid"):
             jids.add(str(data["jid"]))
-    if len(jids) > 1:
+    if not __opts__.get("multiprocessing", True):  # every job of this minion has this pid
         thread = threading.current_thread().name
         jids = {jid for jid in jids if jid in thread}
     return jids.pop() if len(jids) == 1 else None
@@ -859,7 +859,7 @@ def _restored(url, database, expected, wait):
     while True:
         try:
             found, error = core.influx.counts(url, database), None
-        except RuntimeError as exc:
+        except (RuntimeError, OSError, ValueError) as exc:  # "shard is disabled", or busy opening them
             found, error = None, str(exc)
         if found is not None:
             if expected and not core.archive.shortfall(expected, found):
@@ -926,7 +926,8 @@ def restore_influxdb(archive, database, sha256, source_database=None, job=None, 
                 _fail(core.archive.ArchiveError(f"influxd restore into {container['name']} failed (exit {code}): "
                                                 f"{output.strip()[-1500:]}"))
             expected = core.archive.points_of({"points": points})
-            _restored(url, temporary, expected, float(wait))
+            if points is None or expected:  # a manifest that counts no point has nothing to wait for
+                _restored(url, temporary, expected, float(wait))
             into = core.influx.default_policy(url, database) or "autogen"
             copied = {}
             for row in (core.influx.query(url, f'SHOW RETENTION POLICIES ON "{temporary}"').get("series")

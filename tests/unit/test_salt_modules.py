@@ -261,10 +261,10 @@ def _answers(monkeypatch, *answers):
 
 def test_a_restored_copy_is_read_once_influxdb_shows_every_point_of_the_manifest(monkeypatch):
     # right after influxd restore, InfluxDB answers nothing, then "shard is disabled", then part
-    asked = _answers(monkeypatch, {}, RuntimeError("shard is disabled"), {"power_consumption": 4},
-                     {"power_consumption": 10})
+    asked = _answers(monkeypatch, {}, RuntimeError("shard is disabled"), TimeoutError("timed out"),
+                     {"power_consumption": 4}, {"power_consumption": 10})
     assert energy_mod._restored("http://x", "tmp", {"power_consumption": 10}, 60) == {"power_consumption": 10}
-    assert asked == ["tmp"] * 4
+    assert asked == ["tmp"] * 5
 
 
 def test_a_restored_copy_that_never_shows_its_points_fails_naming_what_is_missing(monkeypatch):
@@ -315,3 +315,17 @@ def test_a_job_computes_the_plan_and_the_orphans_once(module_salt, cachedir):
     _proc_file(cachedir, "20261127000000000004", os.getpid())  # the next job asks again
     energy_mod.orphans(conf)
     assert module_salt["docker.ps"].call_count == 2
+
+
+def test_under_threads_the_job_id_is_the_one_the_thread_is_named_after(module_opts, cachedir):
+    import threading  # pylint: disable=import-outside-toplevel
+
+    module_opts["multiprocessing"] = False  # every job runs in the minion's own process
+    _proc_file(cachedir, "20261127000000000005", os.getpid())
+    assert energy_mod._job_id() is None  # this thread is not that job's
+    found = []
+    worker = threading.Thread(target=lambda: found.append(energy_mod._job_id()),
+                              name="ProcessPayload(jid=20261127000000000005)")
+    worker.start()
+    worker.join()
+    assert found == ["20261127000000000005"]
