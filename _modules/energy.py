@@ -616,6 +616,25 @@ def _recreate(spec, settings, trigger):
 NODE_KEPT = "energy/node.json"
 
 
+def empty_dir(path):
+    """
+    True when ``path`` is an empty directory. A container whose bind-mounted file is missing when
+    Docker starts it (a config file removed under a stopped sensor, then a restart) gets a
+    directory made at that path, and ``file.serialize`` then reports success without writing
+    the file. The SLS files remove such a directory before they write the file.
+
+    CLI Example:
+
+    .. code-block:: bash
+
+        salt-call energy.empty_dir /etc/energy/energy-node-a-sensor.json
+    """
+    try:
+        return os.path.isdir(path) and not os.path.islink(path) and not os.listdir(path)
+    except OSError:
+        return False
+
+
 def node_kept_file():
     """
     Where this minion keeps its part of the plan for ``energy.heal_check`` (written by the

@@ -146,3 +146,34 @@ def test_the_light_check_recreates_only_what_fails_and_keeps_what_it_found(deplo
     # a second check finds everything healthy and recreates nothing
     again = salt_cli.run("energy.heal_check", minion_tgt="test-ctl").data
     assert again["recreated"] == {} and victim.name in again["healthy"]
+
+
+def test_a_directory_docker_made_at_the_sensor_config_is_replaced_by_the_file(deployed, salt_cli, docker_engine):
+    # the sensor's config file is gone when Docker starts the container again: Docker makes an
+    # empty directory there, the sensor exits at once, and file.serialize alone would report that
+    # path written without writing it
+    sensor = one(docker_engine, "sensor", XEON_E5)
+    minion = sensor.labels["energy.minion"]
+    source = next(m["Source"] for m in sensor.attrs["Mounts"] if m["Destination"] == "/etc/hwpc-sensor/config.json")
+    sensor.stop(timeout=1)
+    os.remove(source)
+    try:
+        sensor.start()
+    except Exception:  # pylint: disable=broad-except  (the engine may refuse; the directory is what counts)
+        pass
+    try:
+        assert os.path.isdir(source)
+        ret = salt_cli.run("state.apply", "energy.sensor", minion_tgt=minion)
+        assert ret.returncode == 0, ret.stdout
+        removed = [r for sid, r in ret.data.items() if "-dir-absent-" in sid and r.get("changes")]
+        assert len(removed) == 1, ret.stdout
+        assert os.path.isfile(source)
+        with open(source, encoding="utf-8") as handle:
+            assert '"output"' in handle.read()  # the sensor's JSON config is back
+        assert one(docker_engine, "sensor", XEON_E5).status == "running"
+        again = salt_cli.run("state.apply", "energy.sensor", minion_tgt=minion)
+        assert again.returncode == 0 and not any(r.get("changes") for r in again.data.values()), again.stdout
+    finally:
+        if os.path.isdir(source):
+            os.rmdir(source)
+        salt_cli.run("state.apply", "energy.sensor", minion_tgt=minion)

@@ -329,3 +329,15 @@ def test_under_threads_the_job_id_is_the_one_the_thread_is_named_after(module_op
     worker.start()
     worker.join()
     assert found == ["20261127000000000005"]
+
+
+def test_only_an_empty_directory_is_a_stray_mount_source(tmp_path):
+    # Docker makes an empty directory at a missing bind source; anything else is left alone
+    (tmp_path / "made.json").mkdir()
+    (tmp_path / "kept").mkdir()
+    (tmp_path / "kept" / "data").write_text("x")
+    (tmp_path / "file.json").write_text("{}")
+    (tmp_path / "link").symlink_to(tmp_path / "made.json")
+    assert energy_mod.empty_dir(str(tmp_path / "made.json")) is True
+    for other in ("kept", "file.json", "missing", "link"):
+        assert not energy_mod.empty_dir(str(tmp_path / other)), other
