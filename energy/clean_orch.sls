@@ -20,7 +20,7 @@ energy-orch-clean-apply-orch:
     - sls:
       - energy.clean
     - require:
-      - salt: energy-orch-modules-sync-state
+      - salt: energy-orch-pillar-refresh-function
 {%- if down %}
 
 energy-orch-minions-answer-fail:

@@ -19,7 +19,7 @@ energy-orch-mine-update-function:
     - tgt_type: compound
     - failhard: True
     - require:
-      - salt: energy-orch-modules-sync-state
+      - salt: energy-orch-pillar-refresh-function
 
 {#- energy.check: the plan, and this minion's part of it: the secrets its containers need, the
     containers of an earlier plan it would leave (energy:strategy_change), the room for its volumes #}

@@ -46,8 +46,8 @@ FLEET = {
 DATABASES, SERVICES = "energy-databases-deploy-orch", "energy-services-deploy-orch"
 # the components of each phase, in the order each minion applies them
 PHASES = {DATABASES: ("mongo", "influxdb"), SERVICES: ("sensor", "formula", "grafana")}
-SYNC_STEP = "energy-orch-modules-sync-state"
-SYNC_STEPS = (SYNC_STEP,)
+SYNC_STEP, REFRESH_STEP = "energy-orch-modules-sync-state", "energy-orch-pillar-refresh-function"
+SYNC_STEPS = (SYNC_STEP, REFRESH_STEP)
 HEAL = "energy-heal-deploy-orch"
 UNION_STEPS_ORCH = SYNC_STEPS + ("energy-orch-mine-update-function", "energy-orch-plan-check-function", HEAL)
 UNION_STEPS_CLEAN = SYNC_STEPS + ("energy-orch-clean-apply-orch",)
@@ -243,7 +243,10 @@ def test_each_phase_targets_its_role_and_the_other_steps_the_union(render, defau
 
     fun, args = step(high, SYNC_STEP)  # one state run syncs what the formula ships, and refreshes
     assert fun == "salt.state" and args["sls"] == ["energy.sync"] and args["queue"] is True
-    assert requires(high, "energy-orch-mine-update-function") == [("salt", SYNC_STEP)]
+    fun, args = step(high, REFRESH_STEP)  # then the minions load the modules and the pillar, and say so
+    assert fun == "salt.function" and args["name"] == "saltutil.refresh_pillar" and args["kwarg"]["wait"] is True
+    assert requires(high, REFRESH_STEP) == [("salt", SYNC_STEP)]
+    assert requires(high, "energy-orch-mine-update-function") == [("salt", REFRESH_STEP)]
     for sid in UNION_STEPS_ORCH:
         args = step(high, sid)[1]
         assert args["tgt"] == union and args["tgt_type"] == "compound", sid
