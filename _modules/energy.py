@@ -944,7 +944,7 @@ def restore_influxdb(archive, database, sha256, source_database=None, job=None, 
             if code != 0:
                 _fail(core.archive.ArchiveError(f"influxd restore into {container['name']} failed (exit {code}): "
                                                 f"{output.strip()[-1500:]}"))
-            expected = core.archive.points_of({"points": points})
+            expected = core.archive.points_of(points)
             if points is None or expected:  # a manifest that counts no point has nothing to wait for
                 _restored(url, temporary, expected, float(wait))
             into = core.influx.default_policy(url, database) or "autogen"

@@ -610,7 +610,7 @@ def restore(src, cpus=None, tgt="*", stop_formulas=False, timeout=3600):
             _send(minion, os.path.join(src, entry["file"]), remote)
             answers, errors = _ask([minion], "energy.restore_influxdb", timeout, archive=remote, database=database,
                                    sha256=entry["sha256"], source_database=entry["database"], job=f"{job}_{i}",
-                                   points=core.archive.points_of(entry))
+                                   points=core.archive.points_of(entry.get("points")))
             if minion not in answers:
                 raise core.archive.ArchiveError(f"restore of {entry['file']} into {database} on {minion} failed: "
                                                 f"{errors.get(minion, 'no answer')}")

@@ -159,11 +159,11 @@ def check(directory):
     return found
 
 
-def points_of(entry):
-    """Points per measurement a manifest entry says its archive holds ({} when it does not say)."""
-    points = entry.get("points") if isinstance(entry, dict) else None
-    return {k: v for k, v in points.items() if isinstance(v, int) and not isinstance(v, bool)} \
-        if isinstance(points, dict) else {}
+def points_of(points):
+    """The points per measurement of a manifest entry's ``points`` ({} when it says none)."""
+    if not isinstance(points, dict):
+        return {}
+    return {k: v for k, v in points.items() if isinstance(v, int) and not isinstance(v, bool)}
 
 
 def shortfall(expected, found):

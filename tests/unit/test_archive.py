@@ -103,9 +103,9 @@ def test_line_protocol_keeps_field_types_and_escapes_tags():
 
 def test_a_restore_waits_for_each_measurement_of_the_manifest():
     entry = {"points": {"power_consumption": 10, "energy_health": 2, "bad": "x", "flag": True}}
-    expected = archive.points_of(entry)
+    expected = archive.points_of(entry["points"])
     assert expected == {"power_consumption": 10, "energy_health": 2}
-    assert archive.points_of({}) == {} and archive.points_of({"points": [1]}) == {}
+    assert archive.points_of(None) == {} and archive.points_of([1]) == {}
     assert archive.shortfall(expected, {}) == {"energy_health": (0, 2), "power_consumption": (0, 10)}
     assert archive.shortfall(expected, {"power_consumption": 10, "energy_health": 1}) == {"energy_health": (1, 2)}
     assert archive.shortfall(expected, {"power_consumption": 11, "energy_health": 2, "other": 1}) == {}
