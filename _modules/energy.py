@@ -162,12 +162,18 @@ def config(defaults=None, secrets=False):
 
 
 def _role_facts(conf):
-    result = {}
-    for role in core.names.ROLES:
-        target = core.placement.role_target(conf, role)
-        found = __salt__["mine.get"](target, core.names.MINE_FUNCTION, tgt_type="compound") if target else {}
-        result[role] = {m: f for m, f in (found or {}).items() if isinstance(f, dict)}
-    return result
+    """{role: {minion: facts}} from the mine: one ``mine.get`` for the roles that name their
+    minions by id (``*``, ``L@a,b``, an id), one per other distinct target
+    (``energy_core.placement.mine_queries``). Each call is a round trip to the master, which
+    reads the facts of every minion it matches."""
+    targets = {role: core.placement.role_target(conf, role) for role in core.names.ROLES}
+    answers, result = {}, {}
+    for role, (query, ids) in core.placement.mine_queries(targets).items():
+        if query not in answers:
+            found = __salt__["mine.get"](query, core.names.MINE_FUNCTION, tgt_type="compound")
+            answers[query] = {m: f for m, f in (found or {}).items() if isinstance(f, dict)}
+        result[role] = {m: f for m, f in answers[query].items() if ids is None or m in ids}
+    return {role: result.get(role, {}) for role in core.names.ROLES}
 
 
 def _plan(conf):

@@ -29,18 +29,64 @@ def role_targets(conf):
     return {role: target for role, target in targets.items() if target}
 
 
-def orch_phases(targets, roles_down):
+def named_ids(target):
+    """The minion ids a compound target names by id alone: ``"*"`` for every minion, a tuple for
+    ``L@a,b`` or a bare id; None for anything only the master can match (grains, pillar, globs,
+    several terms)."""
+    if target == "*":
+        return "*"
+    if not isinstance(target, str) or not target or any(c in target for c in " \t*?[]!"):
+        return None
+    if target.startswith("L@"):
+        ids = tuple(m for m in target[2:].split(",") if m)
+        return ids if ids and all("@" not in m for m in ids) else None
+    return None if "@" in target else (target,)
+
+
+def mine_queries(targets):
+    """How to get every role's facts from the mine in as few ``mine.get`` calls as possible:
+    ``{role: (query, ids)}``; the roles whose targets name minions by id share one query (``*``
+    when one of them is ``*``, else the list of all those ids) and keep ``ids`` of its answer
+    (None: all of it); any other target is a query of its own, which identical targets share.
+    ``targets`` maps role to compound target; a role without one is left out."""
+    named = {role: named_ids(target) for role, target in targets.items() if target}
+    simple = {role: ids for role, ids in named.items() if ids is not None}
+    if any(ids == "*" for ids in simple.values()):
+        shared = "*"
+    else:
+        shared = "L@" + ",".join(sorted({m for ids in simple.values() for m in ids}))
+    queries = {}
+    for role, ids in named.items():
+        if ids is None:
+            queries[role] = (targets[role], None)
+        else:
+            queries[role] = (shared, None if ids == "*" else ids)
+    return queries
+
+
+def orch_phases(targets, roles_down, every=""):
     """The deploy phases of the orch, in order: ``[{"name", "sls", "tgt"}]``. Each phase applies
     its components' SLS files in one state run per minion, on the union of their roles' targets
     (``targets``: role -> compound target); a minion applies only what the plan gives it, and an
     SLS whose component the plan does not give it changes nothing there. A role whose minions are
-    all down (``roles_down``) leaves its component out; a phase left with none is skipped."""
+    all down (``roles_down``) leaves its component out; a phase left with none is skipped.
+
+    The health checks, heal schedules and engine (``energy.heal``) go to every minion (``every``,
+    the union of all targets) in the last phase's state run, which then targets ``every``: one state
+    run per minion fewer than a phase of their own, the largest per-minion cost of an orch (each
+    run compiles the minion's pillar and renders its SLS files). A phase named ``heal`` carries
+    them when no other phase is left."""
     phases = []
     for name, components in names.ORCH_PHASES:
         present = [c for c in components if names.ROLE_OF[c] in targets and names.ROLE_OF[c] not in roles_down]
         if present:
             phases.append({"name": name, "sls": [f"energy.{c}" for c in present],
                            "tgt": " or ".join(f"( {t} )" for t in dict.fromkeys(targets[names.ROLE_OF[c]] for c in present))})
+    if every:
+        if not phases:
+            phases.append({"name": "heal", "sls": [], "tgt": every})
+        phases[-1]["sls"].append("energy.heal")
+        phases[-1]["tgt"] = every
     return phases
 
 

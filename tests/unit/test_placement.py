@@ -120,6 +120,48 @@ def test_role_targets_resolve_lists_control_and_the_sensor_default():
     assert placement.role_targets(conf)["grafana"] == "ctl"
 
 
+def test_named_ids_only_for_targets_that_name_minions_by_id():
+    assert placement.named_ids("*") == "*"
+    assert placement.named_ids("L@db1,db2") == ("db1", "db2")
+    assert placement.named_ids("ctl") == ("ctl",)
+    for master_only in ("G@role:db", "I@energy:db:true", "node-*", "ctl or node-a", "L@a,b and G@x:y",
+                        "E@node-.*", "", None, "node-[ab]"):
+        assert placement.named_ids(master_only) is None, master_only
+
+
+def test_mine_queries_ask_once_for_every_role_named_by_id():
+    # the demo's roles: five roles, one query
+    targets = {"sensors": "*", "mongos": "L@ctl,node-a", "formulas": "L@ctl", "influxdbs": "L@ctl",
+               "grafana": "ctl"}
+    queries = placement.mine_queries(targets)
+    assert {query for query, _ in queries.values()} == {"*"}
+    assert queries["sensors"] == ("*", None)
+    assert queries["mongos"] == ("*", ("ctl", "node-a"))
+    assert queries["grafana"] == ("*", ("ctl",))
+    # no role is every minion: the union of the ids, each role keeping its own
+    queries = placement.mine_queries({"sensors": "L@n1,n2", "mongos": "db", "formulas": ""})
+    assert queries == {"sensors": ("L@db,n1,n2", ("n1", "n2")), "mongos": ("L@db,n1,n2", ("db",))}
+    # a target only the master can match is asked as it is, once however many roles share it
+    queries = placement.mine_queries({"sensors": "G@rack:4", "mongos": "G@rack:4", "formulas": "ctl"})
+    assert queries == {"sensors": ("G@rack:4", None), "mongos": ("G@rack:4", None),
+                       "formulas": ("L@ctl", ("ctl",))}
+
+
+def test_the_last_phase_carries_the_health_checks_to_every_minion():
+    targets = {"sensors": "*", "mongos": "L@db", "formulas": "ctl", "influxdbs": "ctl"}
+    phases = placement.orch_phases(targets, [], "( * ) or ( L@db ) or ( ctl )")
+    assert [(p["name"], p["sls"], p["tgt"]) for p in phases] == [
+        ("databases", ["energy.mongo", "energy.influxdb"], "( L@db ) or ( ctl )"),
+        ("services", ["energy.sensor", "energy.formula", "energy.heal"], "( * ) or ( L@db ) or ( ctl )")]
+    # every role down but one of a database: the databases phase is the last
+    phases = placement.orch_phases({"mongos": "L@db"}, [], "( L@db )")
+    assert [(p["name"], p["sls"]) for p in phases] == [("databases", ["energy.mongo", "energy.heal"])]
+    # no component left: the health checks still go, in a phase of their own
+    assert placement.orch_phases({"sensors": "n1"}, ["sensors"], "( n1 )") == [
+        {"name": "heal", "sls": ["energy.heal"], "tgt": "( n1 )"}]
+    assert placement.orch_phases({}, [], "") == []
+
+
 def test_inventory_reads_the_stack_back_from_docker_in_removal_order():
     from energy_core import inventory
 

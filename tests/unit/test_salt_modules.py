@@ -317,6 +317,16 @@ def test_a_job_computes_the_plan_and_the_orphans_once(module_salt, cachedir):
     assert module_salt["docker.ps"].call_count == 2
 
 
+def test_the_plan_asks_the_mine_once_when_every_role_names_its_minions(module_salt, pillar):
+    # the default roles: sensors '*', the others energy:control (an id)
+    energy_mod.plan()
+    assert [c.args[0] for c in module_salt["mine.get"].call_args_list] == ["*"]
+    module_salt["mine.get"].reset_mock()
+    pillar["energy"]["roles"] = {"mongos": "G@rack:4", "influxdbs": "G@rack:4", "formulas": [MINION]}
+    energy_mod.plan()  # a grain match is the master's to make: asked as it is, once
+    assert sorted(c.args[0] for c in module_salt["mine.get"].call_args_list) == ["*", "G@rack:4"]
+
+
 def test_under_threads_the_job_id_is_the_one_the_thread_is_named_after(module_opts, cachedir):
     import threading  # pylint: disable=import-outside-toplevel
 
