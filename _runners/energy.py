@@ -50,7 +50,8 @@ def orch_targets(defaults, pillar=None, ping_timeout=None):
     minions that do not answer), ``all`` (every minion of every role), ``down`` (those that did not
     answer a ``test.ping`` within ``energy:ping_timeout``), ``roles_down`` (roles whose minions are
     all down: their component is left out), ``phases`` (the deploy phases: ``[{"name", "sls",
-    "tgt"}]``, ``energy_core.placement.orch_phases``), ``events_enabled`` and ``restart_master``.
+    "tgt"}]``, ``energy_core.placement.orch_phases``: the last one applies ``energy.heal`` too, on
+    every minion), ``events_enabled`` and ``restart_master``.
 
     ``defaults`` is ``energy`` of defaults.yaml, ``pillar`` the master's pillar ``energy``. Pillar
     errors are left to the orch's plan-check step, which names them on every minion.
@@ -85,7 +86,7 @@ def orch_targets(defaults, pillar=None, ping_timeout=None):
     heal = conf.get("heal") if isinstance(conf.get("heal"), dict) else {}
     events = heal.get("events") if isinstance(heal.get("events"), dict) else {}
     return {"targets": targets, "all": every, "down": down, "roles_down": roles_down,
-            "phases": core.placement.orch_phases(targets, roles_down),
+            "phases": core.placement.orch_phases(targets, roles_down, every),
             "events_enabled": events.get("enabled", True) is True,
             "restart_master": events.get("restart_master", False) is True}
 

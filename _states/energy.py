@@ -232,7 +232,19 @@ def _running(name, shortcut=False, **kwargs):
             return {"name": name, "changes": {}, "result": True,
                     "comment": f"Container '{name}' is already configured as specified (same image, "
                                f"same {core.names.LABEL_CONFIG} digest, running)"}
-    return _masked(__states__["docker_container.running"](name=name, **args))
+    return _started(name, _masked(__states__["docker_container.running"](name=name, **args)))
+
+
+STARTED = "energy.started"  # __context__ key: the containers this state run (re)started
+
+
+def _started(name, ret):
+    """``ret``, and ``name`` noted as (re)started by this state run when ``ret`` changed it:
+    the state modules of one state run share ``__context__``, and ``energy.healthy`` leaves such a
+    container to ``energy.stays_up``, which watches it once every container of the run is up."""
+    if ret.get("result") and ret.get("changes") and not __opts__.get("test"):
+        __context__.setdefault(STARTED, set()).add(name)
+    return ret
 
 
 def container_running(name, **kwargs):
@@ -264,8 +276,8 @@ def mod_watch(name, sfun=None, **kwargs):
     config file changed is restarted this way, as it reads the file when it starts.
     """
     if sfun == "container_running":
-        return _masked(__states__["docker_container.mod_watch"](name, sfun="running",
-                                                                **_with_digest(name, _arguments(kwargs))[0]))
+        return _started(name, _masked(__states__["docker_container.mod_watch"](
+            name, sfun="running", **_with_digest(name, _arguments(kwargs))[0])))
     return {"name": name, "changes": {}, "result": False, "comment": f"watch requisite is not implemented for {sfun}"}
 
 
@@ -371,6 +383,12 @@ def healthy(name, component, run, probe=None, grace=60, timeout=60, trigger="hea
     if held:
         ret["comment"] = f"{component} container {name} left alone: {held}"
         _note(name, "held", held)
+        return ret
+    if name in __context__.get(STARTED, ()):
+        # the orch's last phase and the full schedule apply energy.heal with the components' SLS
+        # files: a container they just started is energy.stays_up's to judge (a sensor that
+        # refuses its config is stopped there, not recreated here)
+        ret["comment"] = f"{component} container {name} was started by this state run: energy.stays_up watches it"
         return ret
     info = _inspect(name)
     reason = core.health.diagnose(info, probe, grace, _free_space)

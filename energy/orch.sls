@@ -2,8 +2,8 @@
     Deploys the stack: sync the formula's modules, refresh the mine, check pillar and plan on every
     minion (nothing is touched if that fails), then two phases: the databases (MongoDBs, InfluxDBs,
     their users and databases) on the minions of those roles, then the sensors, formulas and
-    Grafana on theirs; then on every minion the health checks, heal schedule and docker_events
-    engine (energy.heal), then the master's reactor for those events. Each minion deploys only what
+    Grafana, with on every minion the health checks, heal schedule and docker_events engine
+    (energy.heal) in the same state run; then the master's reactor for those events. Each minion deploys only what
     the plan gives it. Minions that do not answer are left out of every step (a role whose minions
     all are down is left out of its phase) and named by the last step, which then fails. #}
 {%- from tpldir ~ "/orch_targets.jinja" import orch, targets, all_targets, down, roles_down, sync_steps with context %}
@@ -33,9 +33,11 @@ energy-orch-plan-check-function:
       - salt: energy-orch-mine-update-function
 {%- set ns = namespace(previous='salt: energy-orch-plan-check-function') %}
 {#- one state run per minion per phase (energy_core.placement.orch_phases): the databases, then the
-    sensors, formulas and Grafana; each minion applies only what the plan gives it. The health
-    checks come last, on every minion, once every container is up: a sensor that a deploy phase
-    stopped (it refused its config) is not recreated by them in the same run. #}
+    sensors, formulas and Grafana; each minion applies only what the plan gives it. The last phase
+    reaches every minion and applies energy.heal too (the health checks, heal schedules and engine),
+    after the databases phase has put every database up; a container its own run started is left
+    to energy.stays_up by the health checks (a sensor that refuses its config is stopped, not
+    recreated). #}
 {%- for phase in orch.phases %}
 
 energy-{{ phase.name }}-deploy-orch:
@@ -50,16 +52,6 @@ energy-{{ phase.name }}-deploy-orch:
 {%- set ns.previous = 'salt: energy-' ~ phase.name ~ '-deploy-orch' %}
 {%- endfor %}
 
-energy-heal-deploy-orch:
-  salt.state:
-    - queue: True  {#- waits for a state run already there (the heal schedule) instead of failing #}
-    - tgt: {{ all_targets | json }}
-    - tgt_type: compound
-    - sls:
-      - energy.heal
-    - failhard: True
-    - require:
-      - {{ ns.previous }}
 {#- the reactor runs on this master: salt-run energy.reactor writes master.d/energy-reactor.conf,
     read when salt-master starts, and restarts salt-master once this orch has returned when the
     running master has not loaded it (energy:heal:events:restart_master) or warns #}

@@ -48,8 +48,8 @@ DATABASES, SERVICES = "energy-databases-deploy-orch", "energy-services-deploy-or
 PHASES = {DATABASES: ("mongo", "influxdb"), SERVICES: ("sensor", "formula", "grafana")}
 SYNC_STEP, REFRESH_STEP = "energy-orch-modules-sync-state", "energy-orch-pillar-refresh-function"
 SYNC_STEPS = (SYNC_STEP, REFRESH_STEP)
-HEAL = "energy-heal-deploy-orch"
-UNION_STEPS_ORCH = SYNC_STEPS + ("energy-orch-mine-update-function", "energy-orch-plan-check-function", HEAL)
+HEAL = "energy.heal"  # applied by the last phase, on every minion
+UNION_STEPS_ORCH = SYNC_STEPS + ("energy-orch-mine-update-function", "energy-orch-plan-check-function")
 UNION_STEPS_CLEAN = SYNC_STEPS + ("energy-orch-clean-apply-orch",)
 FAIL_STEP = "energy-orch-minions-answer-fail"
 REACTOR_STEP = "energy-reactor-reaction-present-runner"
@@ -189,17 +189,20 @@ def step(high, sid):
 
 
 def deploy_phases(high):
-    return [sid for sid in high if sid.endswith("-deploy-orch") and sid != HEAL]
+    return [sid for sid in high if sid.endswith("-deploy-orch")]
 
 
 def expected_phases(expected, gone=()):
     """{phase id: (its SLS files, the roles whose targets it joins)} for the role targets
-    ``expected``, the roles in ``gone`` (every minion down) left out; a phase with none is skipped."""
+    ``expected``, the roles in ``gone`` (every minion down) left out; a phase with none is skipped.
+    The last phase applies energy.heal too, on every minion: its roles are None."""
     phases = {}
     for sid, components in PHASES.items():
         present = [c for c in components if names.ROLE_OF[c] in expected and names.ROLE_OF[c] not in gone]
         if present:
             phases[sid] = ([f"energy.{c}" for c in present], [names.ROLE_OF[c] for c in present])
+    last = list(phases)[-1]
+    phases[last] = (phases[last][0] + [HEAL], None)
     return phases
 
 
@@ -236,6 +239,9 @@ def test_each_phase_targets_its_role_and_the_other_steps_the_union(render, defau
         assert args["sls"] == sls
         assert args["tgt_type"] == "compound"
         assert args["failhard"] is True and args["queue"] is True
+        if roles is None:  # the last phase: its components and the health checks, on every minion
+            assert args["tgt"] == union
+            continue
         assert args["tgt"] == " or ".join(f"( {t} )" for t in dict.fromkeys(expected[role] for role in roles))
         # the phase reaches exactly the minions of its roles
         assert matching(matchers, args["tgt"]) == sorted(set().union(*(matching(matchers, expected[r])
@@ -263,7 +269,7 @@ def test_each_phase_targets_its_role_and_the_other_steps_the_union(render, defau
 def test_the_phases_chain_in_deployment_order(render, case):
     _, high = render("energy.orch", PILLARS[case])
     assert_requisites_resolve(high)
-    chain = ["energy-orch-plan-check-function"] + deploy_phases(high) + [HEAL]
+    chain = ["energy-orch-plan-check-function"] + deploy_phases(high)
     for previous, current in zip(chain, chain[1:]):
         assert requires(high, current) == [("salt", previous)], current
     ids = list(high)
@@ -293,12 +299,12 @@ def test_grafana_disabled_has_no_grafana_phase(render, defaults):
     pillar = PILLARS["grafana-disabled"]
     _, high = render("energy.orch", pillar)
     assert "grafana" not in expected_targets(defaults, pillar)
-    assert step(high, SERVICES)[1]["sls"] == ["energy.sensor", "energy.formula"]
+    assert step(high, SERVICES)[1]["sls"] == ["energy.sensor", "energy.formula", HEAL]
     assert requires(high, SERVICES) == [("salt", DATABASES)]
     # the same pillar with grafana enabled applies it
     _, enabled = render("energy.orch", {**pillar, "grafana": {"enabled": True, "admin_password": "pw"}})
-    assert step(enabled, SERVICES)[1]["sls"] == ["energy.sensor", "energy.formula", "energy.grafana"]
-    assert step(enabled, SERVICES)[1]["tgt"] == "( * ) or ( ctl )"
+    assert step(enabled, SERVICES)[1]["sls"] == ["energy.sensor", "energy.formula", "energy.grafana", HEAL]
+    assert step(enabled, SERVICES)[1]["tgt"] == step(enabled, SYNC_STEP)[1]["tgt"]
 
 
 def test_a_pillar_the_runner_cannot_merge_still_renders_for_the_plan_check(render):
@@ -307,7 +313,7 @@ def test_a_pillar_the_runner_cannot_merge_still_renders_for_the_plan_check(rende
     _, high = render("energy.orch", "not a mapping")
     assert deploy_phases(high) == [SERVICES]
     assert step(high, SERVICES)[1]["tgt"] == "( * )"
-    assert step(high, SERVICES)[1]["sls"] == ["energy.sensor"]
+    assert step(high, SERVICES)[1]["sls"] == ["energy.sensor", HEAL]
     assert step(high, "energy-orch-plan-check-function")[1]["name"] == "energy.check"
 
 
@@ -328,7 +334,7 @@ def test_an_ill_typed_target_still_renders_for_the_plan_check(render, monkeypatc
 def test_no_energy_pillar_deploys_sensors_everywhere_and_nothing_else(render):
     _, high = render("energy.orch", None)
     assert deploy_phases(high) == [SERVICES]
-    assert step(high, SERVICES)[1]["sls"] == ["energy.sensor"]
+    assert step(high, SERVICES)[1]["sls"] == ["energy.sensor", HEAL]
     assert step(high, "energy-orch-plan-check-function")[1]["tgt"] == "( * )"
 
 
@@ -393,6 +399,9 @@ def test_a_down_minion_is_left_out_of_every_target_and_named_at_the_end(render, 
     for sid, (sls, roles) in phases.items():
         args = step(high, sid)[1]
         assert args["sls"] == sls
+        if roles is None:  # the last phase: every minion that answered
+            assert args["tgt"] == step(high, "energy-orch-plan-check-function")[1]["tgt"]
+            continue
         assert args["tgt"] == " or ".join(f"( ( {t} ){skip} )" for t in dict.fromkeys(expected[role] for role in roles))
         assert matching(matchers, args["tgt"]) == sorted(
             set().union(*(matching(matchers, expected[r]) for r in roles)) - set(really_down))
@@ -437,8 +446,8 @@ def test_a_role_whose_minions_are_all_down_has_no_phase(render, defaults):
 def test_every_minion_of_the_control_down_leaves_only_the_sensors(render):
     _, high = render("energy.orch", PILLARS["roles-unset-with-control"], down=["ctl"])
     assert deploy_phases(high) == [SERVICES]
-    assert step(high, SERVICES)[1]["tgt"] == "( ( * ) and not L@ctl )"
-    assert step(high, SERVICES)[1]["sls"] == ["energy.sensor"]
+    assert step(high, SERVICES)[1]["tgt"] == "( ( * ) or ( ctl ) ) and not L@ctl"  # every minion that answered
+    assert step(high, SERVICES)[1]["sls"] == ["energy.sensor", HEAL]
     name = step(high, FAIL_STEP)[1]["name"]
     for role in ("mongos", "formulas", "influxdbs", "grafana"):
         assert role in name

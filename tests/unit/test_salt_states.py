@@ -419,6 +419,33 @@ def test_container_running_masks_the_secrets_docker_container_running_returns(st
     assert STATE_SECRET not in repr(ret) and "***" in repr(ret["changes"]) and "***" in ret["comment"]
 
 
+def test_healthy_leaves_a_container_this_state_run_started_to_stays_up(state_salt, state_states):
+    # the orch's last phase and the full schedule apply energy.heal with the components' SLS: a
+    # sensor that refuses its config exits at once, and is stopped by its watch, not recreated here
+    state_states["docker_container.running"].return_value = {"name": SENSOR, "result": True, "comment": "",
+                                                             "changes": {"container_id": {"added": "abc"}}}
+    state_salt["docker.inspect_container"].side_effect = Exception("No such container")
+    assert energy_state.container_running(SENSOR, image="x:1")["changes"]
+    state_states["docker_container.running"].reset_mock()
+    state_salt["docker.inspect_container"].return_value = inspected("exited")
+    state_salt["docker.inspect_container"].side_effect = None
+    ret = energy_state.healthy(SENSOR, "sensor", RUN)
+    assert ret["result"] is True and "started by this state run" in ret["comment"]
+    state_states["docker_container.running"].assert_not_called()
+    state_salt["event.send"].assert_not_called()
+    # a container the run left as it was is judged as always
+    state_salt["docker.inspect_container"].side_effect = [inspected("exited"), inspected()]
+    assert energy_state.healthy(FORMULA, "formula", RUN)["changes"]["recreated"]["reason"] == "the container is exited"
+
+
+def test_container_running_in_test_mode_marks_nothing_as_started(state_opts, state_salt, state_states):
+    state_opts["test"] = True
+    state_states["docker_container.running"].return_value = {"name": SENSOR, "result": None, "comment": "",
+                                                             "changes": {"container_id": {"added": "abc"}}}
+    energy_state.container_running(SENSOR, image="x:1")
+    assert SENSOR not in energy_state.__context__.get(energy_state.STARTED, ())
+
+
 def test_a_recreation_by_heal_masks_secrets_too(state_salt, state_states):
     state_salt["docker.inspect_container"].side_effect = [Exception("No such container"), inspected(age=1)]
     state_states["docker_container.running"].return_value = {"result": True, "changes": {}, "comment": STATE_SECRET}
