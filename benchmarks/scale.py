@@ -51,13 +51,13 @@ def measure(count):
         _clean, ok, _ = orch("energy.clean_orch")
     cold, ok_cold, steps = orch("energy.orch")
     demo.wait_armed()  # the minions and the master restart to load the engine and the reactor
-    rerun, ok_rerun, _ = orch("energy.orch")
+    rerun, ok_rerun, rerun_steps = orch("energy.orch")
     master = rss_mib(demo.running(demo.DEMO / "master" / "master.pid"))
     minion_rss = [rss_mib(demo.running(demo.DEMO / m / "minion.pid")) for m in demo.MINIONS]
     slowest = max(steps.items(), key=lambda kv: kv[1]) if steps else ("-", 0)
     row = {"minions": count, "cold": cold, "rerun": rerun, "ok": ok and ok_cold and ok_rerun,
            "master_mib": master, "minion_mib": sum(minion_rss) / len(minion_rss),
-           "slowest": f"{slowest[0]} {slowest[1] / 1000:.1f} s"}
+           "slowest": f"{slowest[0]} {slowest[1] / 1000:.1f} s", "steps": steps, "rerun_steps": rerun_steps}
     print(f"  {row}", flush=True)
     return row
 
@@ -124,6 +124,12 @@ def main():
     for r in rows:
         print(f"| {r['minions']} | {r['cold']:.1f} s | {r['rerun']:.1f} s | {r['master_mib']:.0f} MiB | "
               f"{r['minion_mib']:.0f} MiB | {r['slowest']} |" + ("" if r["ok"] else " (an orch failed)"))
+    print("\nStep by step (seconds, cold / re-run):\n")
+    print("| step | " + " | ".join(f"{r['minions']} minions" for r in rows) + " |")
+    print("|---|" + "---|" * len(rows))
+    for step in dict.fromkeys(s for r in rows for s in r["steps"]):
+        print(f"| {step} | " + " | ".join(f"{r['steps'].get(step, 0) / 1000:.1f} / "
+                                          f"{r['rerun_steps'].get(step, 0) / 1000:.1f}" for r in rows) + " |")
     by = {r["minions"]: r for r in rows}
     if 8 in by and 24 in by:
         print(f"\ncold orch 24 / 8 minions: {by[24]['cold'] / by[8]['cold']:.2f} (target <= 2)")
