@@ -260,6 +260,16 @@ def _collect(root="/", overrides=None, hostname=None):
 
 
 def energy():
-    """The ``energy`` grain (the only public function: Salt calls every public one)."""
+    """The ``energy`` grain (Salt calls every public function of a grains module)."""
     overrides = __opts__.get("energy_facts") or {}  # pylint: disable=undefined-variable
     return {"energy": _collect("/", overrides=overrides)}
+
+
+def energy_extmods():
+    """The ``energy_extmods`` grain: the digest of the formula's modules this minion has synced
+    (``energy_core.extmods``). The orch syncs only the minions whose digest is not the master's.
+    Salt loads grains at start and at each module refresh, which every sync the orch makes ends
+    with."""
+    root = __opts__.get("extension_modules")  # pylint: disable=undefined-variable
+    found = core.extmods.digest(core.extmods.local_files(root)) if root else None
+    return {core.extmods.GRAIN: found} if found else {}

@@ -44,6 +44,42 @@ def __virtual__():
     return __virtualname__
 
 
+def _served_extmods(saltenv="base"):
+    """The digest of the formula's modules as this master's file server serves them in
+    ``saltenv`` (``energy_core.extmods``), or None when it serves none of them (every minion is
+    synced then, as before this check existed)."""
+    import salt.fileserver  # pylint: disable=import-outside-toplevel
+
+    try:
+        server = salt.fileserver.Fileserver(__opts__)
+        files = {}
+        for path in server.file_list({"saltenv": saltenv}):
+            if path.startswith("_") and core.extmods.shipped(path[1:]):
+                found = server.find_file(path, saltenv)
+                if found.get("path"):
+                    files[path[1:]] = core.extmods.file_sha256(found["path"])
+        return core.extmods.digest(files)
+    except Exception as exc:  # pylint: disable=broad-except  (no file server here: sync everyone)
+        log.warning("energy: cannot read the formula's modules from the file server (%s): every minion is synced", exc)
+        return None
+
+
+def _to_sync(every):
+    """The compound target of the sync step: ``every`` without the minions whose
+    ``energy_extmods`` grain, as the master's cache holds it (sent with each pillar request), is
+    the digest of what the master serves; '' when that leaves none. Ids, not a grain match: a
+    minion whose cached grain is behind its own is synced once more rather than waited for."""
+    served = _served_extmods()
+    if not served:
+        return every
+    cached = __salt__["cache.grains"](tgt=every, tgt_type="compound") or {}
+    synced = sorted(m for m, grains in cached.items() if isinstance(grains, dict) and grains.get(core.extmods.GRAIN) == served)
+    if not synced:
+        return every
+    rest = f"( {every} ) and not L@{','.join(synced)}"
+    return rest if __salt__["cache.grains"](tgt=rest, tgt_type="compound") else ""
+
+
 def orch_targets(defaults, pillar=None, ping_timeout=None):
     """
     What each step of ``energy.orch`` targets: ``targets`` (role -> compound target, without the
@@ -52,6 +88,9 @@ def orch_targets(defaults, pillar=None, ping_timeout=None):
     all down: their component is left out), ``phases`` (the deploy phases: ``[{"name", "sls",
     "tgt"}]``, ``energy_core.placement.orch_phases``: the last one applies ``energy.heal`` too, on
     every minion), ``events_enabled`` and ``restart_master``.
+
+    ``sync`` is the target of the sync step: the minions whose synced copy of the formula's modules
+    differs from what the master serves ('' when none does: no sync step).
 
     ``defaults`` is ``energy`` of defaults.yaml, ``pillar`` the master's pillar ``energy``. Pillar
     errors are left to the orch's plan-check step, which names them on every minion.
@@ -86,6 +125,7 @@ def orch_targets(defaults, pillar=None, ping_timeout=None):
     heal = conf.get("heal") if isinstance(conf.get("heal"), dict) else {}
     events = heal.get("events") if isinstance(heal.get("events"), dict) else {}
     return {"targets": targets, "all": every, "down": down, "roles_down": roles_down,
+            "sync": _to_sync(every) if every else "",
             "phases": core.placement.orch_phases(targets, roles_down, every),
             "events_enabled": events.get("enabled", True) is True,
             "restart_master": events.get("restart_master", False) is True}

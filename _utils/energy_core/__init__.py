@@ -30,11 +30,12 @@ Modules, one concern each:
 ``maintenance``  maintenance windows (containers the formula must leave alone)
 ``topology``     the deployment summary: the plan's topology against what runs, as text, SVG or DOT
 ``archive``      backup manifests (checked before anything is written) and the export's CSV rows
+``extmods``      the extension modules the formula ships to minions, and their digest (what needs a sync)
 """
 
 MODULES = ("names", "checks", "masking", "rules", "schema", "placement", "events", "sensor", "dashboards",
            "sizing", "components", "plan", "inventory", "influx", "mongo_wire", "mongo_users", "health", "healing", "maintenance",
-           "topology", "archive")
+           "topology", "archive", "extmods")
 
 
 def load():

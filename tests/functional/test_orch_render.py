@@ -20,6 +20,7 @@ concern every minion target the union of every role's target.
 import copy
 import importlib.util
 import logging
+import shutil
 
 import pytest
 import salt.config
@@ -96,8 +97,9 @@ def matching(matchers, tgt, fleet=FLEET):
 class Master:
     """The master as the orchestrate file sees it at render time."""
 
-    def __init__(self, opts, matchers, pillar, down=()):
+    def __init__(self, opts, matchers, pillar, down=(), fleet=None, runner_opts=None):
         self.opts = opts
+        self.fleet = FLEET if fleet is None else fleet
         self.matchers = matchers
         self.pillar = pillar
         self.down = set(down)
@@ -110,6 +112,8 @@ class Master:
         spec.loader.exec_module(self.runner)
         assert self.runner.__virtual__() == "energy"
         self.runner.__salt__ = {"manage.status": self.manage_status, "cache.grains": self.cache_grains}
+        if runner_opts is not None:  # a master's file server: the runner compares the minions' copies with it
+            self.runner.__opts__ = runner_opts
 
     # runners the energy runner calls
     def manage_status(self, output=True, tgt="*", tgt_type="glob", timeout=None, gather_job_timeout=None):
@@ -121,7 +125,7 @@ class Master:
     def cache_grains(self, tgt=None, tgt_type="glob", **kwargs):
         assert tgt_type == "compound"
         self.grains_calls.append(tgt)
-        return {mid: FLEET[mid] for mid in matching(self.matchers, tgt)}
+        return {mid: self.fleet[mid] for mid in matching(self.matchers, tgt, self.fleet)}
 
     # execution modules the template calls
     def saltutil_runner(self, name, arg=None, kwarg=None, full_return=False, saltenv="base", **kwargs):
@@ -172,8 +176,8 @@ def master_opts(tmp_path_factory):
 
 @pytest.fixture
 def render(master_opts, matchers):
-    def render(sls, pillar, down=()):
-        master = Master(copy.deepcopy(master_opts), matchers, pillar, down)
+    def render(sls, pillar, down=(), fleet=None, runner_opts=None):
+        master = Master(copy.deepcopy(master_opts), matchers, pillar, down, fleet, runner_opts)
         return master, master.render(sls)
     return render
 
@@ -485,3 +489,66 @@ def test_the_runner_gets_no_secret_of_the_pillar(render):
     assert "a-grafana-secret-1" not in sent and "an-influx-token-2" not in sent and "an-influx-password-3" not in sent
     assert master.targets_kwargs["pillar"]["grafana"] == {"enabled": True}  # what the targets need still goes
     assert "energy.grafana" in step(high, SERVICES)[1]["sls"]
+
+
+# --------------------------------------------------------------------------- which minions are synced
+
+
+@pytest.fixture(scope="module")
+def file_server_opts(master_opts, tmp_path_factory):
+    """A master's options whose file server (the roots backend) serves the formula."""
+    opts = salt.config.master_config(None)
+    opts.update({"file_roots": master_opts["file_roots"], "fileserver_backend": ["roots"],
+                 "cachedir": str(tmp_path_factory.mktemp("file-server-cache")), "pki_dir": master_opts["pki_dir"]})
+    return opts
+
+
+@pytest.fixture(scope="module")
+def synced_digest(tmp_path_factory):
+    """The ``energy_extmods`` grain of a minion that has synced this formula: its extension modules
+    laid out as saltutil.sync_* writes them (with the compiled files Python adds)."""
+    from energy_core import extmods
+
+    root = tmp_path_factory.mktemp("extmods")
+    for kind in extmods.SHIPPED:
+        shutil.copytree(ROOT / f"_{kind}", root / kind)
+    (root / "utils" / "energy_core" / "__pycache__").mkdir(exist_ok=True)
+    (root / "utils" / "energy_core" / "__pycache__" / "names.cpython-311.pyc").write_bytes(b"compiled")
+    (root / "modules" / "other_formula.py").write_text("# not the formula's\n")
+    return extmods.digest(extmods.local_files(str(root)))
+
+
+def test_a_minion_is_synced_only_when_its_copy_is_not_what_the_master_serves(render, file_server_opts,
+                                                                            synced_digest, matchers):
+    from energy_core import extmods
+
+    pillar = PILLARS["roles-unset-with-control"]
+    assert synced_digest and synced_digest.startswith("sha256-")
+    fleet = {mid: dict(grains, **{extmods.GRAIN: synced_digest}) for mid, grains in FLEET.items()}
+    # every minion has the master's copy: no sync step, the refresh step first
+    _, high = render("energy.orch", pillar, fleet=fleet, runner_opts=file_server_opts)
+    assert SYNC_STEP not in high
+    assert "require" not in step(high, REFRESH_STEP)[1]
+    assert_requisites_resolve(high)
+    union = step(high, REFRESH_STEP)[1]["tgt"]
+    # n2 has another copy and n3 none: they are synced, the others are not
+    fleet["n2"][extmods.GRAIN] = "sha256-" + "0" * 64
+    del fleet["n3"][extmods.GRAIN]
+    _, high = render("energy.orch", pillar, fleet=fleet, runner_opts=file_server_opts)
+    tgt = step(high, SYNC_STEP)[1]["tgt"]
+    assert tgt == f"( {union} ) and not L@ctl,db1,db2,graf,n1"
+    assert matching(matchers, tgt) == ["n2", "n3"]
+    assert requires(high, REFRESH_STEP) == [("salt", SYNC_STEP)]
+    assert step(high, REFRESH_STEP)[1]["tgt"] == union  # every minion loads its pillar
+    # the same for clean_orch
+    _, high = render("energy.clean_orch", pillar, fleet=fleet, runner_opts=file_server_opts)
+    assert step(high, SYNC_STEP)[1]["tgt"] == tgt
+
+
+def test_a_master_that_serves_no_formula_module_syncs_every_minion(render, matchers, tmp_path):
+    opts = salt.config.master_config(None)
+    opts.update({"file_roots": {"base": [str(tmp_path / "empty")]}, "fileserver_backend": ["roots"],
+                 "cachedir": str(tmp_path / "cache")})
+    (tmp_path / "empty").mkdir()
+    _, high = render("energy.orch", PILLARS["roles-unset-with-control"], runner_opts=opts)
+    assert step(high, SYNC_STEP)[1]["tgt"] == step(high, REFRESH_STEP)[1]["tgt"]

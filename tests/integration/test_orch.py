@@ -1,5 +1,6 @@
 """One orchestrate run deploys the whole stack, placed by CPU name, on the real Docker engine."""
 
+import pathlib
 import stat
 import urllib.parse
 
@@ -8,6 +9,7 @@ import pytest
 from energy_core import mongo_wire
 from tests.integration.conftest import (EPYC, GRAFANA_PASSWORD, MINIONS, MONGO_PASSWORDS, XEON_E5, XEON_GOLD,
                                        containers, failed_steps, pillar_changed, state_changes)
+from tests.conftest import ROOT
 from tests.power import influx
 
 # The placement the pillar asks for: CPU names sorted -> AMD, Xeon E5, Xeon Gold; mongos [test-ctl, test-node-a]
@@ -84,10 +86,38 @@ def test_sensor_config_names_the_database_of_its_cpu(deployed, docker_engine, co
     assert config["system"]["rapl"]["events"] == ["RAPL_ENERGY_PKG", "RAPL_ENERGY_DRAM"]
 
 
+def steps_of(orch_ret):
+    return {sid.split("_|-")[1]: step for steps in orch_ret.get("data", orch_ret).values() if isinstance(steps, dict)
+            for sid, step in steps.items()}
+
+
 def test_second_run_changes_nothing(deployed, salt_run_cli):
     ret = salt_run_cli.run("state.orchestrate", "energy.orch")
     assert ret.returncode == 0, ret.stdout
     assert state_changes(ret.data) == {}
+    # every minion has the master's copy of the formula's modules: no sync step
+    assert "energy-orch-modules-sync-state" not in steps_of(ret.data)
+    assert "energy-orch-pillar-refresh-function" in steps_of(ret.data)
+
+
+def test_only_a_minion_whose_modules_are_not_the_master_s_is_synced(deployed, salt_run_cli, salt_cli):
+    extension_modules = salt_cli.run("config.get", "extension_modules", minion_tgt="test-node-c").data
+    names = pathlib.Path(extension_modules) / "utils" / "energy_core" / "names.py"
+    served = (ROOT / "_utils" / "energy_core" / "names.py").read_text()
+    assert names.read_text() == served
+    names.write_text(served + "# changed on this minion\n")
+    # the minion reloads its grains and sends them with its pillar request: the master's cache
+    salt_cli.run("saltutil.refresh_pillar", "wait=True", minion_tgt="test-node-c")
+    assert salt_cli.run("grains.get", "energy_extmods", minion_tgt="test-node-b").data != \
+        salt_cli.run("grains.get", "energy_extmods", minion_tgt="test-node-c").data
+    ret = salt_run_cli.run("state.orchestrate", "energy.orch")
+    assert ret.returncode == 0, failed_steps(ret.data)
+    sync = steps_of(ret.data)["energy-orch-modules-sync-state"]
+    assert sorted((sync.get("changes") or {}).get("ret") or {}) == ["test-node-c"], sync
+    assert "test-node-c" in str(sync.get("comment")) and "test-node-b" not in str(sync.get("comment"))
+    assert names.read_text() == served  # the master's copy again
+    assert salt_cli.run("grains.get", "energy_extmods", minion_tgt="test-node-b").data == \
+        salt_cli.run("grains.get", "energy_extmods", minion_tgt="test-node-c").data
 
 
 def test_test_mode_changes_nothing_and_lists_what_would_change(deployed, salt_run_cli, docker_engine):
