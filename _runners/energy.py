@@ -23,6 +23,8 @@ import logging
 import os
 import subprocess
 
+from salt.exceptions import CommandExecutionError
+
 log = logging.getLogger(__name__)
 
 __virtualname__ = "energy"
@@ -73,7 +75,9 @@ def _to_sync(every):
     if not served:
         return every
     cached = __salt__["cache.grains"](tgt=every, tgt_type="compound") or {}
-    synced = sorted(m for m, grains in cached.items() if isinstance(grains, dict) and grains.get(core.extmods.GRAIN) == served)
+    # an id with a comma or a space would change the target: such a minion is synced, always
+    synced = sorted(m for m, grains in cached.items() if core.names.plain_id(m) and isinstance(grains, dict)
+                    and grains.get(core.extmods.GRAIN) == served)
     if not synced:
         return every
     rest = f"( {every} ) and not L@{','.join(synced)}"
@@ -114,6 +118,12 @@ def orch_targets(defaults, pillar=None, ping_timeout=None):
     status = __salt__["manage.status"](tgt=every, tgt_type="compound", timeout=timeout,
                                        gather_job_timeout=timeout) if every else {}
     down = sorted((status or {}).get("down") or [])
+    odd = [m for m in down if not core.names.plain_id(m)]
+    if odd:  # 'x,ctl' or 'x or *' spliced into 'and not L@...' would leave out minions that answer
+        raise CommandExecutionError(
+            f"minion(s) {', '.join(repr(m) for m in odd)} did not answer, and their ids cannot be left out of a "
+            "compound target (only letters, digits, '.', '_' and '-' can): bring them back, or remove their keys "
+            "(salt-key -d), then run the orch again")
     roles_down = []
     if down:
         skip = " and not L@" + ",".join(down)

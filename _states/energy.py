@@ -236,12 +236,15 @@ def _running(name, shortcut=False, **kwargs):
 
 
 STARTED = "energy.started"  # __context__ key: the containers this state run (re)started
+# the components whose (re)started containers energy.stays_up watches (macros.jinja)
+WATCHED = ("sensor", "formula")
 
 
 def _started(name, ret):
     """``ret``, and ``name`` noted as (re)started by this state run when ``ret`` changed it:
     the state modules of one state run share ``__context__``, and ``energy.healthy`` leaves such a
-    container to ``energy.stays_up``, which watches it once every container of the run is up."""
+    sensor or formula container to ``energy.stays_up``, which watches it once every container of
+    the run is up (the databases' own states wait for them to answer)."""
     if ret.get("result") and ret.get("changes") and not __opts__.get("test"):
         __context__.setdefault(STARTED, set()).add(name)
     return ret
@@ -384,7 +387,7 @@ def healthy(name, component, run, probe=None, grace=60, timeout=60, trigger="hea
         ret["comment"] = f"{component} container {name} left alone: {held}"
         _note(name, "held", held)
         return ret
-    if name in __context__.get(STARTED, ()):
+    if component in WATCHED and name in __context__.get(STARTED, ()):
         # the orch's last phase and the full schedule apply energy.heal with the components' SLS
         # files: a container they just started is energy.stays_up's to judge (a sensor that
         # refuses its config is stopped there, not recreated here)

@@ -14,6 +14,10 @@ energy-{{ c.component }}-health-healthy-{{ c.name }}:
     - probe: {{ c.health | json }}
     - grace: {{ heal.grace_seconds }}
     - timeout: {{ heal.timeout }}
+    {#- the orch's last phase applies this file with the components' and runs with failhard: a
+        container found unhealthy fails the run, but after the watches of what the run started
+        (energy.stays_up, order: last) and the schedules and engine below #}
+    - failhard: False
 {% endfor %}
 {#- what energy.heal_check (the light check) reads: this minion's containers and their checks, kept
     0600 in its cachedir (the checks hold the formula's MongoDB password) #}
@@ -30,7 +34,7 @@ energy-heal-schedule-present:
     - splay: {{ heal.schedule.splay }}
     - maxrunning: 1
     {#- Salt runs an interval job at once whenever the minion loads its schedule: at start, and at
-        each module refresh (every orch syncs the modules) #}
+        each module refresh (every orch refreshes the modules) #}
     - run_on_start: False
     - require:
       - energy: energy-heal-node-kept

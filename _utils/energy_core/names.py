@@ -182,6 +182,12 @@ def power_database(slug):
     return f"power_{slug}"
 
 
+def plain_id(minion):
+    """Whether ``minion`` can go into an ``L@`` list of a compound target as it is: Salt accepts
+    commas and spaces in a minion id, which would change the target's meaning there."""
+    return isinstance(minion, str) and bool(minion) and all(c.isalnum() or c in "._-" for c in minion)
+
+
 def datasource_uid(slug):
     """Grafana uids are at most 40 characters: a stable hash of the CPU slug."""
     return "energy-" + hashlib.sha1(slug.encode()).hexdigest()[:12]

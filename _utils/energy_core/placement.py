@@ -39,8 +39,8 @@ def named_ids(target):
         return None
     if target.startswith("L@"):
         ids = tuple(m for m in target[2:].split(",") if m)
-        return ids if ids and all("@" not in m for m in ids) else None
-    return None if "@" in target else (target,)
+        return ids if ids and all(names.plain_id(m) for m in ids) else None
+    return (target,) if names.plain_id(target) else None  # 'a,b' is a list to the master, not an id
 
 
 def mine_queries(targets):

@@ -174,10 +174,22 @@ def master_opts(tmp_path_factory):
     return opts
 
 
+@pytest.fixture(scope="module")
+def empty_server_opts(tmp_path_factory):
+    """A master's options whose file server serves none of the formula's modules: every minion is
+    synced (the runner reads no cache for that)."""
+    root = tmp_path_factory.mktemp("empty-file-server")
+    (root / "srv").mkdir()
+    opts = salt.config.master_config(None)
+    opts.update({"file_roots": {"base": [str(root / "srv")]}, "fileserver_backend": ["roots"],
+                 "cachedir": str(root / "cache")})
+    return opts
+
+
 @pytest.fixture
-def render(master_opts, matchers):
+def render(master_opts, matchers, empty_server_opts):
     def render(sls, pillar, down=(), fleet=None, runner_opts=None):
-        master = Master(copy.deepcopy(master_opts), matchers, pillar, down, fleet, runner_opts)
+        master = Master(copy.deepcopy(master_opts), matchers, pillar, down, fleet, runner_opts or empty_server_opts)
         return master, master.render(sls)
     return render
 
@@ -545,10 +557,25 @@ def test_a_minion_is_synced_only_when_its_copy_is_not_what_the_master_serves(ren
     assert step(high, SYNC_STEP)[1]["tgt"] == tgt
 
 
-def test_a_master_that_serves_no_formula_module_syncs_every_minion(render, matchers, tmp_path):
-    opts = salt.config.master_config(None)
-    opts.update({"file_roots": {"base": [str(tmp_path / "empty")]}, "fileserver_backend": ["roots"],
-                 "cachedir": str(tmp_path / "cache")})
-    (tmp_path / "empty").mkdir()
-    _, high = render("energy.orch", PILLARS["roles-unset-with-control"], runner_opts=opts)
+def test_a_master_that_serves_no_formula_module_syncs_every_minion(render, empty_server_opts):
+    master, high = render("energy.orch", PILLARS["roles-unset-with-control"], runner_opts=empty_server_opts)
+    assert master.runner._served_extmods() is None
     assert step(high, SYNC_STEP)[1]["tgt"] == step(high, REFRESH_STEP)[1]["tgt"]
+
+
+def test_only_plain_ids_are_left_out_of_the_sync(file_server_opts, synced_digest, master_opts, matchers):
+    from energy_core import extmods
+
+    master = Master(copy.deepcopy(master_opts), matchers, None, runner_opts=file_server_opts)
+    cached = {"ctl": {extmods.GRAIN: synced_digest}, "x,ctl": {extmods.GRAIN: synced_digest},
+              "n1 or *": {extmods.GRAIN: synced_digest}, "n2": {extmods.GRAIN: "sha256-other"}}
+    master.runner.__salt__["cache.grains"] = lambda tgt, tgt_type: cached
+    # a minion that reports the master's digest under an id with a comma or a space is synced anyway
+    assert master.runner._to_sync("( * )") == "( ( * ) ) and not L@ctl"
+
+
+def test_a_down_minion_whose_id_would_change_the_targets_stops_the_render(master_opts, matchers, defaults):
+    master = Master(copy.deepcopy(master_opts), matchers, None)
+    master.runner.__salt__["manage.status"] = lambda **kwargs: {"up": ["ctl"], "down": ["x,ctl"]}
+    with pytest.raises(salt.exceptions.CommandExecutionError, match=r"'x,ctl' did not answer.*salt-key -d"):
+        master.runner.orch_targets(defaults, {"control": "ctl"})

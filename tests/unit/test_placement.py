@@ -125,7 +125,7 @@ def test_named_ids_only_for_targets_that_name_minions_by_id():
     assert placement.named_ids("L@db1,db2") == ("db1", "db2")
     assert placement.named_ids("ctl") == ("ctl",)
     for master_only in ("G@role:db", "I@energy:db:true", "node-*", "ctl or node-a", "L@a,b and G@x:y",
-                        "E@node-.*", "", None, "node-[ab]"):
+                        "E@node-.*", "", None, "node-[ab]", "db1,db2", "N@racks", "L@a,b c"):
         assert placement.named_ids(master_only) is None, master_only
 
 

@@ -436,6 +436,11 @@ def test_healthy_leaves_a_container_this_state_run_started_to_stays_up(state_sal
     # a container the run left as it was is judged as always
     state_salt["docker.inspect_container"].side_effect = [inspected("exited"), inspected()]
     assert energy_state.healthy(FORMULA, "formula", RUN)["changes"]["recreated"]["reason"] == "the container is exited"
+    # so is a started Grafana or database: no energy.stays_up watches those
+    grafana = "energy-node-a-grafana"
+    energy_state.__context__[energy_state.STARTED].add(grafana)
+    state_salt["docker.inspect_container"].side_effect = [inspected("exited"), inspected()]
+    assert energy_state.healthy(grafana, "grafana", RUN)["changes"]["recreated"]["reason"] == "the container is exited"
 
 
 def test_container_running_in_test_mode_marks_nothing_as_started(state_opts, state_salt, state_states):
