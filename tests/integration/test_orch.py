@@ -156,11 +156,12 @@ def test_a_minion_down_is_named_and_the_rest_is_deployed(deployed, salt_minions,
         # the rest of the stack is deployed
         assert running(docker_engine, energy_component="formula", energy_cpu=EPYC)
         assert running(docker_engine, energy_component="sensor", energy_minion="test-node-b")
-        # the health checks and the heal schedule went with the services phase to those who answered
+        # the health checks (energy.heal) went with the services phase to those who answered
         (services,) = [step for steps in ret.data.get("data", ret.data).values() for sid, step in steps.items()
                        if "energy-services-deploy-orch" in sid]
         node_b = services["changes"]["ret"]["test-node-b"]  # its sensor was recreated: a change
-        assert any("energy-heal-schedule-present" in sid for sid in node_b), list(node_b)
+        assert any("energy-heal-node-kept" in sid for sid in node_b), sorted(node_b)
+        assert any("energy-sensor-health-healthy" in sid for sid in node_b), sorted(node_b)
     finally:
         node_c.start(start_timeout=120)
     ret = salt_run_cli.run("state.orchestrate", "energy.orch")
