@@ -80,8 +80,9 @@ def _to_sync(every):
                     and grains.get(core.extmods.GRAIN) == served)
     if not synced:
         return every
-    rest = f"( {every} ) and not L@{','.join(synced)}"
-    return rest if __salt__["cache.grains"](tgt=rest, tgt_type="compound") else ""
+    # cache.grains names every minion its target matches ({} without cached data): those left
+    # once the synced ones are out are the ones the target below matches
+    return f"( {every} ) and not L@{','.join(synced)}" if set(cached) - set(synced) else ""
 
 
 def orch_targets(defaults, pillar=None, ping_timeout=None):
