@@ -35,9 +35,7 @@ def named_ids(target):
     several terms)."""
     if target == "*":
         return "*"
-    if not isinstance(target, str) or not target or any(c in target for c in " \t*?[]!"):
-        return None
-    if target.startswith("L@"):
+    if isinstance(target, str) and target.startswith("L@"):
         ids = tuple(m for m in target[2:].split(",") if m)
         return ids if ids and all(names.plain_id(m) for m in ids) else None
     return (target,) if names.plain_id(target) else None  # 'a,b' is a list to the master, not an id
