@@ -103,7 +103,7 @@ def containers(docker_engine, all=True, **labels):  # pylint: disable=redefined-
     """The containers of the test minions with these labels (``energy_cpu="X"`` is the label
     ``energy.cpu=X``): never those of a demo running on the same engine."""
     filters = {"label": [f"{k.replace('_', '.')}={v}" for k, v in labels.items()]}
-    return [c for c in docker_engine.containers.list(all=all, filters=filters)
+    return [c for c in docker_engine.containers.list(all=all, filters=filters, ignore_removed=True)
             if c.labels.get("energy.minion") in MINIONS]
 
 
@@ -137,8 +137,9 @@ def docker_client():
 def remove_stack(client, minions=MINIONS):
     """Remove every container and volume the formula made for these minions (test hygiene)."""
     for minion in minions:
-        for container in client.containers.list(all=True, filters={"label": f"energy.minion={minion}"}):
-            container.remove(force=True)
+        for container in client.containers.list(all=True, filters={"label": f"energy.minion={minion}"}, ignore_removed=True):
+            with contextlib.suppress(docker.errors.NotFound):  # the reactor or Docker removed it meanwhile
+                container.remove(force=True)
         for volume in client.volumes.list():
             if volume.name.startswith(f"energy-{minion}-"):
                 volume.remove(force=True)

@@ -136,7 +136,7 @@ def test_hostname_to_influx_and_the_example_app_that_prints_its_own_power(deploy
             time.sleep(2)
         assert watts and watts[-1] > 0, logs
     finally:
-        for container in docker_engine.containers.list(all=True, filters={"label": "energy.example"}):
+        for container in docker_engine.containers.list(all=True, filters={"label": "energy.example"}, ignore_removed=True):
             container.remove(force=True)
 
 

@@ -170,7 +170,7 @@ def test_a_minion_down_is_named_and_the_rest_is_deployed(deployed, salt_minions,
 
 def container_ids(docker_engine):
     return sorted(c.id for m in MINIONS for c in docker_engine.containers.list(
-        all=True, filters={"label": f"energy.minion={m}"}))
+        all=True, filters={"label": f"energy.minion={m}"}, ignore_removed=True))
 
 
 def test_bad_pillar_fails_before_any_container_is_touched(deployed, salt_run_cli, salt_cli, docker_engine,

@@ -31,7 +31,7 @@ def react_returns(event_listener, salt_master, after):
 def wait_running(docker_engine, name, timeout):
     deadline = time.time() + timeout
     while time.time() < deadline:
-        if docker_engine.containers.list(filters={"name": f"^{name}$", "status": "running"}):
+        if docker_engine.containers.list(filters={"name": f"^{name}$", "status": "running"}, ignore_removed=True):
             return True
         time.sleep(0.5)
     return False

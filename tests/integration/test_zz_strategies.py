@@ -51,7 +51,7 @@ def why(missing):
     client = docker.from_env()
     out = []
     for minion in missing:
-        for container in client.containers.list(all=True, filters={"label": "energy.minion"}):
+        for container in client.containers.list(all=True, filters={"label": "energy.minion"}, ignore_removed=True):
             if container.labels.get("energy.component") in ("sensor", "formula") and (
                     container.labels.get("energy.minion") == minion or minion in container.name
                     or container.labels.get("energy.cpu") == MINIONS[minion][1]["cpu_name"]):
