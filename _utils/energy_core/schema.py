@@ -169,7 +169,10 @@ SCHEMA = Section({
             "full_seconds": Rule(lambda v: is_number(v) and v >= 0,
                                  "a number of seconds between full state runs, 0 for none."),
         }, "key"),
-        "events": Section({"enabled": BOOL, "restart_minion": BOOL, "restart_master": BOOL}, "key"),
+        "events": Section({"enabled": BOOL, "restart_minion": BOOL, "restart_master": BOOL,
+                           "interval": Rule(lambda v: is_number(v) and 1 <= v <= 3600,
+                                            "a number of seconds from 1 to 3600 (at most one energy.react "
+                                            "per container in that time).")}, "key"),
     }, "key"),
     "clean": Section({"purge_data": BOOL}, "key"),
 }, "key")
