@@ -6,9 +6,9 @@
     (energy.heal) in the same state run; then the master's reactor for those events. Each minion deploys only what
     the plan gives it. Minions that do not answer are left out of every step (a role whose minions
     all are down is left out of its phase) and named by the last step, which then fails. #}
-{%- from tpldir ~ "/orch_targets.jinja" import orch, targets, all_targets, down, roles_down, sync_steps with context %}
+{%- from tpldir ~ "/orch_targets.jinja" import orch, targets, all_targets, down, roles_down, sync_steps, lock_release with context %}
 
-{{ sync_steps() }}
+{{ sync_steps("energy.orch") }}
 
 energy-orch-mine-update-function:
   salt.function:
@@ -63,6 +63,7 @@ energy-reactor-reaction-present-runner:
     - restart: {{ orch.restart_master }}
     - require:
       - salt: energy-orch-runners-sync-runner
+{{ lock_release([ns.previous.split(': ', 1)[1], 'energy-reactor-reaction-present-runner']) }}
 {%- if down %}
 
 energy-orch-minions-answer-fail:

@@ -31,11 +31,12 @@ Modules, one concern each:
 ``topology``     the deployment summary: the plan's topology against what runs, as text, SVG or DOT
 ``archive``      backup manifests (checked before anything is written) and the export's CSV rows
 ``extmods``      the extension modules the formula ships to minions, and their digest (what needs a sync)
+``orch_lock``    one energy.orch or energy.clean_orch at a time on a master (the lock and its staleness)
 """
 
 MODULES = ("names", "checks", "masking", "rules", "schema", "placement", "events", "sensor", "dashboards",
            "sizing", "components", "plan", "inventory", "influx", "mongo_wire", "mongo_users", "health", "healing", "maintenance",
-           "topology", "archive", "extmods")
+           "topology", "archive", "extmods", "orch_lock")
 
 
 def load():

@@ -54,6 +54,7 @@ UNION_STEPS_ORCH = SYNC_STEPS + ("energy-orch-mine-update-function", "energy-orc
 UNION_STEPS_CLEAN = SYNC_STEPS + ("energy-orch-clean-apply-orch",)
 FAIL_STEP = "energy-orch-minions-answer-fail"
 REACTOR_STEP = "energy-reactor-reaction-present-runner"
+LOCK_TAKE, LOCK_RELEASE = "energy-orch-lock-present-runner", "energy-orch-lock-absent-runner"
 
 PILLARS = {
     "roles-unset-with-control": {"control": "ctl", "grafana": {"admin_password": "pw"}},
@@ -289,7 +290,7 @@ def test_the_phases_chain_in_deployment_order(render, case):
     for previous, current in zip(chain, chain[1:]):
         assert requires(high, current) == [("salt", previous)], current
     ids = list(high)
-    assert ids.index("energy-orch-runners-sync-runner") == 0
+    assert ids.index(LOCK_TAKE) == 0
     assert [ids.index(sid) for sid in chain] == sorted(ids.index(sid) for sid in chain)
 
 
@@ -309,6 +310,40 @@ def test_clean_orch_targets_the_union(render, defaults, matchers, case):
     assert FAIL_STEP not in high
     expected = expected_targets(defaults, pillar)
     assert matching(matchers, union) == sorted(set().union(*(matching(matchers, t) for t in expected.values())))
+
+
+def depends_on(high, sid):
+    """Every step ``sid`` requires, directly or through the steps it requires."""
+    found, todo = set(), [sid]
+    while todo:
+        for _kind, target in requires(high, todo.pop()):
+            if target not in found:
+                found.add(target)
+                todo.append(target)
+    return found
+
+
+@pytest.mark.parametrize("sls", ["energy.orch", "energy.clean_orch"])
+@pytest.mark.parametrize("down", [(), ("n2",)], ids=["all-up", "one-down"])
+def test_the_lock_comes_first_and_every_step_depends_on_it(render, sls, down):
+    """Two orchs at once, or an orch during a clean: the master's lock is the first step, with
+    failhard, so that a refused orch stops before any minion is touched; its release is the last
+    step that works (after the last phase and the reactor), before the failure naming down minions."""
+    _, high = render(sls, PILLARS["roles-unset-with-control"], down=down)
+    ids = list(high)
+    assert ids[0] == LOCK_TAKE
+    fun, args = step(high, LOCK_TAKE)
+    assert fun == "salt.runner" and args["name"] == "energy_lock.take" and args["what"] == sls
+    assert args["failhard"] is True and not requires(high, LOCK_TAKE)
+    for sid in ids[1:]:
+        if sid != FAIL_STEP:
+            assert LOCK_TAKE in depends_on(high, sid), sid
+    fun, args = step(high, LOCK_RELEASE)
+    assert fun == "salt.runner" and args["name"] == "energy_lock.release"
+    last = deploy_phases(high)[-1] if sls == "energy.orch" else "energy-orch-clean-apply-orch"
+    reactor = REACTOR_STEP if sls == "energy.orch" else "energy-reactor-reaction-absent-runner"
+    assert {last, reactor} <= depends_on(high, LOCK_RELEASE)
+    assert ids.index(LOCK_RELEASE) == len(ids) - (2 if down else 1)
 
 
 def test_grafana_disabled_has_no_grafana_phase(render, defaults):
@@ -540,7 +575,7 @@ def test_a_minion_is_synced_only_when_its_copy_is_not_what_the_master_serves(ren
     # every minion has the master's copy: no sync step, the refresh step first
     _, high = render("energy.orch", pillar, fleet=fleet, runner_opts=file_server_opts)
     assert SYNC_STEP not in high
-    assert "require" not in step(high, REFRESH_STEP)[1]
+    assert requires(high, REFRESH_STEP) == [("salt", "energy-orch-runners-sync-runner")]  # no sync step between
     assert_requisites_resolve(high)
     union = step(high, REFRESH_STEP)[1]["tgt"]
     # n2 has another copy and n3 none: they are synced, the others are not
