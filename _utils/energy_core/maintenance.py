@@ -9,20 +9,53 @@ import time
 from . import healing, names
 
 
+def _window_ok(entry):
+    return (isinstance(entry, dict) and isinstance(entry.get("since"), (int, float))
+            and (entry.get("until") is None or isinstance(entry.get("until"), (int, float)))
+            and isinstance(entry.get("reason", ""), str))
+
+
 def read(path, now):
-    """The windows in ``path`` that have not ended at ``now``."""
+    """The windows in ``path`` that have not ended at ``now``.
+
+    A file that cannot be read never counts as "no maintenance": that would undo an operator's
+    hold. An unreadable file gives one window on ``all`` marked ``unreadable`` (with the path and
+    the error); an unreadable entry of a readable file gives that target such a window, and the
+    readable windows are kept. ``held_reason`` says so for every container a marked window covers,
+    and ``change`` refuses to write over them."""
     try:
         with open(path, encoding="utf-8") as handle:
             entries = json.load(handle)
-    except (OSError, ValueError):
+    except FileNotFoundError:
         return {}
+    except (OSError, ValueError) as exc:
+        return {"all": {"unreadable": f"the maintenance file {path} cannot be read ({exc})"}}
     if not isinstance(entries, dict):
-        return {}
-    return {what: e for what, e in entries.items()
-            if isinstance(e, dict) and (e.get("until") or now + 1) > now}
+        return {"all": {"unreadable": f"the maintenance file {path} holds a {type(entries).__name__}, not windows"}}
+    kept = {}
+    for what, entry in entries.items():
+        if not _window_ok(entry):
+            kept[str(what)] = {"unreadable": f"the maintenance file {path} has an unreadable window for {what}: {entry!r:.80}"}
+        elif (entry.get("until") or now + 1) > now:
+            kept[what] = entry
+    return kept
+
+
+def unreadable(entries):
+    """The error of every unreadable window of ``entries`` (``read``), by target."""
+    return {what: e["unreadable"] for what, e in entries.items() if isinstance(e, dict) and e.get("unreadable")}
 
 
 def write(path, entries):
+    """Write ``entries``; a file there that is not valid JSON is set aside first as
+    ``<path>.corrupt`` (what the operator had is kept to look at, not overwritten)."""
+    try:
+        with open(path, encoding="utf-8") as handle:
+            json.load(handle)
+    except FileNotFoundError:
+        pass
+    except (OSError, ValueError):
+        os.replace(path, path + ".corrupt")
     healing.write_atomic(path, json.dumps(entries, sort_keys=True), mode=0o600)
 
 
@@ -34,6 +67,9 @@ def held_reason(entries, name, component, minion):
     """Why container ``name`` of ``component`` is left alone, or ''."""
     for what in (name, component, "all"):
         entry = entries.get(what)
+        if entry and entry.get("unreadable"):
+            return (f"{entry['unreadable']}: every container it may hold is left alone until it is fixed. Fix: "
+                    f"correct the file, or end the window(s) with: salt {minion} energy.maintenance off {what}")
         if entry:
             since = time.strftime("%Y-%m-%d %H:%M:%S", time.localtime(entry["since"]))
             until = (" until " + time.strftime("%Y-%m-%d %H:%M:%S", time.localtime(entry["until"]))
@@ -56,6 +92,11 @@ def change(entries, action, what, reason, hours, now):
         raise ValueError(f"energy.maintenance: bad target {what!r}. Fix: all, a component "
                          f"({', '.join(names.COMPONENTS)}) or a container name of the stack (energy-...; see "
                          "salt-call energy.deployed).")
+    bad = unreadable(entries)
+    if bad and not (action == "off" and (what == "all" or what in bad)):
+        raise ValueError(f"energy.maintenance: {'; '.join(bad.values())}. Fix: correct the file, or end the "
+                         f"unreadable window(s) first: energy.maintenance off {'all' if 'all' in bad else sorted(bad)[0]} "
+                         "(a file that is not JSON is kept as maintenance.json.corrupt)")
     if action == "on":
         if hours is not None and not (isinstance(hours, (int, float)) and not isinstance(hours, bool) and hours > 0):
             raise ValueError(f"energy.maintenance: bad hours {hours!r}. Fix: a positive number.")
