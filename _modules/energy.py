@@ -694,7 +694,7 @@ def heal_check(trigger="heal schedule"):
         conf = config(secrets=True)  # not kept yet (the energy.heal SLS keeps it): from the plan
         kept = core.health.kept(node(conf, secrets=True), conf["heal"])
     settings = kept["heal"]
-    checked = {}
+    checked, seen = {}, core.health.Seen(core.health.seen_path(__opts__["cachedir"]))  # freshness across checks
     found = {"healthy": [], "held": [], "left": {}, "recreated": {}}
     for spec in kept["containers"]:
         name = spec["name"]
@@ -709,7 +709,7 @@ def heal_check(trigger="heal schedule"):
             info = __salt__["docker.inspect_container"](name)
         except Exception:  # pylint: disable=broad-except
             info = None  # saltext-dockermod raises for a missing container
-        reason = core.health.diagnose(info, spec["health"], settings["grace_seconds"], volume_free)
+        reason = core.health.diagnose(info, spec["health"], settings["grace_seconds"], volume_free, seen)
         if reason is None:
             checked[name] = ("healthy", "")
             found["healthy"].append(name)

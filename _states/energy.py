@@ -394,7 +394,7 @@ def healthy(name, component, run, probe=None, grace=60, timeout=60, trigger="hea
         ret["comment"] = f"{component} container {name} was started by this state run: energy.stays_up watches it"
         return ret
     info = _inspect(name)
-    reason = core.health.diagnose(info, probe, grace, _free_space)
+    reason = core.health.diagnose(info, probe, grace, _free_space, core.health.Seen(core.health.seen_path(__opts__["cachedir"])))
     if reason is None:
         ret["comment"] = f"{component} container {name} is healthy"
         _note(name, "healthy", "")

@@ -68,12 +68,88 @@ def backlog(probe, timeout=3):
     return int(reply.get("n", 0))
 
 
-def newest_point_age(probe):
-    """Seconds since this sensor's newest measured (rapl) point in InfluxDB; None when there is none."""
+def newest_point(probe):
+    """When this sensor's newest measured (rapl) point in InfluxDB was stamped (epoch seconds, by
+    the clock of the sensor's host: the sensor stamps its reports, SmartWatts keeps the stamp);
+    None when there is none."""
     sensor = str(probe["sensor"]).replace("\\", "\\\\").replace("'", "\\'")  # InfluxQL string literal
     query = f"SELECT last(power) FROM power_consumption WHERE sensor = '{sensor}' AND target = 'rapl'"
     series = influx.query(probe["url"], query, db=probe["database"], epoch="s").get("series", [])
-    return time.time() - series[0]["values"][0][0] if series else None
+    return series[0]["values"][0][0] if series else None
+
+
+# --------------------------------------------------------------------------- freshness, whatever the clocks
+# A sensor's points carry its host's clock; the check runs on another clock (another host, or a
+# host whose clock was set since). Judged only by "now minus the newest point", a sensor whose
+# clock is 90 s behind looks 90 s staler than it is: with a 60 s limit it would be recreated at
+# every check, forever, and recreating it does not set its clock. So a sensor is stale when its
+# newest point has not moved for max_age seconds of the checker's own clock: each check keeps the
+# newest point it saw and when (``Seen``, per sensor). Only on a first look, with nothing kept, is
+# the age by the clocks used, and then with SKEW_TOLERANCE on top of the limit.
+SKEW_TOLERANCE = 300
+SEEN = "energy/fresh.json"
+
+
+def freshness(newest, now, max_age, seen):
+    """``(reason, keep)``: why the sensor is stale (None: fresh, or not judged yet) and what to keep
+    for the next check. ``newest``: its newest point's time (None: none); ``now``: the checker's
+    clock; ``seen``: what the previous check kept (``{"newest", "at"}``) or None."""
+    if newest is None:
+        return "the sensor's newest measured power point is never (no point at all)", seen
+    age = now - newest
+    if seen and newest <= seen.get("newest", float("-inf")):
+        still = now - seen.get("at", now)
+        if still > max_age:
+            return (f"the sensor's newest measured power point has not changed for {still:.0f} s of this host's "
+                    f"clock (limit {max_age} s; it is stamped {age:.0f} s before this host's clock)"), seen
+        return None, seen
+    keep = {"newest": newest, "at": now}
+    if not seen and age > max_age + SKEW_TOLERANCE:
+        return (f"the sensor's newest measured power point is {age:.0f} s ago (limit {max_age} s, "
+                f"+{SKEW_TOLERANCE} s for clocks that differ)"), keep
+    return None, keep  # it moved since the last check (or is recent): fresh, whatever the clocks say
+
+
+def seen_path(cachedir):
+    import os  # pylint: disable=import-outside-toplevel
+
+    return os.path.join(cachedir, SEEN)
+
+
+class Seen(dict):
+    """What each sensor's previous freshness check saw, kept in a file (mode 0600) and written
+    back on each change. A file that cannot be read is started afresh: it only delays a verdict
+    by one check."""
+
+    def __init__(self, path):
+        import json  # pylint: disable=import-outside-toplevel
+
+        super().__init__()
+        self.path = path
+        try:
+            with open(path, encoding="utf-8") as handle:
+                found = json.load(handle)
+            self.update(found if isinstance(found, dict) else {})
+        except (OSError, ValueError):
+            pass
+
+    def __setitem__(self, key, value):
+        import json  # pylint: disable=import-outside-toplevel
+
+        from . import healing  # pylint: disable=import-outside-toplevel
+
+        super().__setitem__(key, value)
+        healing.write_atomic(self.path, json.dumps(dict(self), sort_keys=True), mode=0o600)
+
+
+def stale(probe, seen=None, clock=time.time):
+    """Why the sensor of ``probe`` (its ``fresh`` entry) is stale, or None (``freshness``)."""
+    key = f"{probe['url']}|{probe['database']}|{probe['sensor']}"
+    history = seen if seen is not None else {}
+    reason, keep = freshness(newest_point(probe), clock(), probe["max_age"], history.get(key))
+    if keep is not None and keep != history.get(key):
+        history[key] = keep
+    return reason
 
 
 def age(info, now=None):
@@ -111,7 +187,7 @@ def volume_full(probe, free_space):
             "(energy:influxdb:retention)")
 
 
-def diagnose(info, probe, grace, free_space=None):
+def diagnose(info, probe, grace, free_space=None, seen=None, clock=time.time):
     """Why a container of the stack is unhealthy, or None when it is healthy.
 
     ``info`` is Docker's inspection of the container (None when the container is missing);
@@ -120,7 +196,9 @@ def diagnose(info, probe, grace, free_space=None):
     service (the formula's backlog in its MongoDB, the sensor's points in InfluxDB) and cannot run
     gives a reason starting with UNCHECKED: that database is its own container's problem. A data
     volume with less than its minimum free (``free_space(volume)`` gives the free bytes) gives a
-    reason starting with FULL. Neither is mended by a recreation (LEFT_AS_IS)."""
+    reason starting with FULL. Neither is mended by a recreation (LEFT_AS_IS). A sensor's freshness
+    is judged by ``freshness``: ``seen`` keeps what each check saw (``Seen``), ``clock`` is this
+    host's."""
     if info is None:
         return "the container is missing"
     full = volume_full(probe, free_space)
@@ -149,10 +227,10 @@ def diagnose(info, probe, grace, free_space=None):
             return f"{waiting} sensor reports wait in MongoDB: the formula is not consuming them"
     if "fresh" in probe:
         try:
-            stale = newest_point_age(probe["fresh"])
+            why = stale(probe["fresh"], seen, clock)
         except (OSError, RuntimeError, ValueError, KeyError, IndexError) as exc:
             return f"{UNCHECKED}the sensor's newest point in {probe['fresh']['url']} ({exc})"
-        if stale is None or stale > probe["fresh"]["max_age"]:
+        if why:
             try:
                 refused = influx.refuses_points(probe["fresh"]["url"], probe["fresh"]["database"])
             except OSError as exc:
@@ -160,8 +238,7 @@ def diagnose(info, probe, grace, free_space=None):
             if refused:  # the sensor is not the cause: its InfluxDB cannot store (a full volume)
                 return (f"{UNCHECKED}InfluxDB at {probe['fresh']['url']} does not store points ({refused[:300]}); "
                         "recreating the sensor would not help")
-            when = "never" if stale is None else f"{stale:.0f} s ago"
-            return f"the sensor's newest measured power point is {when} (limit {probe['fresh']['max_age']} s)"
+            return why
     return None
 
 

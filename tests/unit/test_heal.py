@@ -1,9 +1,11 @@
 """energy.healthy's diagnosis: what counts as unhealthy for a container of the stack."""
 
 import datetime
+import os
 import socket
 import struct
 import threading
+import time
 
 import pytest
 
@@ -144,7 +146,7 @@ def test_the_sensor_name_is_quoted_in_the_freshness_query(monkeypatch):
     seen = []
     monkeypatch.setattr(health.influx, "query", lambda url, q, **kw: seen.append(q) or {})
     sensor = "o'brien" + "\\"  # a quote and a backslash, both allowed in minion ids
-    assert health.newest_point_age({"url": "http://x", "database": "d", "sensor": sensor}) is None
+    assert health.newest_point({"url": "http://x", "database": "d", "sensor": sensor}) is None
     assert seen == [r"SELECT last(power) FROM power_consumption WHERE sensor = 'o\'brien\\' AND target = 'rapl'"]
 
 
@@ -166,7 +168,7 @@ def test_room_left_or_no_way_to_tell_is_not_full(free_space):
 
 
 def test_a_sensor_whose_influxdb_refuses_points_is_not_blamed(monkeypatch):
-    monkeypatch.setattr(health, "newest_point_age", lambda probe: 500.0)
+    monkeypatch.setattr(health, "newest_point", lambda probe: time.time() - 500.0)
     monkeypatch.setattr(health.influx, "refuses_points",
                         lambda url, db: 'HTTP 500: {"error":"write /var/lib/influxdb/wal: no space left on device"}')
     probe = {"fresh": {"url": "http://i:8086", "database": "d", "sensor": "n1", "max_age": 60}}
@@ -174,3 +176,68 @@ def test_a_sensor_whose_influxdb_refuses_points_is_not_blamed(monkeypatch):
     assert reason.startswith(health.UNCHECKED) and "does not store points" in reason and "no space left" in reason
     monkeypatch.setattr(health.influx, "refuses_points", lambda url, db: None)  # it stores: the sensor is stuck
     assert health.diagnose(inspected(), probe, grace=60).startswith("the sensor's newest measured power point")
+
+
+# --------------------------------------------------------------------------- freshness under clock skew
+MAX_AGE = 60
+
+
+def checks(newest_at, skew, period=10, duration=600):
+    """Run the freshness check every ``period`` s of the checker's clock for ``duration`` s; the
+    sensor's clock is ``skew`` s off the checker's, and its newest point is ``newest_at(t)`` (true
+    time) or None. Returns [(true time, reason)]."""
+    seen, found = {}, []
+    for t in range(0, duration, period):
+        newest = newest_at(t)
+        reason, keep = health.freshness(None if newest is None else newest + skew, 1_800_000_000 + t, MAX_AGE,
+                                        seen.get("s"))
+        seen["s"] = keep
+        found.append((t, reason))
+    return found
+
+
+def writing(t):  # a sensor that writes every second, its newest point a few seconds old
+    return 1_800_000_000 + t - 3
+
+
+@pytest.mark.parametrize("skew", [-90, -45, 0, 45, 90, -250])
+def test_a_writing_sensor_is_never_stale_whatever_its_clock(skew):
+    """90 s of skew either way (and more): never judged stale, so never recreated in a loop."""
+    assert [reason for _, reason in checks(writing, skew) if reason] == []
+
+
+@pytest.mark.parametrize("skew", [-90, 0, 90])
+def test_a_sensor_that_stops_is_stale_after_max_age_of_the_checkers_clock(skew):
+    stop = 200  # it writes until then, then its newest point stays
+    found = checks(lambda t: writing(min(t, stop)), skew)
+    stale = [t for t, reason in found if reason]
+    assert stale and all(reason for t, reason in found if t >= stale[0])  # once stale, it stays so
+    # judged by how long its newest point has not moved on this host: max_age, plus at most one period
+    assert stop + MAX_AGE <= stale[0] <= stop + MAX_AGE + 10 + 1
+    assert "has not changed for" in dict(found)[stale[0]]
+
+
+def test_a_first_look_at_a_long_dead_sensor_is_stale_at_once_beyond_the_tolerance():
+    now = 1_800_000_000
+    reason, keep = health.freshness(now - MAX_AGE - health.SKEW_TOLERANCE - 5, now, MAX_AGE, None)
+    assert reason and "+300 s for clocks that differ" in reason and keep["at"] == now
+    # within the tolerance, a first look waits for the next check to judge by movement
+    assert health.freshness(now - 150, now, MAX_AGE, None)[0] is None
+    assert health.freshness(None, now, MAX_AGE, None)[0].endswith("is never (no point at all)")
+
+
+def test_what_each_check_saw_is_kept_privately_across_checks(tmp_path, monkeypatch):
+    path = str(tmp_path / "energy" / "fresh.json")
+    probe = {"url": "http://i:8086", "database": "d", "sensor": "n1", "max_age": MAX_AGE}
+    stamped = [1_000.0]  # the sensor's clock is far behind (1970): only movement counts
+    monkeypatch.setattr(health, "newest_point", lambda probe: stamped[0])
+    clock = iter([5_000_000.0, 5_000_010.0, 5_000_100.0]).__next__
+    assert health.stale(probe, health.Seen(path), clock) is not None  # first look: far past the tolerance
+    stamped[0] = 1_010.0
+    assert health.stale(probe, health.Seen(path), clock) is None  # it moved: fresh, whatever the clocks
+    assert oct(os.stat(path).st_mode & 0o777) == "0o600"
+    assert health.Seen(path)["http://i:8086|d|n1"] == {"newest": 1_010.0, "at": 5_000_010.0}
+    assert "has not changed for 90 s" in health.stale(probe, health.Seen(path), clock)  # it stopped
+    with open(path, "w", encoding="utf-8") as handle:
+        handle.write("{cut")
+    assert health.Seen(path) == {}  # unreadable: started afresh (one check later to judge)
