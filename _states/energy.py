@@ -410,9 +410,9 @@ def healthy(name, component, run, probe=None, grace=60, timeout=60, trigger="hea
         __salt__["docker.inspect_image"](run["image"])
     except Exception:  # pylint: disable=broad-except
         ret["result"] = False
-        ret["comment"] = (f"{component} container {name} is unhealthy ({reason}) but image {run['image']} is not on "
-                          f"{__opts__.get('id')}, so it is left as it is: apply energy.{component} to pull it")
+        ret["comment"] = core.health.image_missing(component, name, reason, run["image"], __opts__.get("id"))
         log.error("energy heal: %s", ret["comment"])
+        _note(name, "unhealthy", ret["comment"])
         return ret
     if __opts__.get("test"):
         ret["result"] = None

@@ -187,6 +187,17 @@ def volume_full(probe, free_space):
             "(energy:influxdb:retention)")
 
 
+def image_missing(component, name, reason, image, minion):
+    """What a heal says of an unhealthy container whose image is not on its host: it is left as
+    it is (removing it first would turn an unhealthy container into a missing one, and its data
+    volume stays either way), with the image's name and tag and how to bring it back."""
+    repository, _, tag = image.rpartition(":") if ":" in image.rpartition("/")[2] else (image, "", "latest")
+    return (f"{component} container {name} is unhealthy ({reason}) but its image {repository} (tag {tag}) is not "
+            f"on {minion}: the container and its data are left as they are, and each heal says so again and recreates "
+            f"nothing until the image is back. Fix: on {minion}, docker pull {image} (or docker load -i <archive of {image}>), then salt "
+            f"{minion} state.apply energy.{component} (or wait for the next heal)")
+
+
 def diagnose(info, probe, grace, free_space=None, seen=None, clock=time.time):
     """Why a container of the stack is unhealthy, or None when it is healthy.
 

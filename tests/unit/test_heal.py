@@ -241,3 +241,15 @@ def test_what_each_check_saw_is_kept_privately_across_checks(tmp_path, monkeypat
     with open(path, "w", encoding="utf-8") as handle:
         handle.write("{cut")
     assert health.Seen(path) == {}  # unreadable: started afresh (one check later to judge)
+
+
+@pytest.mark.parametrize("image, repository, tag", [
+    ("mongo:7.0.8", "mongo", "7.0.8"),
+    ("registry.local:5000/energy/influxdb:1.8", "registry.local:5000/energy/influxdb", "1.8"),
+    ("registry.local:5000/grafana", "registry.local:5000/grafana", "latest"),
+])
+def test_a_missing_image_is_named_with_its_tag_and_the_fix(image, repository, tag):
+    said = health.image_missing("mongo", "energy-a-mongo-x", "the container is exited", image, "node-a")
+    assert f"its image {repository} (tag {tag}) is not on node-a" in said
+    assert f"docker pull {image}" in said and "docker load" in said and "state.apply energy.mongo" in said
+    assert "left as they are" in said

@@ -75,7 +75,9 @@ def test_an_unhealthy_container_whose_image_is_gone_is_left_as_it_is(state_salt,
     state_salt["docker.inspect_image"].side_effect = Exception("No such image")
     ret = energy_state.healthy(SENSOR, "sensor", RUN)
     assert ret["result"] is False
-    assert f"image {RUN['image']} is not on {MINION}" in ret["comment"] and "left as it is" in ret["comment"]
+    repository, _, tag = RUN["image"].rpartition(":")
+    assert f"its image {repository} (tag {tag}) is not on {MINION}" in ret["comment"]
+    assert "left as they are" in ret["comment"] and f"docker pull {RUN['image']}" in ret["comment"]
     state_states["docker_container.running"].assert_not_called()
     state_salt["docker.rm"].assert_not_called()
 
