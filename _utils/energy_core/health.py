@@ -183,8 +183,18 @@ def volume_full(probe, free_space):
     if free is None or free >= space["min_free_mb"] * 2**20:
         return None
     return (f"{FULL}its volume {space['volume']} is full ({free / 2**20:.1f} MB free, under {space['min_free_mb']} MB): "
-            "recreating the container would not help. Fix: free space on its host, or keep less data "
-            "(energy:influxdb:retention)")
+            f"recreating the container would not help. Fix: free space on its host, or {full_fix(space['volume'])}")
+
+
+# what each database keeps, and so what keeps it smaller (the volume is named after its container)
+FULL_FIXES = (("-mongo", "let its formula consume the sensor reports that wait there (see the formula's health: "
+                         "its backlog) or give the volume room for energy:experiment's backlog"),
+              ("-influxdb", "keep less data (energy:influxdb:retention)"),
+              ("-grafana", "give the volume room (Grafana keeps its dashboards and sessions there)"))
+
+
+def full_fix(volume):
+    return next((fix for part, fix in FULL_FIXES if part in volume), "keep less data on it")
 
 
 def image_missing(component, name, reason, image, minion):

@@ -253,3 +253,13 @@ def test_a_missing_image_is_named_with_its_tag_and_the_fix(image, repository, ta
     assert f"its image {repository} (tag {tag}) is not on node-a" in said
     assert f"docker pull {image}" in said and "docker load" in said and "state.apply energy.mongo" in said
     assert "left as they are" in said
+
+
+@pytest.mark.parametrize("volume, fix", [
+    ("energy-ctl-mongo-intel_xeon", "let its formula consume the sensor reports"),
+    ("energy-ctl-influxdb-intel_xeon", "energy:influxdb:retention"),
+    ("energy-ctl-grafana", "Grafana keeps its dashboards"),
+])
+def test_a_full_volume_names_the_fix_of_what_it_holds(volume, fix):
+    reason = health.diagnose(inspected(), {"space": {"volume": volume, "min_free_mb": 16}}, 60, lambda v: 2**20)
+    assert reason.startswith(health.FULL) and f"its volume {volume} is full" in reason and fix in reason
