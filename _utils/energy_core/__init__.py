@@ -32,11 +32,17 @@ Modules, one concern each:
 ``archive``      backup manifests (checked before anything is written) and the export's CSV rows
 ``extmods``      the extension modules the formula ships to minions, and their digest (what needs a sync)
 ``orch_lock``    one energy.orch or energy.clean_orch at a time on a master (the lock and its staleness)
+``hardening``    what each container may do (network, capabilities, limits, read-only root) and how
+                 its clients reach it (container name on one Docker engine, published address otherwise)
+``trust``        what the master takes from a minion's return, checked against its own plan; files
+                 written only as new ones inside the directory given
+``reactions``    the reactor's reactions bounded: the plan's containers only, one per interval
 """
 
 MODULES = ("names", "checks", "masking", "rules", "schema", "placement", "events", "sensor", "dashboards",
            "sizing", "components", "plan", "inventory", "influx", "mongo_wire", "mongo_users", "health", "healing", "maintenance",
-           "topology", "archive", "extmods", "orch_lock")
+           "topology", "archive", "extmods", "orch_lock", "hardening",
+           "trust", "reactions")
 
 
 def load():

@@ -27,7 +27,7 @@ DATA_COMPONENTS = ("mongo", "influxdb", "grafana")
 FACT_KEYS = ("cpu_name", "cpu_vendor", "cpu_family", "cpu_model", "cpu_count", "cpu_base_freq_mhz",
              "tdp_w", "rapl_domains", "pmu_events", "virtual", "cgroup_version", "address",
              "powercap_domains", "pmu_name", "pmu_family", "pmu_event_names", "perf_event_paranoid", "kernel",
-             "cgroup_perf_event", "cluster", "sensor_support")
+             "cgroup_perf_event", "cluster", "sensor_support", "docker_engine", "docker_perfmon")
 MINE_FUNCTION = "energy.facts"
 
 LABEL_COMPONENT = "energy.component"
@@ -57,6 +57,16 @@ SCHEDULE_NAME = "energy-heal"
 # MongoDB users the stack makes (authentication on): the image's root user, then one per purpose
 MONGO_USERS = {"admin": "energy-admin", "sensor": "energy-sensor", "formula": "energy-formula"}
 MONGO_AUTH_SOURCE = "admin"  # where the users live
+
+
+def mongo_user(purpose, database, collection):
+    """The MongoDB user (and role) of ``purpose`` (sensor or formula) for one report collection:
+    ``energy-<purpose>-<cpu slug>``, and ``-<shard>`` for a shard's collection ``hwpc_<shard>``.
+    Each may touch only that collection (components.MONGO_PRIVILEGES)."""
+    slug = database[len("sensors_"):] if database.startswith("sensors_") else database
+    shard = "" if collection == "hwpc" else "-" + (collection[len("hwpc_"):] if collection.startswith("hwpc_")
+                                                   else collection)
+    return f"{MONGO_USERS[purpose]}-{slug}{shard}"
 
 
 def mongo_uri(address, port, user=None, password=None):

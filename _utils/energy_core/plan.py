@@ -18,7 +18,7 @@ Every node computes the same plan from the same mine data, whatever order it com
 import hashlib
 import json
 
-from . import components, names, placement as placement_rules, rules, schema, sizing
+from . import components, hardening, names, placement as placement_rules, rules, schema, sizing
 from . import sensor as sensor_rules
 from .placement import placement
 from .schema import PlanError
@@ -50,11 +50,9 @@ def _only_local(conf, store, kind, grafana):
     """True when every writer and reader of a database container (``store``: its groups) runs on
     its host: its port is then published on the loopback address only. Sensors write to MongoDB
     and read InfluxDB (their health check, the apps that ask hostname_to_influx); formulas read one
-    and write the other; Grafana reads InfluxDB, from the host's loopback only when it shares the
-    host's network."""
-    if kind == "influxdb" and schema.grafana_enabled(conf):
-        if grafana != store["host"] or (conf["grafana"].get("options") or {}).get("network_mode") != "host":
-            return False
+    and write the other; Grafana reads InfluxDB (by container name when on its host)."""
+    if kind == "influxdb" and schema.grafana_enabled(conf) and grafana != store["host"]:
+        return False
     return _store_users(store) == {store["host"]}
 
 
@@ -108,7 +106,7 @@ def _stores(conf, strategy, groups, slugs, address, grafana):
     return stores
 
 
-def _group_info(group, shard, shards, slug, stores, representative, chosen):
+def _group_info(group, shard, shards, slug, stores, representative, chosen, engines):
     """Everything one SmartWatts and its sensors need: where they read and write."""
     mongo = stores["mongo"][group["stores"]["mongo"]]
     influx = stores["influxdb"][group["stores"]["influxdb"]]
@@ -136,6 +134,10 @@ def _group_info(group, shard, shards, slug, stores, representative, chosen):
         "influxdb_port": influx["port"],
         "influxdb_url": f"http://{influx['address']}:{influx['port']}",
         "influxdb_database": names.power_database(slug),
+        # the Docker engine of each minion of the group: a container reaches a database of its
+        # own engine by container name (hardening.endpoint), any other by its published address
+        "engines": {m: engines.get(m) for m in sorted({*group["sensors"], group["formula"], group["mongo"],
+                                                        group["influxdb"]})},
         "local": {"mongo": mongo["local"], "influxdb": influx["local"]},
         "influxdb_warning": influx["warning"],
         "sensor": chosen,
@@ -219,6 +221,7 @@ def build(conf, role_facts):
         roles["grafana"] = []
     placed = placement(cpus, roles, strategy, None if strategy == "dedicated" else max_sensors(conf))
     address = _addresses(role_facts)
+    engines = hardening.engines_of(role_facts)
     slugs = names.cpu_slugs(placed["cpus"])
     result = {"strategy": strategy, "cpus": {}, "groups": [], "hosts": {}, "grafana": placed["grafana"],
               "warnings": dropped}
@@ -243,10 +246,10 @@ def build(conf, role_facts):
     for cpu, groups in sorted(per_cpu.items()):
         for shard, group in enumerate(groups, start=1):
             info = _group_info(group, shard, len(groups) if strategy != "dedicated" else 1, slugs[cpu], stores,
-                               sensors[group["sensors"][0]], chosen[cpu])
+                               sensors[group["sensors"][0]], chosen[cpu], engines)
             result["groups"].append(info)
             for minion in info["sensors"]:
-                add(components.sensor(conf, minion, cpu, info))
+                add(components.sensor(conf, minion, cpu, info, sensors[minion]))
             add(components.formula(conf, cpu, info, None if strategy == "dedicated" else info["name"]))
         # the CPU name's view: its first group's places (all of them for per_cpu and shared but the
         # formula and collection of each shard), every sensor, and the names of its groups
@@ -269,7 +272,9 @@ def build(conf, role_facts):
             f"energy:roles:grafana: bad value {schema.describe(placement_rules.role_target(conf, 'grafana'))}: it matches "
             "no minion that publishes its energy facts in the mine. Fix: target a minion of the fleet (or leave "
             "the role to energy:control), or set energy:grafana:enabled: false.")
-    result["datasources"] = components.datasources(result["groups"], strategy)
+    grafana_engine = {placed["grafana"]: engines.get(placed["grafana"])} if placed["grafana"] else {}
+    result["datasources"] = components.datasources(
+        [dict(g, engines=dict(g["engines"], **grafana_engine)) for g in result["groups"]], strategy, placed["grafana"])
     if placed["grafana"]:
         add(components.grafana(conf, placed["grafana"], address[placed["grafana"]], result["cpus"],
                                 result["datasources"]))
@@ -348,7 +353,12 @@ def node(full_plan, minion):
 
 def check_secrets(conf, full_plan, minion):
     """Raise PlanError when the pillar ``minion`` sees lacks a secret its own containers need."""
-    problems = rules.secret_problems(conf, minion, [c["component"] for c in node(full_plan, minion)["containers"]])
+    containers = node(full_plan, minion)["containers"]
+    cpus = {}  # the CPU names whose MongoDB users each component's containers use or keep
+    for c in containers:
+        served = [u["cpu"] for u in (c["users"] or {}).get("users", [])] if c["component"] == "mongo" else [c["cpu"]]
+        cpus.setdefault(c["component"], set()).update(served)
+    problems = rules.secret_problems(conf, minion, [c["component"] for c in containers], cpus)
     if problems:
         raise PlanError("missing secrets:\n  - " + "\n  - ".join(problems))
 

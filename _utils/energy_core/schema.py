@@ -12,14 +12,16 @@ import copy
 import difflib
 import re
 
-from . import names, rules
+from . import formats, hardening, names, options, rules
 from .checks import (describe, duration_seconds, is_bool, is_duration, is_int, is_number, is_port,  # noqa: F401
                      is_positive, is_str_list, is_target, is_text)
-from .masking import MASK, SECRET_KEYS, mask, secrets  # noqa: F401  pylint: disable=unused-import
+from .masking import MASK, SECRET_KEYS, mask, redact, redact_text, secret_path, secrets  # noqa: F401  pylint: disable=unused-import
 from .rules import GRAFANA_PASSWORD_MIN  # noqa: F401  pylint: disable=unused-import
 
 Rule = collections.namedtuple("Rule", "check fix")
 MapOf = collections.namedtuple("MapOf", "rule fix")
+# a free mapping whose entries are judged with their key: ``problem(key, value)`` is the fix or None
+Entries = collections.namedtuple("Entries", "problem fix")
 # a section: ``keys`` the schema of each key, ``noun`` what an unknown key is called in errors
 Section = collections.namedtuple("Section", "keys noun optional", defaults=(False,))
 
@@ -33,22 +35,57 @@ class PlanError(ValueError):
 
 # --------------------------------------------------------------------------- the table
 
-def _tag_fix(value):
-    return "a non-empty string." + (" Quote it in YAML (e.g. tag: '2.1')." if is_number(value) else "")
+def _port_fix(value):
+    if isinstance(value, str) and value.strip().isdigit():
+        return f"an integer from {formats.PORT_MIN} to 65535: write {value.strip()} without quotes."
+    return (f"an integer from {formats.PORT_MIN} to 65535, written in decimal: YAML 1.1 reads 8:06 as 486 (base 60) "
+            "and 0x1F90 as hexadecimal, so a port under 1024 is refused (docs/design.md: Pillar schema).")
 
 
-IMAGE = Rule(is_text, "a non-empty string.")
-TAG = Rule(is_text, _tag_fix)
-PORT = Rule(is_port, "an integer from 1 to 65535.")
-ENV = MapOf(Rule(lambda v: isinstance(v, (str, int, float, bool)), "a scalar (string or number)."),
-            "a mapping (name: value).")
-OPTIONS = MapOf(Rule(lambda v: True, ""), "a mapping (name: value).")
+def _env_problem(key, value):
+    if not formats.is_env_name(key):
+        return "a variable name: letters, digits and '_', not starting with a digit."
+    return None if formats.is_env_value(value) else "a scalar (string, number or true/false), at most 4096 characters."
+
+
+def _seconds(high, what="seconds"):
+    return Rule(lambda v: formats.is_between(v, 0, high) and v > 0, f"a positive number of {what}, at most {high}.")
+
+
+def _bounded(low, high, what):
+    return Rule(lambda v: formats.is_between(v, low, high), f"{what} from {low} to {high}.")
+
+
+IMAGE = Rule(formats.is_image, formats.image_fix)
+TAG = Rule(formats.is_tag, formats.tag_fix)
+PORT = Rule(formats.is_port, _port_fix)
+ENV = Entries(_env_problem, "a mapping (NAME: value).")
 BOOL = Rule(is_bool, "true or false.")
-SECONDS = Rule(is_positive, "a positive number of seconds.")
+TEXT = Rule(formats.is_plain_text, "a non-empty string of printable characters without '$', at most 256.")
+SECRET = Rule(lambda v: isinstance(v, str) and len(v) <= 1024, "a string of at most 1024 characters.")
+EVENTS = Rule(lambda v: isinstance(v, list) and len(v) <= 64 and all(
+    isinstance(e, str) and re.fullmatch(r"[A-Za-z0-9_.:=-]{1,128}", e) for e in v),
+    "a list of event names (letters, digits, '_', '.', ':', '=', '-').")
 
 
-def _container_section(**extra):
-    return Section(dict({"image": IMAGE, "tag": TAG, "env": ENV, "options": OPTIONS}, **extra), "key")
+def _is_memory(value):
+    """A Docker memory size of at least 6 MiB (Docker's floor): bytes, or a number with b, k, m or g."""
+    found = re.fullmatch(r"([0-9]+)([bkmg]?)", str(value).strip().lower()) if isinstance(value, (str, int)) \
+        and not isinstance(value, bool) else None
+    return bool(found) and int(found.group(1)) * 1024 ** "bkmg".index(found.group(2) or "b") >= 6 * 2**20
+
+
+# the memory and PID limits of a component's containers (energy_core.hardening; docs/benchmarks.md)
+LIMITS = Section({
+    "memory": Rule(_is_memory, "a memory size of at least 6m, e.g. 512m or 1g (quote it in YAML)."),
+    "pids": Rule(lambda v: is_int(v, 16) and v <= 4194304, "a whole number of processes and threads, 16 or more."),
+}, "key")
+
+
+def _container_section(component, **extra):
+    opts = Entries(lambda key, value: options.problem(component, key, value), "a mapping (argument: value).")
+    return Section(dict({"image": IMAGE, "tag": TAG, "env": ENV, "options": opts, "limits": LIMITS},
+                        **extra), "key")
 
 
 def _components_list(value):
@@ -63,18 +100,18 @@ def _components_fix(value):
 
 
 FACTS = Section({
-    "cpu_name": Rule(is_text, "the CPU model name as a string."),
-    "cpu_vendor": Rule(is_text, "intel, amd, arm or another vendor name, as a string."),
-    "cpu_family": Rule(lambda v: is_int(v, 0), "the CPU family number (/proc/cpuinfo 'cpu family')."),
-    "cpu_model": Rule(lambda v: is_int(v, 0), "the CPU model number (/proc/cpuinfo 'model')."),
-    "cpu_count": Rule(lambda v: is_int(v, 1), "the number of logical CPUs, 1 or more."),
-    "cpu_base_freq_mhz": Rule(is_positive, "the base frequency in MHz, e.g. 2100."),
-    "tdp_w": Rule(is_positive, "the package TDP in Watts, e.g. 125."),
+    "cpu_name": Rule(formats.is_plain_text, "the CPU model name as a string (printable, no '$', at most 256)."),
+    "cpu_vendor": Rule(formats.is_plain_text, "intel, amd, arm or another vendor name, as a string."),
+    "cpu_family": Rule(lambda v: is_int(v, 0, 65535), "the CPU family number (/proc/cpuinfo 'cpu family')."),
+    "cpu_model": Rule(lambda v: is_int(v, 0, 65535), "the CPU model number (/proc/cpuinfo 'model')."),
+    "cpu_count": Rule(lambda v: is_int(v, 1, 1 << 20), "the number of logical CPUs, 1 or more."),
+    "cpu_base_freq_mhz": Rule(lambda v: formats.is_between(v, 1, 100000), "the base frequency in MHz, e.g. 2100."),
+    "tdp_w": Rule(lambda v: formats.is_between(v, 1, 100000), "the package TDP in Watts, e.g. 125."),
     "rapl_domains": Rule(is_str_list, "a list of RAPL domains, e.g. [package, dram]."),
     "pmu_events": Rule(is_str_list, "a list of core event names."),
     "virtual": BOOL,
     "cgroup_version": Rule(lambda v: v in (1, 2) and not isinstance(v, bool), "1 or 2."),
-    "address": Rule(is_text, "the address other minions reach this one on, as a string."),
+    "address": Rule(formats.is_address, formats.address_fix),
     "powercap_domains": Rule(is_str_list, "a list of powercap RAPL domains, e.g. [package, dram]."),
     "pmu_name": Rule(lambda v: v is None or isinstance(v, str), "the kernel's core PMU name, e.g. skylake."),
     "pmu_family": Rule(lambda v: v is None or isinstance(v, str), "an event family, e.g. intel_skylake or amd_zen3."),
@@ -82,92 +119,107 @@ FACTS = Section({
     "perf_event_paranoid": Rule(lambda v: v is None or is_int(v, -1), "the kernel's perf_event_paranoid, -1 to 4."),
     "kernel": Rule(lambda v: isinstance(v, str), "the kernel release, e.g. 6.1.0."),
     "cgroup_perf_event": Rule(lambda v: v is None or is_bool(v), "true or false."),
-    "cluster": Rule(is_text, "the cluster name, e.g. econome."),
+    "cluster": Rule(formats.is_plain_text, "the cluster name, e.g. econome (printable, no '$')."),
     "sensor_support": Rule(lambda v: v == "ok" or is_str_list(v), "ok, or a list of reasons."),
+    # energy_engine.facts: which Docker engine runs the minion's containers, and whether it knows
+    # CAP_PERFMON (energy_core.hardening)
+    "docker_engine": Rule(lambda v: v is None or (is_text(v) and len(v) <= 200),
+                          "the Docker engine's ID (docker info), as a string."),
+    "docker_perfmon": Rule(lambda v: v is None or is_bool(v), "true or false."),
 }, "fact", True)
 assert tuple(FACTS.keys) == names.FACT_KEYS
 
 SCHEMA = Section({
-    "control": Rule(lambda v: v is None or isinstance(v, str),
-                    "give the control minion's id (or a compound target) as a string."),
-    "roles": Section({role: Rule(is_target, "a compound target string (e.g. 'G@energy:cpu_vendor:intel') "
-                                            "or a non-empty list of minion ids (strings).")
-                      for role in names.ROLES}, "role", True),
+    "control": Rule(lambda v: v in (None, "") or formats.is_target_text(v),
+                    "give the control minion's id (or a compound target) as a string, without surrounding spaces."),
+    "roles": Section({role: Rule(formats.is_role, formats.role_fix) for role in names.ROLES}, "role", True),
     "facts": FACTS,
     # ':' and ',' would split Docker's bind specification (host:container:mode)
-    "config_dir": Rule(lambda v: isinstance(v, str) and v.startswith("/") and not re.search(r"[:,\s]", v),
-                       "an absolute directory path on the minions, without ':', ',' or spaces."),
+    "config_dir": Rule(formats.is_abs_path, "an absolute directory path on the minions (not /), without ':', "
+                                            "',', spaces, globs (*?[]{}) or '.' and '..' parts."),
+    "network": Section({
+        "name": Rule(lambda v: hardening.network_problem(v) is None, hardening.network_problem),
+    }, "key"),
     "restart_policy": Rule(lambda v: isinstance(v, str) and (v in RESTART_POLICIES or re.fullmatch(r"on-failure:[0-9]+", v)),
                            f"one of {', '.join(RESTART_POLICIES)} (on-failure:N allowed)."),
-    "ready_timeout": SECONDS,
-    "ping_timeout": SECONDS,
+    "ready_timeout": _seconds(3600),
+    "ping_timeout": _seconds(300),
     "strategy": Rule(lambda v: v in names.STRATEGIES,
                      f"one of {', '.join(names.STRATEGIES)} (README: Deployment strategies)."),
     "strategy_change": Rule(lambda v: v in ("refuse", "allow"),
                             "refuse (the orch stops when the plan moves a database) or allow (the old "
                             "containers go, their volumes stay)."),
     "experiment": Section({
-        "duration": Rule(lambda v: is_duration(v) and duration_seconds(v) > 0,
-                         "how long the experiment runs, an InfluxDB duration such as 14d or 12h."),
-        "containers": Rule(lambda v: is_int(v, 1), "the containers per machine you expect, a whole number, 1 or more."),
-        "buffer": Rule(lambda v: is_duration(v) and duration_seconds(v) > 0,
-                       "the longest formula outage MongoDB must hold reports for, e.g. 1h."),
+        "duration": Rule(lambda v: is_duration(v) and 0 < duration_seconds(v) <= formats.DURATION_MAX,
+                         "how long the experiment runs, an InfluxDB duration such as 14d or 12h, at most 520w."),
+        "containers": Rule(lambda v: is_int(v, 1, 100000), "the containers per machine you expect, a whole number, "
+                                                           "1 or more, at most 100000."),
+        "buffer": Rule(lambda v: is_duration(v) and 0 < duration_seconds(v) <= formats.BUFFER_MAX,
+                       "the longest formula outage MongoDB must hold reports for, e.g. 1h, at most 30d."),
         "check_space": BOOL,
     }, "key"),
     "sensor": _container_section(
-        frequency_ms=Rule(lambda v: is_int(v, 10), "an integer number of milliseconds, at least 10 (1000 = 1 Hz)."),
-        events=MapOf(Rule(lambda v: isinstance(v, list) and all(isinstance(e, str) and e for e in v),
-                          "a list of event names."),
+        "sensor",
+        frequency_ms=Rule(lambda v: is_int(v, 10, 60000),
+                          "an integer number of milliseconds, at least 10 and at most 60000 (1000 = 1 Hz)."),
+        events=MapOf(EVENTS,
                      "a mapping of CPU names (or '*') to the core events that replace the detected ones, "
                      "e.g. {'Intel(R) Xeon(R) Gold 6130 CPU @ 2.10GHz': [CPU_CLK_THREAD_UNHALTED:REF_P, ...]}."),
         mode=Rule(lambda v: v in ("best", "common"),
                   "best (each CPU name gets every event its PMU has) or common (the same event roles for all)."),
-        compare=Rule(lambda v: isinstance(v, list) and all(is_text(c) for c in v),
+        compare=Rule(lambda v: isinstance(v, list) and all(formats.is_plain_text(c) for c in v),
                      "a list of cluster names to compare in mode common ([] = every CPU name)."),
-        extra_events=MapOf(Rule(lambda v: isinstance(v, list) and all(isinstance(e, str) and e for e in v),
-                                "a list of event names."),
+        extra_events=MapOf(EVENTS,
                            "a mapping of CPU names (or '*') to lists of events added to the detected ones."),
     ),
     "mongo": _container_section(
-        port=PORT, auth=BOOL,
-        admin_password=Rule(lambda v: isinstance(v, str), "a string."),
-        sensor_password=Rule(lambda v: isinstance(v, str), "a string."),
-        formula_password=Rule(lambda v: isinstance(v, str), "a string."),
+        "mongo", port=PORT, auth=BOOL, admin_password=SECRET, sensor_password=SECRET, formula_password=SECRET,
+        # per CPU name, in place of sensor_password / formula_password for its users
+        sensor_passwords=MapOf(SECRET, "a mapping CPU name: password (see pillar.example)."),
+        formula_passwords=MapOf(SECRET, "a mapping CPU name: password (see pillar.example)."),
     ),
     "formula": _container_section(
-        cpu_error_threshold=Rule(is_positive, "a positive number of Watts."),
-        default_base_freq_mhz=Rule(is_positive, "a positive number of MHz."),
+        "formula",
+        cpu_error_threshold=Rule(lambda v: is_positive(v) and v <= 1000, "a positive number of Watts, at most 1000."),
+        default_base_freq_mhz=_bounded(100, 10000, "a number of MHz"),
         verbose=BOOL,
-        extra_args=Rule(lambda v: isinstance(v, list) and all(isinstance(a, (str, int, float)) for a in v),
-                        "a list of arguments, e.g. ['--learn-min-samples-required', '10']."),
-        max_sensors=Rule(lambda v: v is None or is_int(v, 1),
-                         "the sensors one SmartWatts reads, a whole number, 1 or more; ~ = what one keeps up with."),
+        extra_args=Rule(lambda v: formats.is_extra_args(v) and not options.formula_args_problem(v),
+                        lambda v: options.formula_args_problem(v) or "a list of arguments (at most 64, each a number "
+                        "or a printable string of at most 256), e.g. ['--learn-min-samples-required', '10']."),
+        max_sensors=Rule(lambda v: v is None or is_int(v, 1, 100000),
+                         "the sensors one SmartWatts reads, a whole number, 1 or more, at most 100000; ~ = what one keeps up with."),
     ),
     "influxdb": _container_section(
+        "influxdb",
         version=Rule(lambda v: v in (1, 2) and not isinstance(v, bool), "1 (InfluxDB 1.x) or 2 (InfluxDB 2.x)."),
         port=PORT,
         # InfluxDB refuses a retention policy shorter than one hour
-        retention=Rule(lambda v: v is None or (is_duration(v) and (duration_seconds(v) == 0 or duration_seconds(v) >= 3600)),
-                       "an InfluxDB duration of 1h or more, such as 30d, 12w or INF; ~ = the experiment's duration "
-                       "plus a quarter."),
-        org=Rule(lambda v: isinstance(v, str), "the organisation name (a string)."),
-        token=Rule(lambda v: isinstance(v, str), "the admin token (a string)."),
-        password=Rule(lambda v: isinstance(v, str), "the admin password (a string)."),
+        retention=Rule(lambda v: v is None or (is_duration(v) and (duration_seconds(v) == 0 or (
+            3600 <= duration_seconds(v) <= formats.DURATION_MAX))),
+                       "an InfluxDB duration of 1h or more, at most 520w, such as 30d, 12w or INF; ~ = the "
+                       "experiment's duration plus a quarter."),
+        org=Rule(lambda v: v == "" or formats.is_plain_text(v, 64),
+                 "the organisation name: printable, without '$', at most 64 characters."),
+        token=SECRET, password=SECRET,
     ),
-    "grafana": _container_section(enabled=BOOL, port=PORT,
-                                  admin_password=Rule(lambda v: isinstance(v, str), "a string.")),
+    "grafana": _container_section("grafana", enabled=BOOL, port=PORT, admin_password=SECRET),
     "heal": Section({
         "components": Rule(_components_list, _components_fix),
-        "grace_seconds": Rule(is_positive, "a positive number."),
-        "max_backlog": Rule(is_positive, "a positive number."),
-        "max_age_seconds": Rule(is_positive, "a positive number."),
-        "timeout": Rule(is_positive, "a positive number."),
+        "grace_seconds": _seconds(formats.SECONDS_MAX),
+        "max_backlog": Rule(lambda v: formats.is_between(v, 0, 10 ** 8) and v > 0,
+                            "a positive number of reports, at most 100000000."),
+        "max_age_seconds": _seconds(formats.SECONDS_MAX),
+        "timeout": _seconds(3600),
         "schedule": Section({
             "enabled": BOOL,
-            "seconds": Rule(is_positive, "a positive number of seconds between runs."),
-            "splay": Rule(lambda v: is_number(v) and v >= 0, "a number of seconds, 0 or more."),
-            "full_seconds": Rule(lambda v: is_number(v) and v >= 0,
-                                 "a number of seconds between full state runs, 0 for none."),
+            "seconds": Rule(lambda v: formats.is_between(v, formats.SCHEDULE_MIN, formats.SCHEDULE_MAX),
+                            f"a positive number of seconds between runs, from {formats.SCHEDULE_MIN} (each run "
+                            f"checks every container of the minion) to {formats.SCHEDULE_MAX}."),
+            "splay": Rule(lambda v: formats.is_between(v, 0, 3600), "a number of seconds, 0 or more, at most 3600."),
+            "full_seconds": Rule(lambda v: is_int(v, 0, 0) or formats.is_between(v, formats.FULL_SCHEDULE_MIN,
+                                                                        formats.FULL_SCHEDULE_MAX),
+                                 f"a number of seconds between full state runs, from {formats.FULL_SCHEDULE_MIN} to "
+                                 f"{formats.FULL_SCHEDULE_MAX}, or 0 for none."),
         }, "key"),
         "events": Section({"enabled": BOOL, "restart_minion": BOOL, "restart_master": BOOL,
                            "interval": Rule(lambda v: is_number(v) and 1 <= v <= 3600,
@@ -183,19 +235,12 @@ KNOWN_KEYS = tuple(SCHEMA.keys)
 # --------------------------------------------------------------------------- validation
 
 
-SECRET_WORDS = ("password", "passwd", "token", "secret", "admin_password")
-
-
-def _secret_looking(path):
-    last = path.rsplit(":", 1)[-1].lower()
-    return any(w in last for w in SECRET_WORDS) or bool(difflib.get_close_matches(last, SECRET_WORDS, cutoff=0.7))
-
-
 def _error(path, value, fix):
-    # a typo under a secret (admin_pasword, tokn) or a number for one must not be echoed either
-    if value not in (None, "", "admin") and _secret_looking(path):
+    # nothing under a secret-looking key is echoed, known or not (admin_pasword, tokn, credentials:
+    # {...}), nor what a mapping shown for an unknown key holds under one
+    if secret_path(path) and value not in (None, "") and not isinstance(value, bool):
         value = MASK
-    return f"energy:{path}: bad value {describe(value)}. Fix: {fix}"
+    return f"energy:{path}: bad value {describe(redact(value))}. Fix: {fix}"
 
 
 def _walk(schema, value, path, errors):
@@ -203,6 +248,15 @@ def _walk(schema, value, path, errors):
     if isinstance(schema, Rule):
         if not schema.check(given):
             errors.append(_error(path, given, schema.fix(given) if callable(schema.fix) else schema.fix))
+        return
+    if isinstance(schema, Entries):
+        if not isinstance({} if given is None else given, dict):
+            errors.append(_error(path, given, schema.fix))
+            return
+        for key in sorted(given or {}, key=str):
+            fix = schema.problem(key, given[key])
+            if fix:
+                errors.append(_error(f"{path}:{key}", given[key], fix))
         return
     if isinstance(schema, MapOf):
         given = {} if given is None else given
@@ -251,7 +305,7 @@ def fact_problems(facts):
         too_long = isinstance(value, str) and len(value) > MAX_FACT or (
             isinstance(value, list) and (len(value) > 5000 or any(len(str(v)) > MAX_FACT for v in value)))
         if too_long or not rule.check(value):
-            problems.append((key, rule.fix if isinstance(rule.fix, str) else "see the grain"))
+            problems.append((key, rule.fix if isinstance(rule.fix, str) else rule.fix(value)))
     return problems
 
 
@@ -271,6 +325,17 @@ def check(conf):
     errors = validate(conf)
     if errors:
         raise PlanError("invalid energy pillar:\n  - " + "\n  - ".join(errors))
+
+
+def check_rendered(pillar_errors):
+    """Raise PlanError when Salt could not render part of the pillar: it merges what did render and
+    lists why the rest did not under the pillar's ``_errors``. A plan from the rest would deploy
+    what the operator did not write. Salt's messages may quote lines of the file: values under
+    secret-looking keys are masked."""
+    if pillar_errors:
+        found = [redact_text(e) for e in (pillar_errors if isinstance(pillar_errors, list) else [pillar_errors])]
+        raise PlanError(f"invalid energy pillar:\n  - pillar:_errors: bad value {found!r}. Fix: correct the pillar "
+                        "file Salt names (salt-call pillar.items shows the same errors), then run again.")
 
 
 def merge(defaults, pillar):

@@ -250,11 +250,18 @@ def test_a_stack_on_one_machine_publishes_its_databases_on_loopback_only(default
     bindings = [c["run"]["port_bindings"] for c in result["hosts"]["solo"]["containers"] if c["component"] != "sensor"
                 and c["run"].get("port_bindings")]
     assert bindings == [["127.0.0.1:27017:27017"], ["127.0.0.1:8086:8086"]]
-    # a bridged Grafana on the same host could not reach the host's loopback: InfluxDB stays published
+    # Grafana on the same host reaches InfluxDB by container name on the stack's network: InfluxDB
+    # stays on loopback; Grafana on another host makes it published (and warned about)
     conf["grafana"] = dict(defaults["grafana"], enabled=True)
+    result = plan.build(conf, facts)
+    assert result["cpus"]["X"]["local"] == {"mongo": True, "influxdb": True} and result["warnings"] == []
+    assert [s["proxy_url"] for s in result["datasources"]] == ["http://energy-solo-influxdb-x:8086"]
+    facts["grafana"] = {"viewer": {"address": "10.0.0.9"}}
+    conf["roles"] = dict(conf["roles"], grafana=["viewer"])
     result = plan.build(conf, facts)
     assert result["cpus"]["X"]["local"] == {"mongo": True, "influxdb": False}
     assert [w.split(" answers")[0] for w in result["warnings"]] == ["InfluxDB for X on solo (http://10.0.0.5:8086)"]
+    assert [s["proxy_url"] for s in result["datasources"]] == ["http://10.0.0.5:8086"]
 
 
 def test_common_mode_over_compared_clusters_gives_their_cpus_the_same_roles_and_no_dram(defaults):

@@ -62,7 +62,10 @@ def test_shared_runs_one_mongodb_and_one_influxdb_holding_every_cpu_name(conf):
     assert not containers(full_plan, "db2", "mongo") and mongo["name"] == "energy-db1-mongo"
     assert mongo["cpu"] is None  # it serves several CPU names
     assert [d["name"] for d in influx["databases"]] == ["power_amd_epyc", "power_intel_gold"]
-    assert sorted(mongo["users"]["users"][0]["databases"]) == ["sensors_amd_epyc", "sensors_intel_gold"]
+    # a sensor user and a formula user per CPU name, each on its own database's collection only
+    assert {u["name"]: u["collections"] for u in mongo["users"]["users"]} == {
+        f"energy-{p}-{slug}": [[f"sensors_{slug}", "hwpc"]] for p in ("formula", "sensor")
+        for slug in ("amd_epyc", "intel_gold")}
     # each CPU name keeps its own databases: the dashboards and hostname_to_influx do not change
     assert sensor_output(full_plan, "s1")["database"] == "sensors_intel_gold"
     assert sensor_output(full_plan, "s3")["database"] == "sensors_amd_epyc"
@@ -77,7 +80,8 @@ def test_dedicated_runs_a_whole_stack_next_to_each_sensor(conf):
     for minion in SENSORS:
         assert names_on(full_plan, minion) == sorted(
             f"energy-{minion}-{c}" for c in ("formula", "influxdb", "mongo", "sensor"))
-        assert sensor_output(full_plan, minion)["uri"].endswith("@127.0.0.1:27017/?authSource=admin")
+        # the sensor reaches its machine's MongoDB by container name on the stack's network
+        assert sensor_output(full_plan, minion)["uri"].endswith(f"@energy-{minion}-mongo:27017/?authSource=admin")
     # no report crosses the network: every database of a machine is on its loopback
     assert all(group["local"] == {"mongo": True, "influxdb": False} for group in full_plan["groups"])
     sources = [s["name"] for s in full_plan["datasources"]]
