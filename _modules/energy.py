@@ -99,8 +99,9 @@ def _fail(exc):
 
 def facts():
     """
-    This minion's energy facts as the mine publishes them: the ``energy`` grain, overridden by
-    pillar ``energy:facts``, plus the ``address`` other minions reach it on.
+    This minion's energy facts as the mine publishes them: the ``energy`` grain and its Docker
+    engine (``energy_engine.facts``), overridden by pillar ``energy:facts``, plus the ``address``
+    other minions reach it on.
 
     CLI Example:
 
@@ -109,6 +110,8 @@ def facts():
         salt-call energy.facts
     """
     result = dict(__grains__.get("energy") or {})
+    if "energy_engine.facts" in __salt__:  # which Docker engine, and whether it knows CAP_PERFMON
+        result.update(__salt__["energy_engine.facts"]())
     pillar = __pillar__.get("energy")
     overrides = (pillar.get("facts") if isinstance(pillar, dict) else None) or {}
     result.update({k: v for k, v in overrides.items() if k in core.names.FACT_KEYS})
@@ -162,18 +165,10 @@ def config(defaults=None, secrets=False):
 
 
 def _role_facts(conf):
-    """{role: {minion: facts}} from the mine: one ``mine.get`` for the roles that name their
-    minions by id (``*``, ``L@a,b``, an id), one per other distinct target
-    (``energy_core.placement.mine_queries``). Each call is a round trip to the master, which
-    reads the facts of every minion it matches."""
-    targets = {role: core.placement.role_target(conf, role) for role in core.names.ROLES}
-    answers, result = {}, {}
-    for role, (query, ids) in core.placement.mine_queries(targets).items():
-        if query not in answers:
-            found = __salt__["mine.get"](query, core.names.MINE_FUNCTION, tgt_type="compound")
-            answers[query] = {m: f for m, f in (found or {}).items() if isinstance(f, dict)}
-        result[role] = {m: f for m, f in answers[query].items() if ids is None or m in ids}
-    return {role: result.get(role, {}) for role in core.names.ROLES}
+    """{role: {minion: facts}} from the mine (``energy_core.trust.role_facts``: the queries the
+    master's ``energy.plan`` makes too). Each call is a round trip to the master."""
+    return core.trust.role_facts(
+        conf, lambda target: __salt__["mine.get"](target, core.names.MINE_FUNCTION, tgt_type="compound"))
 
 
 def _plan(conf):
@@ -560,7 +555,7 @@ def react(name, action="die"):
     healing is on here, recreate it with ``energy.healthy`` (which logs it and fires
     ``energy/heal/<component>``). Several events for one container (``docker rm -f`` sends die and
     destroy) give one recreation: a second job finds the first holding the container's lock, or
-    the container healthy again.
+    the container running again. A running container is left alone: the event may be forged.
 
     CLI Example:
 
@@ -578,6 +573,9 @@ def react(name, action="die"):
 
     if not os.path.exists(engine_file()):
         return skip(f"event-driven healing is off on this minion ({engine_file()} is absent)")
+    # the event may be forged (Salt lets a minion send one in another's name): look first
+    if _running(name):
+        return skip("still running: nothing to recreate")
     conf = config(secrets=True)
     if not conf["heal"]["events"]["enabled"]:
         return skip("energy:heal:events:enabled is false")
@@ -602,17 +600,26 @@ def react(name, action="die"):
     return ret
 
 
+def _running(name):
+    """Whether Docker runs container ``name`` now (a cheap look before any plan is computed)."""
+    try:
+        info = __salt__["docker.inspect_container"](name)
+    except Exception:  # pylint: disable=broad-except  (missing: what a destroy event reports)
+        return False
+    return (info.get("State") or {}).get("Status") == "running"
+
+
 def _recreate(spec, settings, trigger):
     """``energy.healthy`` on one container of the plan (it diagnoses again, recreates, logs and
-    fires energy/heal/<component>). Not queue=True: called from a module, Salt's state queue
-    would store the job with no function name ("fun": None), and once it runs,
-    saltutil.is_running fails on every later state run of the minion (FileLockError on
-    queue.lock). A running state run is waited for here instead, for as long as a recreation may
-    take."""
+    fires energy/heal/<component>) through ``energy_heal.healthy``: with the pillar this minion
+    holds, so that it heals while the master is down (``state.single`` asks the master for it).
+    Not Salt's state queue (it would store the job with no function name and break
+    saltutil.is_running): a running state run is waited for here instead, for as long as a
+    recreation may take."""
     deadline = time.monotonic() + float(settings["timeout"]) + float(settings["grace_seconds"])
     while True:
-        ret = __salt__["state.single"](
-            "energy.healthy", name=spec["name"], component=spec["component"], run=spec["run"], probe=spec["health"],
+        ret = __salt__["energy_heal.healthy"](
+            spec["name"], component=spec["component"], run=spec["run"], probe=spec["health"],
             grace=settings["grace_seconds"], timeout=settings["timeout"], trigger=trigger)
         if not isinstance(ret, list) or time.monotonic() >= deadline:
             return ret  # ran, or another state run held the minion until the deadline (ret says so)

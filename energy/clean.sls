@@ -35,6 +35,13 @@ energy-{{ c.component }}-container-absent-{{ c.name }}:
       - {{ ns.previous }}
 {%- set ns.previous = 'docker_container: energy-' ~ c.component ~ '-container-absent-' ~ c.name %}
 {% endfor %}
+{#- the stack's network goes with the last container of the engine: kept while a container (of
+    another minion on the same engine) still uses it #}
+energy-stack-network-absent:
+  energy_network.absent:
+    - name: {{ energy.network.name | json }}
+    - require:
+      - {{ ns.previous }}
 {%- for path in deployed.config_files %}
 energy-files-absent-{{ path }}:
   file.absent:

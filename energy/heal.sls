@@ -5,6 +5,8 @@
     energy.react. Containers in maintenance (energy.maintenance) are left alone. #}
 {%- from tpldir ~ "/plan.jinja" import energy, node with context %}
 {%- set heal = energy.heal %}
+include:
+  - {{ tpldir.split('/')[0] }}.network  {#- a container recreated here joins the stack's network #}
 {%- for c in node.containers if c.component in heal.components %}
 energy-{{ c.component }}-health-healthy-{{ c.name }}:
   energy.healthy:
@@ -18,6 +20,8 @@ energy-{{ c.component }}-health-healthy-{{ c.name }}:
         container found unhealthy fails the run, but after the watches of what the run started
         (energy.stays_up, order: last) and the schedules and engine below #}
     - failhard: False
+    - require:
+      - energy_network: energy-stack-network-present
 {% endfor %}
 {#- what energy.heal_check (the light check) reads: this minion's containers and their checks, kept
     0600 in its cachedir (the checks hold the formula's MongoDB password) #}

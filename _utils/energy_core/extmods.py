@@ -11,7 +11,8 @@ import os
 GRAIN = "energy_extmods"
 # kind -> the formula's files and folders of that kind (salt://_<kind>/<path>; synced to the
 # minion's extension_modules/<kind>/<path>)
-SHIPPED = {"grains": ("energy.py",), "modules": ("energy.py",), "states": ("energy.py",), "utils": ("energy_core",)}
+SHIPPED = {"grains": ("energy.py",), "modules": ("energy.py", "energy_engine.py", "energy_heal.py"),
+           "states": ("energy.py", "energy_network.py"), "utils": ("energy_core",)}
 SYNCED = (".py", ".pyx", ".so", ".zip")  # the files saltutil.sync_* copies (its include pattern)
 
 

@@ -1,0 +1,142 @@
+"""
+The ``energy_network`` states: the stack's own Docker network (``energy:network:name``, a
+user-defined bridge) that every container of the energy formula joins.
+
+``energy_network.present``  the network exists, once: minions sharing one engine may run this at
+                            the same moment, and Docker's duplicate check is not atomic (six
+                            concurrent creates made six networks of one name here), so the create
+                            runs under a lock on the machine, and duplicates found anyway (an
+                            engine shared across machines) are reduced to the oldest
+``energy_network.absent``   the network removed once no container uses it
+
+.. code-block:: yaml
+
+    energy-stack-network-present:
+      energy_network.present:
+        - name: energy
+"""
+
+import contextlib
+import logging
+import os
+
+log = logging.getLogger(__name__)
+
+__virtualname__ = "energy_network"
+
+try:
+    import energy_core
+
+    core = energy_core.load()
+    CORE_ERROR = None
+except ImportError as exc:  # the utils are not synced yet (saltutil.sync_utils)
+    core = None
+    CORE_ERROR = str(exc)
+
+try:
+    import fcntl
+except ImportError:  # pragma: no cover (not on Windows minions)
+    fcntl = None
+
+
+def __virtual__():
+    if core is None:
+        return (False, f"the energy_network states need the formula's energy_core utils ({CORE_ERROR}): "
+                       "run saltutil.sync_utils (energy.orch does)")
+    if "docker.networks" not in __salt__:
+        return (False, "the energy_network states need saltext-dockermod (pip install saltext.dockermod)")
+    return __virtualname__
+
+
+@contextlib.contextmanager
+def _machine_lock(name):
+    """An exclusive lock every minion of this machine shares (/run when writable, as root; the
+    minion's cache directory otherwise, which serves a single minion)."""
+    folder = "/run" if os.access("/run", os.W_OK) else __opts__["cachedir"]
+    path = os.path.join(folder, f"energy-network-{name}.lock")
+    fd = os.open(path, os.O_RDWR | os.O_CREAT | getattr(os, "O_NOFOLLOW", 0), 0o600)
+    try:
+        if fcntl is not None:
+            fcntl.flock(fd, fcntl.LOCK_EX)
+        yield
+    finally:
+        os.close(fd)
+
+
+def _named(name):
+    """The networks called exactly ``name`` (Docker's name filter matches substrings), inspected."""
+    found = [n for n in __salt__["docker.networks"](names=[name]) or [] if n.get("Name") == name]
+    return [__salt__["docker.inspect_network"](n["Id"]) for n in found]
+
+
+def _without_duplicates(name, found, ret):
+    extra = core.hardening.networks_to_remove(found)
+    for network in extra:
+        if not __opts__.get("test"):
+            try:
+                __salt__["docker.remove_network"](network["Id"])
+            except Exception as exc:  # pylint: disable=broad-except
+                log.debug("energy_network: duplicate %s already gone (%s)", network["Id"][:12], exc)
+        ret["changes"].setdefault("duplicates_removed", []).append(network["Id"][:12])
+    if extra:
+        log.warning("energy_network: %d duplicate network(s) named %s removed", len(extra), name)
+
+
+def present(name):
+    """
+    The Docker network ``name`` exists (a bridge labelled ``energy.network``), once.
+
+    CLI Example:
+
+    .. code-block:: bash
+
+        salt-call state.single energy_network.present name=energy
+    """
+    ret = {"name": name, "changes": {}, "result": True, "comment": ""}
+    problem = core.hardening.network_problem(name)
+    if problem:
+        ret.update(result=False, comment=f"energy:network:name: bad value {name!r}. Fix: {problem}")
+        return ret
+    with _machine_lock(name):
+        found = _named(name)
+        if not found:
+            if __opts__.get("test"):
+                ret.update(result=None, changes={"created": name}, comment=f"network {name} would be created")
+                return ret
+            __salt__["docker.create_network"](name, driver="bridge", labels={core.hardening.NETWORK_LABEL: "stack"},
+                                              check_duplicate=True)
+            ret["changes"]["created"] = name
+            found = _named(name)
+        _without_duplicates(name, found, ret)
+    if __opts__.get("test") and ret["changes"]:
+        ret["result"] = None
+    ret["comment"] = f"network {name} " + ("created" if "created" in ret["changes"] else "is present")
+    return ret
+
+
+def absent(name):
+    """
+    The Docker network ``name`` is removed when no container uses it (others, of another minion
+    on the same engine, keep it until their own clean).
+
+    CLI Example:
+
+    .. code-block:: bash
+
+        salt-call state.single energy_network.absent name=energy
+    """
+    ret = {"name": name, "changes": {}, "result": True, "comment": f"network {name} is absent"}
+    found = _named(name)
+    if not found:
+        return ret
+    used = sorted({c.get("Name", cid[:12]) for n in found for cid, c in (n.get("Containers") or {}).items()})
+    if used:
+        ret["comment"] = f"network {name} kept: {len(used)} container(s) still use it ({', '.join(used[:5])})"
+        return ret
+    if __opts__.get("test"):
+        ret.update(result=None, changes={"removed": name}, comment=f"network {name} would be removed")
+        return ret
+    for network in found:
+        __salt__["docker.remove_network"](network["Id"])
+    ret.update(changes={"removed": name}, comment=f"network {name} removed")
+    return ret
