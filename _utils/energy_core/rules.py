@@ -27,12 +27,43 @@ def _roles_need_a_host_all(conf):
 GRAFANA_PASSWORD_MIN = 12
 MONGO_PASSWORD_MIN = 12
 INFLUXDB_PASSWORD_MIN = 8
+# an InfluxDB 2 token is the one credential of every write and read (SmartWatts, Grafana): 16
+# random printable characters hold about 100 bits; `influx auth create` makes 88-character ones. At
+# that length masking.secrets always masks it (shorter values are not masked, not to mangle returns)
+INFLUXDB_TOKEN_MIN = 16
 MONGO_PASSWORDS = ("admin_password", "sensor_password", "formula_password")
 
 
 def mongo_auth(conf):
     mongo = _section(conf, "mongo")
     return mongo.get("auth") is not False
+
+
+# the pillar keys of the MongoDB passwords given per CPU name (a mapping CPU name -> password),
+# in place of the role's password for that CPU name's users
+MONGO_CPU_PASSWORDS = {"sensor": "sensor_passwords", "formula": "formula_passwords"}
+
+
+def mongo_base_password(conf, purpose, cpu):
+    """``(pillar key, password)`` that the MongoDB users of ``purpose`` (sensor or formula) for CPU
+    name ``cpu`` derive their passwords from: energy:mongo:<purpose>_passwords:<cpu> when given,
+    else energy:mongo:<purpose>_password. The password is '' when this minion's pillar lacks it."""
+    mongo = _section(conf, "mongo")
+    own = mongo.get(MONGO_CPU_PASSWORDS[purpose])
+    if isinstance(own, dict) and isinstance(own.get(cpu), str) and own.get(cpu):
+        return f"mongo:{MONGO_CPU_PASSWORDS[purpose]}:{cpu}", own[cpu]
+    value = mongo.get(f"{purpose}_password")
+    return f"mongo:{purpose}_password", value if isinstance(value, str) else ""
+
+
+def _mongo_passwords(mongo):
+    """``(key, password)`` of every MongoDB password the pillar gives, the per-CPU ones included."""
+    for key in MONGO_PASSWORDS:
+        yield key, mongo.get(key)
+    for key in MONGO_CPU_PASSWORDS.values():
+        own = mongo.get(key)
+        for cpu, password in sorted((own if isinstance(own, dict) else {}).items(), key=lambda kv: str(kv[0])):
+            yield f"{key}:{cpu}", password
 
 
 def _given_secrets(conf):
@@ -49,10 +80,15 @@ def _given_secrets(conf):
     password = _section(conf, "influxdb").get("password")
     if isinstance(password, str) and 0 < len(password) < INFLUXDB_PASSWORD_MIN:
         yield ("influxdb:password", "***", f"a password of at least {INFLUXDB_PASSWORD_MIN} characters.")
+    token = _section(conf, "influxdb").get("token")
+    if isinstance(token, str) and token and (len(token) < INFLUXDB_TOKEN_MIN or not all(
+            0x21 <= ord(c) <= 0x7E and c != "$" for c in token)):
+        yield ("influxdb:token", "***", f"a token of {INFLUXDB_TOKEN_MIN} characters or more (this one has "
+                                       f"{len(token)}), printable ASCII without spaces or '$' (Grafana would expand "
+                                       "$NAME in its datasource file), e.g. the output of openssl rand -hex 32.")
     mongo = _section(conf, "mongo")
     seen = {}
-    for key in MONGO_PASSWORDS:
-        password = mongo.get(key)
+    for key, password in _mongo_passwords(mongo):
         if not isinstance(password, str) or not password:
             continue
         if len(password) < MONGO_PASSWORD_MIN:
@@ -82,9 +118,10 @@ def _needs(conf):
         "sensor": {"mongo:sensor_password": MONGO_PASSWORD_MIN} if auth else {},
         "mongo": mongo,
         "formula": dict({"mongo:formula_password": MONGO_PASSWORD_MIN} if auth else {},
-                        **({"influxdb:token": 1} if v2 else {})),
-        "influxdb": {"influxdb:token": 1, "influxdb:password": INFLUXDB_PASSWORD_MIN} if v2 else {},
-        "grafana": dict({"grafana:admin_password": GRAFANA_PASSWORD_MIN}, **({"influxdb:token": 1} if v2 else {})),
+                        **({"influxdb:token": INFLUXDB_TOKEN_MIN} if v2 else {})),
+        "influxdb": {"influxdb:token": INFLUXDB_TOKEN_MIN, "influxdb:password": INFLUXDB_PASSWORD_MIN} if v2 else {},
+        "grafana": dict({"grafana:admin_password": GRAFANA_PASSWORD_MIN},
+                        **({"influxdb:token": INFLUXDB_TOKEN_MIN} if v2 else {})),
     }
 
 
@@ -94,19 +131,33 @@ SECRET_FIX = {
     "influxdb:password": "set the InfluxDB 2 admin user's password",
     "mongo:admin_password": "set the password of the MongoDB root user (energy-admin) the image creates on its "
                             "first start",
-    "mongo:sensor_password": "set the password of the MongoDB user the sensors write with (energy-sensor)",
-    "mongo:formula_password": "set the password of the MongoDB user the formulas read with (energy-formula)",
+    "mongo:sensor_password": "set the password the sensors' MongoDB users (energy-sensor-<cpu>) derive theirs "
+                             "from, or one per CPU name in energy:mongo:sensor_passwords",
+    "mongo:formula_password": "set the password the formulas' MongoDB users (energy-formula-<cpu>) derive "
+                              "theirs from, or one per CPU name in energy:mongo:formula_passwords",
 }
 
 
-def secret_problems(conf, minion, components):
+def _given_per_cpu(conf, key, cpus):
+    """Whether every CPU name of ``cpus`` has its own password in place of ``key``
+    (energy:mongo:sensor_passwords or formula_passwords), so that ``key`` is not needed."""
+    purpose = next((p for p in MONGO_CPU_PASSWORDS if key == f"mongo:{p}_password"), None)
+    if purpose is None or not cpus:
+        return False
+    return all(mongo_base_password(conf, purpose, cpu)[0] != key for cpu in cpus)
+
+
+def secret_problems(conf, minion, components, cpus=None):
     """Errors for the secrets that the containers of ``minion`` (their ``components``) need and
     the pillar this minion sees lacks: a missing secret is an error on the minions that need it,
-    and only there."""
+    and only there. ``cpus`` (``{component: [CPU names its containers serve]}``) lets per-CPU
+    MongoDB passwords stand in for the role's password."""
     problems = []
     needs = _needs(conf)
     for component in sorted(set(components)):
         for key, least in needs.get(component, {}).items():
+            if _given_per_cpu(conf, key, (cpus or {}).get(component)):
+                continue
             section, name = key.split(":")
             value = _section(conf, section).get(name)
             if not isinstance(value, str) or len(value) < least:

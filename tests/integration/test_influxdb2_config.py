@@ -10,7 +10,7 @@ import json
 import pytest
 
 from energy_core import components, plan, schema
-from tests.integration.conftest import docker_client
+from tests.integration.conftest import docker_client, mongo_user
 
 CHECK = """
 import json, sys
@@ -31,7 +31,7 @@ print(json.dumps({"output": out, "input": config["input"], "pushers": sorted(pus
 def influxdb2_plan(defaults):
     conf = copy.deepcopy(defaults)
     conf.update(control="ctl")
-    conf["influxdb"].update(version=2, org="lab", token="s3cr3t-token", password="longenough", image="influxdb",
+    conf["influxdb"].update(version=2, org="lab", token="s3cr3t-token-value", password="longenough", image="influxdb",
                             tag="2.7.5")
     conf["grafana"]["admin_password"] = "not-admin-at-all"
     conf["mongo"].update(admin_password="mongo-admin-pw-1", sensor_password="mongo-sensor-pw-2",
@@ -49,7 +49,7 @@ def influxdb2_plan(defaults):
 def test_smartwatts_parses_and_validates_the_influxdb2_output(influxdb2_plan, images):
     (formula,) = [c for c in influxdb2_plan["hosts"]["ctl"]["containers"] if c["component"] == "formula"]
     args = formula["run"]["command"]
-    assert "s3cr3t-token" not in json.dumps(args) and "mongo-formula-pw-3" not in json.dumps(args)
+    assert "s3cr3t-token-value" not in json.dumps(args) and "mongo-formula-pw-3" not in json.dumps(args)
     client = docker_client()
     # the token and the MongoDB URI reach SmartWatts by its environment (PowerAPI's POWERAPI_* variables)
     out = client.containers.run(images["smartwatts24"], entrypoint=["python3", "-c", CHECK, json.dumps(args)],
@@ -59,11 +59,12 @@ def test_smartwatts_parses_and_validates_the_influxdb2_output(influxdb2_plan, im
     assert output["type"] == "influxdb2"
     assert output["uri"] == "http://10.0.0.9" and int(output["port"]) == 8086
     assert output["db"] == "power_amd_epyc_7452"
-    assert output["org"] == "lab" and output["token"] == "s3cr3t-token"
+    assert output["org"] == "lab" and output["token"] == "s3cr3t-token-value"
     assert output["tags"] == "scope,socket"
     assert result["pushers"] == ["power"]
     puller = result["input"]["puller"]
-    assert puller["uri"] == "mongodb://energy-formula:mongo-formula-pw-3@10.0.0.9:27017/?authSource=admin"
+    user, password = mongo_user("formula", "amd_epyc_7452", "mongo-formula-pw-3")  # its CPU name's own user
+    assert puller["uri"] == f"mongodb://{user}:{password}@10.0.0.9:27017/?authSource=admin"
     assert puller["db"] == "sensors_amd_epyc_7452" and puller["collection"] == "hwpc"
     assert float(result["base_freq"]) == 2350
     assert result["dram_disabled"] is True
@@ -74,8 +75,8 @@ def test_influxdb2_container_is_set_up_with_the_cpu_bucket(influxdb2_plan):
     env = influx["run"]["environment"]
     assert env["DOCKER_INFLUXDB_INIT_MODE"] == "setup"
     assert env["DOCKER_INFLUXDB_INIT_BUCKET"] == "power_amd_epyc_7452"
-    assert env["DOCKER_INFLUXDB_INIT_ADMIN_TOKEN"] == "s3cr3t-token"
+    assert env["DOCKER_INFLUXDB_INIT_ADMIN_TOKEN"] == "s3cr3t-token-value"
     assert influx["run"]["binds"] == [f"{influx['volume']}:/var/lib/influxdb2"]
-    datasource = components.grafana_datasources({"influxdb": {"version": 2, "token": "s3cr3t-token"}},
+    datasource = components.grafana_datasources({"influxdb": {"version": 2, "token": "s3cr3t-token-value"}},
                                                 influxdb2_plan["datasources"])["datasources"][0]
-    assert datasource["secureJsonData"] == {"httpHeaderValue1": "Token s3cr3t-token"}
+    assert datasource["secureJsonData"] == {"httpHeaderValue1": "Token s3cr3t-token-value"}
