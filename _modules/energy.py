@@ -154,13 +154,14 @@ def config(defaults=None, secrets=False):
 
     def compute():
         try:
+            core.schema.check_rendered(__pillar__.get("_errors"))  # a pillar file Salt could not render
             merged = core.schema.merge(defaults if defaults is not None else _defaults(), pillar)  # merge copies
             core.schema.check(merged)
         except core.schema.PlanError as exc:
             _fail(exc)
         return merged
 
-    merged = _per_job("config", [defaults, pillar], compute)
+    merged = _per_job("config", [defaults, pillar, __pillar__.get("_errors")], compute)
     return _masked(merged, merged, secrets)
 
 

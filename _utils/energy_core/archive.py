@@ -258,3 +258,48 @@ def line_protocol(series, field_types):
             fields.append(f"{_escape(column, ',= ')}={text}")
         if fields:
             yield f"{measurement}{tags} {','.join(fields)} {int(values[columns.index('time')])}"
+
+
+# --------------------------------------------------------------------------- what to back up, in a plan's topology
+
+
+def cpu_list(cpus, known):
+    """The CPU names asked for (all of ``known`` when None); an unknown one is an error."""
+    if cpus in (None, "", []):
+        return sorted(known)
+    wanted = [c.strip() for c in cpus.split(",")] if isinstance(cpus, str) else [str(c) for c in cpus]
+    unknown = [c for c in wanted if c not in known]
+    if unknown:
+        raise ArchiveError(
+            f"cpus: bad value {unknown[0]!r}: not a CPU name of the plan. Fix: one of {sorted(known)} "
+            "(salt-run energy.summary lists them), or leave cpus out for all")
+    return wanted
+
+
+def influx_targets(facts, cpu):
+    """``[(minion, container, database)]`` of the InfluxDBs that hold ``cpu``'s power in the plan."""
+    boxes = facts["boxes"]
+    found = []
+    for frm, to, database in facts["edges"]:
+        if boxes.get(frm, {}).get("component") == "formula" and boxes[frm]["cpu"] == cpu and to in boxes:
+            target = (boxes[to]["minion"], to, database)
+            if target not in found:
+                found.append(target)
+    return sorted(found)
+
+
+def restore_target(facts, entry):
+    """Where a backed-up database goes in the current plan: the same host and database when the plan
+    still has it, else the one InfluxDB of the CPU name."""
+    targets = [t for t in influx_targets(facts, entry["cpu"]) if t[2] == entry["database"]]
+    same = [t for t in targets if t[0] == entry["host"]]
+    if same or len(targets) == 1:
+        return (same or targets)[0]
+    if not targets:
+        raise ArchiveError(
+            f"the backup's CPU name {entry['cpu']!r} (database {entry['database']}) has no InfluxDB in the current plan. "
+            "Fix: deploy it first (salt-run state.orchestrate energy.orch with its sensors), or leave it out (cpus=)")
+    raise ArchiveError(
+        f"the backup of {entry['database']} from {entry['host']} could go to {len(targets)} InfluxDBs of the current "
+        f"plan ({', '.join(t[0] for t in targets)}; the dedicated strategy): it holds several machines and a restore "
+        "does not split it. Fix: restore under the strategy it was taken with, then switch strategies")

@@ -3,9 +3,11 @@
 state ID. The reaction (energy/reactor/heal.sls, rendered by Salt's py renderer as the reactor
 does) always gives one fixed runner chunk with the event as data; the runner it calls
 (energy.react_event) then runs nothing but energy.react on the sending minion, for a container name
-of that minion's own."""
+of that minion's own, that the plan computed on the master places there (the plan is faked here:
+``tests/integration/test_reactor.py`` has the real one), at most once per interval."""
 
 import importlib.util
+import logging
 from unittest import mock
 
 import pytest
@@ -29,6 +31,30 @@ def render(minion, docker_event):
     return result["data"]
 
 
+PLANNED = ["energy-node-a-sensor", "energy-node-a-formula-intel_xeon_gold_6130",
+           "energy-node-a-influxdb-amd_epyc_7452", "energy-node-a-grafana"]
+
+
+@pytest.fixture(autouse=True)
+def runner_logs(caplog):
+    """The runner's log records, kept out of Salt's deferred stderr handler."""
+    logger = logging.getLogger(runner.__name__)
+    caplog.set_level(logging.INFO, logger=logger.name)
+    logger.addHandler(caplog.handler)
+    logger.propagate = False
+    yield caplog
+    logger.removeHandler(caplog.handler)
+    logger.propagate = True
+
+
+@pytest.fixture(autouse=True)
+def master(tmp_path, monkeypatch):
+    """A fresh master cachedir per test, and the plan the master computes: node-a runs PLANNED."""
+    runner.__opts__ = {"conf_file": "/etc/salt/master", "cachedir": str(tmp_path)}
+    monkeypatch.setattr(runner, "_master_plan", lambda: (
+        {"heal": {"events": {"interval": 10}}}, {"hosts": {"node-a": {"containers": [{"name": n} for n in PLANNED]}}}))
+
+
 def run_reaction(chunks):
     """What the reactor would run: the runner with the chunk's args, its LocalClient recorded."""
     ((state_id, body),) = chunks.items()
@@ -39,7 +65,6 @@ def run_reaction(chunks):
     client.cmd_async.return_value = "20261126000000000000"
     local = mock.MagicMock()
     local.return_value.__enter__.return_value = client
-    runner.__opts__ = {"conf_file": "/etc/salt/master"}
     with mock.patch("salt.client.get_local_client", local):
         ret = runner.react_event(**kwargs)
     return ret, client.cmd_async.call_args_list
@@ -85,8 +110,7 @@ def test_a_forged_minion_id_runs_nothing(minion):
     assert calls == [] and ret["comment"].startswith("dropped: ")
 
 
-@pytest.mark.parametrize("name", ["energy-node-a-sensor", "energy-node-a-formula-intel_xeon_gold_6130",
-                                  "energy-node-a-influxdb-amd_epyc_7452", "energy-node-a-grafana"])
+@pytest.mark.parametrize("name", PLANNED)
 @pytest.mark.parametrize("action", ["die", "destroy"])
 def test_a_real_death_runs_energy_react_on_the_sending_minion_only(name, action):
     ret, calls = run_reaction(render("node-a", event(name, "node-a", action)))

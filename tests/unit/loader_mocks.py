@@ -99,7 +99,7 @@ def module_opts(conf_file, cachedir):
 def module_salt():
     return {
         "event.send": mock.MagicMock(return_value=True),
-        "state.single": mock.MagicMock(return_value={"energy_|-x_|-x_|-healthy": {"result": True, "changes": {}}}),
+        "energy_heal.healthy": mock.MagicMock(return_value={"energy_|-x_|-x_|-healthy": {"result": True, "changes": {}}}),
         "cp.get_file_str": mock.MagicMock(return_value=DEFAULTS_TEXT),
         "mine.get": mock.MagicMock(side_effect=lambda tgt, fun, tgt_type=None: {MINION: dict(FACTS)}),
     }
@@ -132,8 +132,8 @@ def state_states():
 
 
 @pytest.fixture
-def runner_opts(conf_file):
-    return {"conf_file": str(conf_file)}
+def runner_opts(conf_file, tmp_path):
+    return {"conf_file": str(conf_file), "cachedir": str(tmp_path / "master-cache")}
 
 
 @pytest.fixture

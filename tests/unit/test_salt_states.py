@@ -270,6 +270,22 @@ def docker_event(name=FORMULA, action="die", label=MINION):
     return {"Action": action, "Type": "container", "Actor": {"ID": "0" * 64, "Attributes": attributes}}
 
 
+@pytest.fixture(autouse=True)
+def master_plan(monkeypatch):
+    """The plan the master computes (its pillar and mine are the module's here): node-a runs the
+    formula and the sensor. Records each computation."""
+    conf = energy_mod.config(secrets=True)
+    full = energy_mod._plan(conf)  # pylint: disable=protected-access
+    computed = []
+
+    def compute():
+        computed.append(True)
+        return conf, full
+
+    monkeypatch.setattr(energy_runner, "_master_plan", compute)
+    return computed
+
+
 @pytest.fixture
 def local_client():
     with mock.patch("salt.client.get_local_client") as get_local_client:
@@ -322,6 +338,78 @@ def test_react_event_passes_destroy_on_and_reports_a_publish_failure(local_clien
     client.cmd_async.assert_called_once_with([MINION], "energy.react", kwarg={"name": SENSOR, "action": "destroy"},
                                              tgt_type="list")
     assert ret["result"] is False
+
+
+def test_react_event_sends_one_react_per_container_per_interval(local_client, monkeypatch, module_logs):
+    clock = [1000.0]
+    monkeypatch.setattr("time.time", lambda: clock[0])
+    client = local_client.return_value.__enter__.return_value
+    rets = []
+    for _ in range(200):  # a flood: 200 events in 2 s
+        rets.append(energy_runner.react_event(minion=MINION, event=docker_event()))
+        clock[0] += 0.01
+    assert client.cmd_async.call_count == 1
+    assert rets[-1] == {"result": True, "dropped": 199,
+                        "comment": f"dropped: at most one energy.react per 10 s for {FORMULA} on {MINION}"}
+    dropped_lines = [r.getMessage() for r in module_logs.records if "dropped" in r.getMessage()]
+    assert dropped_lines == [f"energy reactor: {MINION}/{FORMULA}: event(s) dropped (rate limit: one reaction per "
+                             "10 s), 1 so far"]
+    # another container has its own limit; the same one again after the interval
+    energy_runner.react_event(minion=MINION, event=docker_event(name=SENSOR))
+    clock[0] = 1010.0
+    energy_runner.react_event(minion=MINION, event=docker_event(action="destroy"))
+    assert client.cmd_async.call_count == 3
+    assert f"{MINION}/{FORMULA}: 199 event(s) dropped since the last reaction" in module_logs.text
+
+
+def test_react_event_takes_the_interval_from_the_masters_pillar(local_client, monkeypatch, master_plan):
+    conf, full = energy_runner._master_plan()  # pylint: disable=protected-access
+    conf = dict(conf, heal=dict(conf["heal"], events=dict(conf["heal"]["events"], interval=60)))
+    monkeypatch.setattr(energy_runner, "_master_plan", lambda: (conf, full))
+    clock = [0.0]
+    monkeypatch.setattr("time.time", lambda: clock[0])
+    for clock[0] in (0.0, 30.0, 59.0, 60.0):
+        energy_runner.react_event(minion=MINION, event=docker_event())
+    assert local_client.return_value.__enter__.return_value.cmd_async.call_count == 2
+
+
+@pytest.mark.parametrize("minion, name", [
+    pytest.param(MINION, "energy-node-a-formula-amd_epyc", id="a-container-the-plan-does-not-have"),
+    pytest.param(MINION, "energy-node-a-sensor-2", id="a-shard-the-plan-does-not-have"),
+    pytest.param("node-b", "energy-node-b-formula-intel_xeon", id="a-minion-the-plan-does-not-have"),
+])
+def test_react_event_drops_what_the_masters_plan_does_not_place_there(minion, name, local_client, module_logs):
+    # well-formed and labelled for the minion it names: only the plan computed on the master says no
+    for _ in range(50):
+        ret = energy_runner.react_event(minion=minion, event=docker_event(name=name, label=minion))
+    local_client.assert_not_called()
+    assert ret["comment"].startswith("dropped: ") and "plan computed on the master" in ret["comment"]
+    assert ret["dropped"] == 50
+    lines = [r.getMessage() for r in module_logs.records if "dropped" in r.getMessage()]
+    assert len(lines) == 1 and lines[0].startswith(f"energy reactor: minion {minion!r}: event(s) dropped (")
+
+
+def test_react_event_computes_the_plan_once_per_interval(local_client, master_plan, monkeypatch):
+    clock = [0.0]
+    monkeypatch.setattr("time.time", lambda: clock[0])
+    for i in range(100):
+        clock[0] = i * 0.1
+        energy_runner.react_event(minion=MINION, event=docker_event(name=f"energy-node-a-formula-x{i}"))
+    assert len(master_plan) == 1
+    clock[0] = 10.0
+    energy_runner.react_event(minion=MINION, event=docker_event())
+    assert len(master_plan) == 2
+
+
+def test_react_event_drops_everything_while_the_master_has_no_plan(local_client, monkeypatch, module_logs):
+    def broken():
+        raise energy_runner.core.schema.PlanError("invalid energy pillar:\n  - energy:roles: bad value")
+
+    monkeypatch.setattr(energy_runner, "_master_plan", broken)
+    ret = energy_runner.react_event(minion=MINION, event=docker_event())
+    local_client.assert_not_called()
+    assert ret["comment"].startswith("dropped: the master has no plan to check it against (invalid energy pillar")
+    assert "energy reactor: no plan on the master, reactions are dropped" in module_logs.text
 
 
 
