@@ -29,7 +29,7 @@ energy-heal-engine-absent:
 {%- for c in deployed.containers %}
 energy-{{ c.component }}-container-absent-{{ c.name }}:
   docker_container.absent:
-    - name: {{ c.name }}
+    - name: {{ c.name | json }}
     - force: True
     - require:
       - {{ ns.previous }}
@@ -43,7 +43,7 @@ energy-stack-network-absent:
     - require:
       - {{ ns.previous }}
 {%- for path in deployed.config_files %}
-energy-files-absent-{{ path }}:
+{{ ('energy-files-absent-' ~ path) | json }}:
   file.absent:
     - name: {{ path | json }}
 {% endfor %}
@@ -51,7 +51,7 @@ energy-files-absent-{{ path }}:
 {%- for volume in deployed.volumes %}
 energy-data-volume-absent-{{ volume }}:
   docker_volume.absent:
-    - name: {{ volume }}
+    - name: {{ volume | json }}
     - require:
       - {{ ns.previous }}
 {% endfor %}
@@ -59,4 +59,4 @@ energy-data-volume-absent-{{ volume }}:
 
 energy-clean-done-nop:
   test.nop:
-    - name: energy stack removed from {{ grains['id'] }}{{ '' if energy.clean.purge_data else ' (data volumes kept)' }}
+    - name: {{ ('energy stack removed from ' ~ grains['id'] ~ ('' if energy.clean.purge_data else ' (data volumes kept)')) | json }}

@@ -12,8 +12,10 @@ def containers(ps_result):
         if not isinstance(info, dict):
             continue
         labels = info.get("Labels") or {}
+        component = labels.get(names.LABEL_COMPONENT)
+        # whoever may run containers can label one: clean.sls puts the component in a state ID
         found.append({"name": (info.get("Names") or ["?"])[0].lstrip("/"),
-                      "component": labels.get(names.LABEL_COMPONENT, "unknown"),
+                      "component": component if component in names.COMPONENTS else "unknown",
                       "cpu": labels.get(names.LABEL_CPU)})
     rank = {component: i for i, component in enumerate(names.CLEAN_ORDER)}
     return sorted(found, key=lambda c: (rank.get(c["component"], len(rank)), c["name"]))
