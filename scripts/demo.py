@@ -89,15 +89,14 @@ def pillar():
         "roles": {"sensors": "*", "mongos": ["ctl", "node-a"], "formulas": ["ctl"], "influxdbs": ["ctl"]},
         "config_dir": str(DEMO / "etc"),
         "experiment": {"containers": len(SIM_CONTAINERS.split(","))},  # what the stand-in sensors simulate
-        "sensor": image("hwpc-sensor-sim", env={"SIM_CONTAINERS": SIM_CONTAINERS},
-                        options={"privileged": False}),
+        "sensor": image("hwpc-sensor-sim", env={"SIM_CONTAINERS": SIM_CONTAINERS}),
         "mongo": image("mongo", **MONGO_PASSWORDS),
         "formula": image("smartwatts"),
         "influxdb": image("influxdb"),
-        # the Grafana stand-in (no Grafana image can be had here), on the host's network to reach
-        # the demo's loopback addresses; production uses grafana/grafana-oss
-        "grafana": image("grafana", admin_password=GRAFANA_PASSWORD, env={"GF_SERVER_HTTP_ADDR": "127.0.0.1"},
-                         options={"network_mode": "host", "port_bindings": []}),
+        # the Grafana stand-in (no Grafana image can be had here), published on ctl's address
+        # (127.0.0.1:3000); production uses grafana/grafana-oss. The containers share the default
+        # network name (energy); the integration tests use their own
+        "grafana": image("grafana", admin_password=GRAFANA_PASSWORD),
         # the demo's daemons can restart: the orch has them load the reactor and the engines
         "heal": {"events": {"restart_minion": True, "restart_master": True}},
     }}

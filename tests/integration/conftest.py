@@ -51,6 +51,18 @@ GRAFANA_PASSWORD = "energy-test-grafana"
 MONGO_PASSWORDS = {"admin_password": "test-mongo-admin-1", "sensor_password": "test-mongo/sensor@2",
                    "formula_password": "test-mongo-formula-3"}
 GRAFANA_PORT = 13000
+TEST_NETWORK = "energy-test"  # the stack's Docker network in the tests (a demo's is "energy")
+
+
+def mongo_user(purpose, cpu_slug, password=None):
+    """``(user, password)`` of the MongoDB user of ``purpose`` (sensor or formula) for a CPU name's
+    collection: the password an HMAC-SHA256 of the user name keyed with the role's pillar password."""
+    import hashlib  # pylint: disable=import-outside-toplevel
+    import hmac  # pylint: disable=import-outside-toplevel
+
+    user = f"energy-{purpose}-{cpu_slug}"
+    base = password or MONGO_PASSWORDS[f"{purpose}_password"]
+    return user, hmac.new(base.encode(), user.encode(), hashlib.sha256).hexdigest()
 
 
 def simulated_containers(minion):
@@ -77,19 +89,18 @@ def base_pillar(images, config_dir):
             },
             "config_dir": str(config_dir),
             "experiment": {"containers": len(SIM_CONTAINERS.split(","))},  # what the stand-in sensors simulate
-            # the stand-in needs no privilege, and this sandbox refuses privileged containers;
-            # example-<minion> is the example app's container (examples/energy_app)
+            # a network of their own: a demo on the same engine keeps its own (energy)
+            "network": {"name": TEST_NETWORK},
+            # example-<minion> is the example app's container (examples/energy_app); the stand-in
+            # runs with the hardened defaults (the capability, /sys read-only, no host network)
             "sensor": dict(image("hwpc-sensor-sim"), frequency_ms=SENSOR_PERIOD_MS,
-                           env={"SIM_CONTAINERS": SIM_CONTAINERS}, options={"privileged": False}),
+                           env={"SIM_CONTAINERS": SIM_CONTAINERS}),
             "mongo": dict(image("mongo"), **MONGO_PASSWORDS),
             "formula": image("smartwatts"),
             "influxdb": dict(image("influxdb"), retention="7d"),
-            # the test minions' addresses are loopback ones, which a bridged container cannot
-            # reach: Grafana shares the host's network here (on real hosts it needs no option),
-            # on its own address and port (Grafana's GF_SERVER_HTTP_*), apart from a demo's
-            "grafana": dict(image("grafana"), admin_password=GRAFANA_PASSWORD, port=GRAFANA_PORT,
-                            env={"GF_SERVER_HTTP_ADDR": MINIONS["test-ctl"][0], "GF_SERVER_HTTP_PORT": GRAFANA_PORT},
-                            options={"network_mode": "host", "port_bindings": []}),
+            # published on test-ctl's address (127.0.0.11:13000), apart from a demo's; it reaches
+            # the InfluxDBs by container name on the test network (one engine for every minion)
+            "grafana": dict(image("grafana"), admin_password=GRAFANA_PASSWORD, port=GRAFANA_PORT),
             # a schedule re-applying the stack every minute would undo what the tests break on
             # purpose; test_heal.py turns it on for itself
             "heal": {"schedule": {"enabled": False, "seconds": 60, "splay": 0},
@@ -145,13 +156,24 @@ def remove_stack(client, minions=MINIONS):
                 volume.remove(force=True)
 
 
+def remove_network(client):
+    """Remove the tests' stack network (every copy of it) once no container uses it."""
+    for network in client.networks.list(names=[TEST_NETWORK]):
+        network.reload()
+        if network.name == TEST_NETWORK and not network.attrs.get("Containers"):
+            with contextlib.suppress(docker.errors.NotFound):
+                network.remove()
+
+
 @pytest.fixture(scope="session")
 def docker_engine():
     client = docker_client()
     client.ping()
     remove_stack(client)
+    remove_network(client)
     yield client
     remove_stack(client)
+    remove_network(client)
     client.close()
 
 

@@ -7,8 +7,8 @@ import urllib.parse
 import pytest
 
 from energy_core import mongo_wire
-from tests.integration.conftest import (EPYC, GRAFANA_PASSWORD, MINIONS, MONGO_PASSWORDS, XEON_E5, XEON_GOLD,
-                                       containers, failed_steps, pillar_changed, state_changes)
+from tests.integration.conftest import (EPYC, GRAFANA_PASSWORD, MINIONS, MONGO_PASSWORDS, TEST_NETWORK, XEON_E5,
+                                       XEON_GOLD, containers, failed_steps, mongo_user, pillar_changed, state_changes)
 from tests.conftest import ROOT
 from tests.power import influx
 
@@ -50,9 +50,11 @@ def test_wrapped_hosts_run_one_container_per_cpu_name_on_distinct_ports(deployed
     assert bound == {MINIONS["test-ctl"][0]}
 
 
-def formula_uri(minion, port=27017):
-    password = urllib.parse.quote(MONGO_PASSWORDS["formula_password"], safe="")
-    return f"mongodb://energy-formula:{password}@{MINIONS[minion][0]}:{port}/?authSource=admin"
+def formula_uri(minion, slug):
+    """The formula's URI of the MongoDB on ``minion``: by container name and the inside port, as
+    every test minion runs its containers on the one engine (the stack's network)."""
+    user, password = mongo_user("formula", slug)
+    return f"mongodb://{user}:{password}@energy-{minion}-mongo-{slug}:27017/?authSource=admin"
 
 
 def environment(container):
@@ -65,10 +67,10 @@ def test_formula_reads_its_cpu_mongo_and_base_frequency(deployed, docker_engine)
     assert args[args.index("--cpu-base-freq") + 1] == "2350"
     assert "--disable-dram-formula" in args  # the EPYC has no DRAM RAPL domain
     # its MongoDB URI, with the formula user's password, is in its environment, not on its command line
-    assert environment(amd)["POWERAPI_INPUT_PULLER_URI"] == formula_uri("test-ctl")
+    assert environment(amd)["POWERAPI_INPUT_PULLER_URI"] == formula_uri("test-ctl", "amd_epyc_7452")
     assert not any(p in " ".join(args) for p in MONGO_PASSWORDS.values())
     (e5,) = running(docker_engine, energy_component="formula", energy_cpu=XEON_E5)
-    assert environment(e5)["POWERAPI_INPUT_PULLER_URI"] == formula_uri("test-node-a")
+    assert environment(e5)["POWERAPI_INPUT_PULLER_URI"] == formula_uri("test-node-a", "intel_xeon_e5_2630_v3")
     assert "--disable-dram-formula" not in e5.attrs["Args"]
 
 
@@ -78,9 +80,10 @@ def test_sensor_config_names_the_database_of_its_cpu(deployed, docker_engine, co
     path = config_dir / "energy-test-node-c-sensor.json"
     config = json.loads(path.read_text())
     assert config["name"] == "test-node-c"
-    password = urllib.parse.quote(MONGO_PASSWORDS["sensor_password"], safe="")
+    user, password = mongo_user("sensor", "intel_xeon_e5_2630_v3")  # its CPU name's own user
     assert config["output"] == {
-        "type": "mongodb", "uri": f"mongodb://energy-sensor:{password}@{MINIONS['test-node-a'][0]}:27017/?authSource=admin",
+        "type": "mongodb",  # test-node-a's MongoDB, by container name on the test network (one engine)
+        "uri": f"mongodb://{user}:{password}@energy-test-node-a-mongo-intel_xeon_e5_2630_v3:27017/?authSource=admin",
         "database": "sensors_intel_xeon_e5_2630_v3", "collection": "hwpc"}
     assert stat.S_IMODE(path.stat().st_mode) == 0o600 and path.stat().st_uid == 0  # it holds a password
     assert config["system"]["rapl"]["events"] == ["RAPL_ENERGY_PKG", "RAPL_ENERGY_DRAM"]
@@ -197,26 +200,34 @@ def test_mongodb_authenticates_and_each_user_has_only_its_rights(deployed):
     assert mongo_wire.command(address, "admin", {"ping": 1})["ok"] == 1
     refused = mongo_wire.command(address, database, {"count": "hwpc"})
     assert refused["ok"] == 0 and refused["code"] == 13
-    with pytest.raises(mongo_wire.CommandError) as exc:  # a wrong password is refused
-        mongo_wire.command(address, "admin", {"ping": 1}, user="energy-sensor", password="not-the-password")
+    (sensor_user, sensor_pw), (formula_user, formula_pw) = (mongo_user(p, "intel_xeon_e5_2630_v3")
+                                                            for p in ("sensor", "formula"))
+    sensor, formula = {"user": sensor_user, "password": sensor_pw}, {"user": formula_user, "password": formula_pw}
+    for password in ("not-the-password", MONGO_PASSWORDS["sensor_password"]):  # the role's password is no user's
+        with pytest.raises(mongo_wire.CommandError) as exc:
+            mongo_wire.command(address, "admin", {"ping": 1}, user=sensor_user, password=password)
+        assert exc.value.code == 18
+    with pytest.raises(mongo_wire.CommandError) as exc:  # a CPU name's users live in its MongoDB only
+        mongo_wire.command(mongo_address("test-ctl"), "admin", {"ping": 1}, **sensor)
     assert exc.value.code == 18
-    sensor = {"user": "energy-sensor", "password": MONGO_PASSWORDS["sensor_password"]}
-    formula = {"user": "energy-formula", "password": MONGO_PASSWORDS["formula_password"]}
-    # the sensor user adds reports and cannot read them
-    inserted = mongo_wire.command(address, database, {"insert": "hwpc_probe", "documents": [{"probe": 1}]}, **sensor)
-    assert inserted["ok"] == 1 and inserted["n"] == 1
+    # the sensor user cannot read reports (it adds them: test_e2e_power); the formula user reads
+    # and removes them, and cannot add any
     assert mongo_wire.command(address, database, {"count": "hwpc"}, **sensor)["code"] == 13
-    # the formula user reads and removes them, and cannot add any
-    assert mongo_wire.command(address, database, {"count": "hwpc_probe"}, **formula)["n"] >= 1
+    assert mongo_wire.command(address, database, {"count": "hwpc"}, **formula)["ok"] == 1
     assert mongo_wire.command(address, database, {"insert": "hwpc", "documents": [{"x": 1}]}, **formula)["code"] == 13
-    removed = mongo_wire.command(address, database, {"delete": "hwpc_probe", "deletes": [{"q": {}, "limit": 0}]},
-                                 **formula)
-    assert removed["ok"] == 1
-    # and neither reaches another CPU name's database on the same host
-    assert mongo_wire.command(mongo_address("test-ctl"), "sensors_amd_epyc_7452", {"count": "hwpc"},
-                              **formula)["ok"] == 1  # its own MongoDB holds its own users
+    # neither reaches another CPU name's database
     other = mongo_wire.command(address, "sensors_amd_epyc_7452", {"insert": "hwpc", "documents": [{"x": 1}]}, **sensor)
     assert other["code"] == 13
+    assert mongo_wire.command(address, "sensors_amd_epyc_7452", {"count": "hwpc"}, **formula)["code"] == 13
+    # what each role grants, read back as energy-admin: its own collection, nothing else; no other
+    # user of the stack (the stand-in checks rights per database only: README, images)
+    admin = {"user": "energy-admin", "password": MONGO_PASSWORDS["admin_password"]}
+    roles = mongo_wire.command(address, "admin", {"rolesInfo": 1, "showPrivileges": True}, **admin)["roles"]
+    assert {r["role"]: [(p["resource"]["db"], p["resource"]["collection"], sorted(p["actions"]))
+                        for p in r["privileges"]] for r in roles} == {
+        sensor_user: [(database, "hwpc", ["insert"])], formula_user: [(database, "hwpc", ["find", "remove", "update"])]}
+    users = mongo_wire.command(address, "admin", {"usersInfo": 1}, **admin)["users"]
+    assert sorted(u["user"] for u in users) == ["energy-admin", formula_user, sensor_user]
 
 
 def test_a_missing_secret_fails_only_the_minions_that_need_it_before_any_container(
@@ -244,10 +255,13 @@ def test_clean_removes_containers_in_reverse_order_and_keeps_data(deployed, salt
     assert container_ids(docker_engine) == []
     volumes_after = sorted(v.name for v in docker_engine.volumes.list() if v.name.startswith("energy-test-ctl-mongo-"))
     assert volumes_after == volumes_before  # energy:clean:purge_data is false
+    # the stack's network went with the last container that used it
+    assert docker_engine.networks.list(names=[TEST_NETWORK]) == []
     # and the stack comes back on the kept volumes
     ret = salt_run_cli.run("state.orchestrate", "energy.orch")
     assert ret.returncode == 0, failed_steps(ret.data)
     assert len(running(docker_engine, energy_component="formula")) == 3
+    assert [n.name for n in docker_engine.networks.list(names=[TEST_NETWORK])] == [TEST_NETWORK]
 
 
 def orch_fails_at(salt_run_cli, phase):
