@@ -7,7 +7,7 @@ States of the energy formula that Docker's own states do not cover:
 ``energy.influxdb_database`` an InfluxDB 1.x database with the pillar retention
 ``energy.container_running`` docker_container.running, with the pillar's secrets masked in what it
                             returns (its changes show a changed environment in full)
-``energy.mongo_users``      the MongoDB users and roles of the stack, one per purpose
+``energy.mongo_users``      the MongoDB users and roles of the stack, per report collection and purpose
 ``energy.orphans_absent``   containers of an earlier plan removed (volumes kept), databases only when allowed
 ``energy.healthy``          a container that runs and answers, recreated when it does not
 ``energy.events_engine``    the docker_events engine config of event-driven healing
@@ -326,8 +326,8 @@ def mongo_users(name, admin, users, timeout=60, service=None, expire=None):
     """
     Keep the stack's MongoDB users and roles in the MongoDB at ``name`` (``host:port``), logged in
     as ``admin`` (``{"name", "password"}``, the root user the image makes on its first start; None
-    without authentication): ``users`` is ``[{"name", "password", "role", "actions", "databases"}]``.
-    A user's password is checked by logging in as that user and set from pillar when it fails.
+    without authentication): ``users`` is ``[{"name", "password", "role", "actions", "collections"}]``.
+    A password is checked by logging in and set when that fails; other users of the stack are dropped.
     ``expire`` (``{"seconds", "collections": [[db, collection], ...]}``) keeps a TTL index on the
     reports' timestamp: a formula that stops reading cannot fill the volume. Passwords never appear
     in the return.
@@ -339,8 +339,8 @@ def mongo_users(name, admin, users, timeout=60, service=None, expire=None):
             - name: 10.0.0.5:27017
             - admin: {name: energy-admin, password: ...}
             - users:
-              - {name: energy-sensor, password: ..., role: energy-sensor, actions: [insert],
-                 databases: [sensors_intel_xeon]}
+              - {name: energy-sensor-intel_xeon, password: ..., role: energy-sensor-intel_xeon,
+                 actions: [insert], collections: [[sensors_intel_xeon, hwpc]]}
     """
     ret = {"name": name, "changes": {}, "result": False, "comment": ""}
     label = service or f"MongoDB {name}"

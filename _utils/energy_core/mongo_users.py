@@ -1,23 +1,46 @@
 """The MongoDB users of the stack, kept in a MongoDB that runs with authentication.
 
 The image makes the root user (``energy-admin``) on its first start. With it, ``ensure`` keeps a
-role and a user per purpose: ``energy-sensor`` may only insert reports, ``energy-formula`` may
-only read and remove them; each role's privileges cover the databases of that MongoDB. Passwords
+role and a user per report collection and purpose (``names.mongo_user``): ``energy-sensor-<cpu>``
+may only insert into its CPU name's collection, ``energy-formula-<cpu>`` may only read and remove
+from it. Users and roles of the stack that the plan no longer has (the shared ``energy-sensor`` and
+``energy-formula`` of earlier releases, a CPU name gone) are dropped: their reports stay. Passwords
 are checked by logging in as the user (MongoDB never gives them back) and set again when that
 fails. Nothing here ever puts a password in what it returns.
 """
 
 import time
 
-from . import mongo_wire
+from . import mongo_wire, names
 
 SOURCE = "admin"
 UNAUTHENTICATED = 18  # MongoDB's AuthenticationFailed
 
 
 def privileges(user):
-    return [{"resource": {"db": db, "collection": ""}, "actions": sorted(user["actions"])}
-            for db in sorted(user["databases"])]
+    return [{"resource": {"db": db, "collection": collection}, "actions": sorted(user["actions"])}
+            for db, collection in sorted(user["collections"])]
+
+
+def ours(name):
+    """Whether a user or role named ``name`` is one the stack makes for sensors or formulas."""
+    return any(name == names.MONGO_USERS[p] or name.startswith(names.MONGO_USERS[p] + "-")
+               for p in ("sensor", "formula"))
+
+
+def _drop_stale(conn, users, test, changes):
+    """Drop the stack's users and roles that ``users`` no longer has (dropping a user keeps its data)."""
+    wanted = {u["name"] for u in users} | {u["role"] for u in users}
+    found = conn.command(SOURCE, {"usersInfo": 1})["users"]
+    for name in sorted({u.get("user") for u in found if ours(str(u.get("user"))) and u.get("user") not in wanted}):
+        changes.setdefault(name, []).append("user removed (the plan no longer has it)")
+        if not test:
+            conn.command(SOURCE, {"dropUser": name})
+    found = conn.command(SOURCE, {"rolesInfo": 1})["roles"]
+    for name in sorted({r.get("role") for r in found if ours(str(r.get("role"))) and r.get("role") not in wanted}):
+        changes.setdefault(name, []).append("role removed (the plan no longer has it)")
+        if not test:
+            conn.command(SOURCE, {"dropRole": name})
 
 
 def _normal(privs):
@@ -59,10 +82,41 @@ def _expire(conn, database, collection, seconds, test, changes):
                                                                       "expireAfterSeconds": seconds}})
 
 
+def _keep_user(conn, connect, user, test, changes):
+    """One user and its role as ``user`` wants them (privileges, role, password)."""
+    wanted = privileges(user)
+    found = conn.command(SOURCE, {"rolesInfo": {"role": user["role"], "db": SOURCE},
+                                  "showPrivileges": True})["roles"]
+    if not found:
+        changes.setdefault(user["role"], []).append("role created")
+        if not test:
+            conn.command(SOURCE, {"createRole": user["role"], "privileges": wanted, "roles": []})
+    elif _normal(found[0].get("privileges")) != _normal(wanted):
+        changes.setdefault(user["role"], []).append("role privileges updated")
+        if not test:
+            conn.command(SOURCE, {"updateRole": user["role"], "privileges": wanted, "roles": []})
+    roles = [{"role": user["role"], "db": SOURCE}]
+    found = conn.command(SOURCE, {"usersInfo": {"user": user["name"], "db": SOURCE}})["users"]
+    if not found:
+        changes.setdefault(user["name"], []).append("user created")
+        if not test:
+            conn.command(SOURCE, {"createUser": user["name"], "pwd": user["password"], "roles": roles,
+                                  "mechanisms": ["SCRAM-SHA-256"]})
+        return
+    if [(r.get("role"), r.get("db")) for r in found[0].get("roles", [])] != [(user["role"], SOURCE)]:
+        changes.setdefault(user["name"], []).append("roles set to " + user["role"])
+        if not test:
+            conn.command(SOURCE, {"updateUser": user["name"], "roles": roles})
+    if not _can_log_in(connect, user):
+        changes.setdefault(user["name"], []).append("password set from pillar")
+        if not test:
+            conn.command(SOURCE, {"updateUser": user["name"], "pwd": user["password"],
+                                  "mechanisms": ["SCRAM-SHA-256"]})
+
 def ensure(connect, admin, users, test=False, expire=None):
-    """Keep ``users`` (``[{"name", "password", "role", "actions", "databases"}]``) with their
-    roles, logged in as ``admin`` (``{"name", "password"}``; None: no authentication), and the
-    report expiry ``expire`` (``{"seconds", "collections": [[database, collection], ...]}``);
+    """Keep ``users`` (``[{"name", "password", "role", "actions", "collections"}]``, ``collections``
+    ``[[database, collection]]``) with their roles and drop the stack's others, logged in as
+    ``admin`` (``{"name", "password"}``; None: no authentication), and the report expiry ``expire`` (``{"seconds", "collections": [[database, collection], ...]}``);
     ``connect()`` opens a ``mongo_wire.Connection``. Returns ``(result, changes, comment)``:
     ``result`` None in test mode when something would change. Raises mongo_wire.CommandError
     (code 18) when the admin password is refused, OSError when the server does not answer."""
@@ -73,34 +127,9 @@ def ensure(connect, admin, users, test=False, expire=None):
         for database, collection in (expire or {}).get("collections", []):
             _expire(conn, database, collection, int(expire["seconds"]), test, changes)
         for user in users:
-            wanted = privileges(user)
-            found = conn.command(SOURCE, {"rolesInfo": {"role": user["role"], "db": SOURCE},
-                                          "showPrivileges": True})["roles"]
-            if not found:
-                changes.setdefault(user["role"], []).append("role created")
-                if not test:
-                    conn.command(SOURCE, {"createRole": user["role"], "privileges": wanted, "roles": []})
-            elif _normal(found[0].get("privileges")) != _normal(wanted):
-                changes.setdefault(user["role"], []).append("role privileges updated")
-                if not test:
-                    conn.command(SOURCE, {"updateRole": user["role"], "privileges": wanted, "roles": []})
-            roles = [{"role": user["role"], "db": SOURCE}]
-            found = conn.command(SOURCE, {"usersInfo": {"user": user["name"], "db": SOURCE}})["users"]
-            if not found:
-                changes.setdefault(user["name"], []).append("user created")
-                if not test:
-                    conn.command(SOURCE, {"createUser": user["name"], "pwd": user["password"], "roles": roles,
-                                          "mechanisms": ["SCRAM-SHA-256"]})
-                continue
-            if [(r.get("role"), r.get("db")) for r in found[0].get("roles", [])] != [(user["role"], SOURCE)]:
-                changes.setdefault(user["name"], []).append("roles set to " + user["role"])
-                if not test:
-                    conn.command(SOURCE, {"updateUser": user["name"], "roles": roles})
-            if not _can_log_in(connect, user):
-                changes.setdefault(user["name"], []).append("password set from pillar")
-                if not test:
-                    conn.command(SOURCE, {"updateUser": user["name"], "pwd": user["password"],
-                                          "mechanisms": ["SCRAM-SHA-256"]})
+            _keep_user(conn, connect, user, test, changes)
+        if admin:  # after the new users exist: a failure above leaves the old ones working
+            _drop_stale(conn, users, test, changes)
     what = ", ".join([u["name"] for u in users] + (["report expiry"] if expire else [])) or "nothing"
     if not changes:
         return True, {}, f"{what}: as the pillar wants"

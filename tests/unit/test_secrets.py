@@ -70,17 +70,19 @@ def test_users_carry_their_own_password_and_the_command_lines_none(conf):
     (config,) = sensor["files"].values()
     assert config["mode"] == "0600" and sensor["run"]["user"] == "root"
     uri = config["data"]["output"]["uri"]
-    assert uri == "mongodb://energy-sensor:mongo%2Fsensor%40pw%3A2@10.0.0.9:27017/?authSource=admin"
+    sensor_pw = components.mongo_password(conf, "sensor", "X", "energy-sensor-x")  # derived from mongo/sensor@pw:2
+    assert uri == f"mongodb://energy-sensor-x:{sensor_pw}@10.0.0.9:27017/?authSource=admin"
     assert all(v not in repr(formula["run"]["command"]) for v in PASSWORDS.values())
     assert "--uri" not in formula["run"]["command"][:formula["run"]["command"].index("--output")]
     env = formula["run"]["environment"]
-    assert env["POWERAPI_INPUT_PULLER_URI"] == names.mongo_uri("10.0.0.9", 27017, "energy-formula", "mongo-formula-pw-3")
+    assert env["POWERAPI_INPUT_PULLER_URI"] == names.mongo_uri(
+        "10.0.0.9", 27017, "energy-formula-x", components.mongo_password(conf, "formula", "X", "energy-formula-x"))
     assert formula["health"]["backlog"]["uri"] == env["POWERAPI_INPUT_PULLER_URI"]
     assert mongo["run"]["environment"]["MONGO_INITDB_ROOT_PASSWORD"] == "mongo-admin-pw-1"
     users = {u["name"]: u for u in mongo["users"]["users"]}
-    assert users["energy-sensor"]["actions"] == ["insert"]
-    assert "insert" not in users["energy-formula"]["actions"]
-    assert users["energy-sensor"]["databases"] == [full_plan["cpus"]["X"]["database"]]
+    assert users["energy-sensor-x"]["actions"] == ["insert"]
+    assert "insert" not in users["energy-formula-x"]["actions"]
+    assert users["energy-sensor-x"]["collections"] == [[full_plan["cpus"]["X"]["database"], "hwpc"]]
 
 
 def test_the_influxdb2_token_reaches_smartwatts_by_its_environment(conf):
@@ -115,7 +117,7 @@ def test_the_masked_plan_holds_no_secret_even_percent_encoded(conf):
     text = repr(mask(full_plan, secrets(conf)))
     for value in list(PASSWORDS.values()) + ["grafana-admin-pw", "mongo%2Fsensor%40pw%3A2"]:
         assert value not in text
-    assert "energy-sensor:***@" in text
+    assert "energy-sensor-x:***@" in text
 
 
 def test_components_need_only_their_secrets():
