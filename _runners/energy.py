@@ -337,10 +337,11 @@ def _master_pillar():
     if "energy_master_grains" not in __context__:
         __context__["energy_master_grains"] = salt.loader.grains(__opts__)
     compiled = salt.pillar.Pillar(__opts__, __context__["energy_master_grains"], __opts__["id"],
-                                  __opts__.get("saltenv") or "base", pillarenv=__opts__.get("pillarenv")).compile_pillar()
+                                  __opts__.get("saltenv") or "base",
+                                  pillarenv=__opts__.get("pillarenv")).compile_pillar()
     if compiled.get("_errors"):
-        raise core.schema.PlanError(f"the master's pillar did not render: {'; '.join(map(str, compiled['_errors']))[:2000]}. "
-                                    "Fix: the pillar file named there")
+        errors = "; ".join(map(str, compiled["_errors"]))[:2000]
+        raise core.schema.PlanError(f"the master's pillar did not render: {errors}. Fix: the pillar file named there")
     return compiled.get("energy", {})
 
 
@@ -405,7 +406,8 @@ def backup(dest=None, cpus=None, since=None, until=None, tgt="*", timeout=3600):
 
         salt-run energy.backup dest=/srv/backups since=7d
     """
-    return __salt__["energy_archive.backup"](dest=dest, cpus=cpus, since=since, until=until, tgt=tgt, timeout=timeout)
+    return __salt__["energy_archive.backup"](dest=dest, cpus=cpus, since=since, until=until, tgt=tgt,
+                                             timeout=timeout)
 
 
 def restore(src, cpus=None, tgt="*", stop_formulas=False, timeout=3600):
@@ -418,7 +420,8 @@ def restore(src, cpus=None, tgt="*", stop_formulas=False, timeout=3600):
 
         salt-run energy.restore src=/srv/backups/energy-backup-20261126T101500Z stop_formulas=True
     """
-    return __salt__["energy_archive.restore"](src=src, cpus=cpus, tgt=tgt, stop_formulas=stop_formulas, timeout=timeout)
+    return __salt__["energy_archive.restore"](src=src, cpus=cpus, tgt=tgt, stop_formulas=stop_formulas,
+                                              timeout=timeout)
 
 
 def export(dest, since=None, until=None, cpus=None, format="csv", per_cpu=True, tgt="*", timeout=3600):  # pylint: disable=redefined-builtin

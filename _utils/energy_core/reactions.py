@@ -27,7 +27,8 @@ def _entry(state, key, section="keys"):
     if not isinstance(keys.get(key), dict):
         keys[key] = {"last": None, "dropped": 0, "noted": None}
         if len(keys) > MAX_KEYS:
-            oldest = sorted((k for k in keys if k != key), key=lambda k: keys[k].get("last") or keys[k].get("noted") or 0)
+            oldest = sorted((k for k in keys if k != key),
+                            key=lambda k: keys[k].get("last") or keys[k].get("noted") or 0)
             for gone in oldest[:len(keys) - MAX_KEYS]:
                 del keys[gone]
     return keys[key]

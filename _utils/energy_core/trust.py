@@ -15,7 +15,9 @@ import math
 import os
 import re
 
-from . import names
+# imported here, not in the functions: energy_core.load() imports the core afresh for each Salt
+# module, and a class imported later could be another load's (an ArchiveError no runner catches)
+from . import archive, names, placement
 
 MAX_COUNT = 10**15  # points, rows, bytes: more than any real database holds
 MAX_SECONDS = 10**7
@@ -40,8 +42,6 @@ def role_facts(conf, mine_get):
     that name their minions by id (``*``, ``L@a,b``, an id), one per other distinct target
     (``placement.mine_queries``). The same on a minion (its SLS) and on the master (the runners),
     so both compute the same plan from the same mine."""
-    from . import placement  # pylint: disable=import-outside-toplevel
-
     targets = {role: placement.role_target(conf, role) for role in names.ROLES}
     answers, result = {}, {}
     for role, (query, ids) in placement.mine_queries(targets).items():
@@ -282,8 +282,7 @@ def asked(found):
 
 def outbox(dest, default=None):
     """``dest`` (or ``default``, made when missing) as an Outbox; ArchiveError naming ``dest``."""
-    from .archive import ArchiveError  # pylint: disable=import-outside-toplevel
-
+    ArchiveError = archive.ArchiveError  # pylint: disable=invalid-name
     if dest in (None, "") and default:
         os.makedirs(default, mode=0o700, exist_ok=True)
         dest = default
@@ -303,8 +302,6 @@ def keep(directory, minion, source, name, got):
     arrived. Returns its size."""
     import shutil  # pylint: disable=import-outside-toplevel
 
-    from .archive import ArchiveError, sha256_of  # pylint: disable=import-outside-toplevel
-
     size = os.lstat(source).st_size
     if size != got["size"]:
         os.remove(source)
@@ -312,18 +309,19 @@ def keep(directory, minion, source, name, got):
     free = shutil.disk_usage(directory.path).free
     if free < size:
         os.remove(source)
-        raise ArchiveError(f"dest: no space for {name}: it has {size} bytes, {directory.path} has {free} free. Fix: "
-                           "a destination with more room (dest=), or a shorter range (since=/until=)")
+        raise archive.ArchiveError(f"dest: no space for {name}: it has {size} bytes, {directory.path} has {free} "
+                                   "free. Fix: a destination with more room (dest=), or a shorter range "
+                                   "(since=/until=)")
     try:
         final = directory.adopt(source, name)
     except FileExistsError as exc:
-        raise ArchiveError(f"dest: {name} exists in {directory.path}, and nothing is overwritten. Fix: an empty "
-                           "destination (dest=)") from exc
+        raise archive.ArchiveError(f"dest: {name} exists in {directory.path}, and nothing is overwritten. Fix: an "
+                                   "empty destination (dest=)") from exc
     except OSError as exc:
-        raise ArchiveError(f"dest: cannot store {name} in {directory.path}: {exc}. Fix: a destination with more "
-                           "room (dest=)") from exc
-    if sha256_of(final) != got["sha256"]:
-        raise ArchiveError(f"{name} arrived damaged on the master (SHA-256 differs): try again")
+        raise archive.ArchiveError(f"dest: cannot store {name} in {directory.path}: {exc}. Fix: a destination with "
+                                   "more room (dest=)") from exc
+    if archive.sha256_of(final) != got["sha256"]:
+        raise archive.ArchiveError(f"{name} arrived damaged on the master (SHA-256 differs): try again")
     return size
 
 

@@ -7,13 +7,14 @@ never for a container in maintenance.
 Runs after the other integration modules: once test-ctl runs the engine, what they break on
 purpose there would be healed behind their back."""
 
+import json
 import pathlib
 import time
 
 import pytest
 import yaml
 
-from tests.integration.conftest import XEON_GOLD, one
+from tests.integration.conftest import XEON_GOLD, one, settled
 
 
 
@@ -137,7 +138,7 @@ def test_rm_f_sends_die_and_destroy_but_recreates_once(engine_running, docker_en
     heals = event_listener.get_events([(salt_master.id, "energy/heal/influxdb")], after_time=start)
     assert len(heals) == 1, [h.data for h in heals]
     reacts = react_returns(event_listener, salt_master, start)
-    assert len(reacts) >= 2  # one job per Docker event, one recreation
+    assert len(reacts) == 1  # the destroy comes within energy:heal:events:interval of the die: dropped
 
 
 def test_state_runs_trigger_no_reaction(engine_running, salt_cli, event_listener, salt_master):
@@ -198,3 +199,96 @@ def test_maintenance_rejects_an_unknown_target(engine_running, salt_cli):
     ret = salt_cli.run("energy.maintenance", "on", "nginx", minion_tgt="test-ctl")
     assert "bad target 'nginx'" in ret.stdout and "Fix:" in ret.stdout
     assert salt_cli.run("energy.maintenance", minion_tgt="test-ctl").data == {}
+
+
+# --------------------------------------------------------------------------- forged events
+
+
+def forge(salt_cli, sender, events):
+    """``sender`` sends ``events`` (``(tag, data)``) in Salt's batch form of _minion_event, where
+    the data, the minion id in it included, is whatever the sender writes."""
+    preload = {"events": [{"tag": tag, "data": data} for tag, data in events]}
+    ret = salt_cli.run("event.fire_master", "{}", "energy/forged", f"preload={json.dumps(preload)}",
+                       minion_tgt=sender)
+    assert ret.returncode == 0 and ret.data is True, ret.stdout
+
+
+def stamped(victim, name, action="die", label=None):
+    """An energy/docker event as the victim's engine would send it, for its container ``name``."""
+    return (f"energy/docker/{action}", {"id": victim, "data": {
+        "Action": action, "Type": "container",
+        "Actor": {"ID": "f" * 64, "Attributes": {"name": name, "energy.minion": label or victim}}}})
+
+
+def wait_reactions(event_listener, salt_master, after, count, timeout=180):
+    """The returns of the reactor's energy.react_event runs after ``after``, once ``count`` are in."""
+    deadline = time.time() + timeout
+    while True:
+        found = [e.data for e in event_listener.get_events([(salt_master.id, "salt/run/*/ret")], after_time=after)
+                 if e.data.get("fun") == "runner.energy.react_event"]
+        if len(found) >= count or time.time() > deadline:
+            return found
+        time.sleep(2)
+
+
+def jobs_started(event_listener, salt_master, after):
+    return [e.data for e in event_listener.get_events([(salt_master.id, "salt/job/*/new")], after_time=after)
+            if e.data.get("fun") != "event.fire_master"]
+
+
+@pytest.fixture
+def quiet_stack(engine_running, docker_engine):
+    """The stack settled, and more than one energy:heal:events:interval (10 s) since any reaction."""
+    before = settled(docker_engine, quiet=5)
+    time.sleep(11)
+    return before
+
+
+def test_a_batch_forged_event_runs_one_bounded_job_on_the_victim(quiet_stack, salt_cli, docker_engine,
+                                                                 event_listener, salt_master):
+    victim = one(docker_engine, "formula", XEON_GOLD)
+    assert victim.labels["energy.minion"] == "test-ctl"
+    start = time.time()
+    forge(salt_cli, "test-node-a", [stamped("test-ctl", victim.name)])
+    (reaction,) = wait_reactions(event_listener, salt_master, start, 1)
+    assert reaction["return"]["comment"].startswith(f"energy.react {victim.name} die sent to test-ctl")
+    deadline = time.time() + 60
+    while not react_returns(event_listener, salt_master, start) and time.time() < deadline:
+        time.sleep(1)
+    (react,) = react_returns(event_listener, salt_master, start)
+    # the victim looked at the container before anything else: Docker runs it, nothing to do
+    assert react["return"]["comment"] == "still running: nothing to recreate"
+    assert [j["fun"] for j in jobs_started(event_listener, salt_master, start)] == ["energy.react"]
+    assert settled(docker_engine, quiet=5) == quiet_stack
+    assert not event_listener.get_events([(salt_master.id, "energy/heal/*")], after_time=start)
+
+
+def test_a_flood_of_forged_events_is_bounded_and_nothing_else_runs(quiet_stack, salt_cli, docker_engine,
+                                                                   event_listener, salt_master):
+    victim = one(docker_engine, "formula", XEON_GOLD)
+    sensor = "energy-test-ctl-sensor"
+    events = ([stamped("test-ctl", victim.name, action) for action in ("die", "destroy")] * 50
+              + [stamped("test-ctl", sensor)] * 40
+              # well-formed, but not what the master's plan places there
+              + [stamped("test-ctl", "energy-test-ctl-formula-made_up")] * 30
+              + [stamped("test-node-b", "energy-test-node-b-grafana")] * 20
+              # labelled for another minion: refused by shape
+              + [stamped("test-node-b", victim.name, label="test-node-b")] * 10)
+    assert len(events) == 200
+    start = time.time()
+    forge(salt_cli, "test-node-a", events)
+    reactions = wait_reactions(event_listener, salt_master, start, len(events))
+    assert len(reactions) == 200
+    sent = [r["return"]["comment"] for r in reactions if not r["return"]["comment"].startswith("dropped: ")]
+    # one reaction per planned container within the interval: the formula and the sensor
+    assert sorted(c.split(" ")[1] for c in sent) == sorted([victim.name, sensor]), sent
+    refused = [r["return"] for r in reactions if "plan computed on the master" in r["return"]["comment"]]
+    assert len(refused) == 50
+    time.sleep(10)
+    started = jobs_started(event_listener, salt_master, start)
+    assert sorted((j["fun"], tuple(j["minions"]), j["arg"][0]["name"]) for j in started) == sorted(
+        [("energy.react", ("test-ctl",), victim.name), ("energy.react", ("test-ctl",), sensor)])
+    assert {r["return"]["comment"] for r in react_returns(event_listener, salt_master, start)} == {
+        "still running: nothing to recreate"}
+    assert settled(docker_engine, quiet=5) == quiet_stack  # no container recreated
+    assert not event_listener.get_events([(salt_master.id, "energy/heal/*")], after_time=start)
