@@ -72,12 +72,13 @@ def _is_memory(value):
     """A Docker memory size of at least 6 MiB (Docker's floor): bytes, or a number with b, k, m or g."""
     found = re.fullmatch(r"([0-9]+)([bkmg]?)", str(value).strip().lower()) if isinstance(value, (str, int)) \
         and not isinstance(value, bool) else None
-    return bool(found) and int(found.group(1)) * 1024 ** "bkmg".index(found.group(2) or "b") >= 6 * 2**20
+    # a terabyte at most: more is a unit slip (512g for 512m), and no limit at all to the kernel
+    return bool(found) and 6 * 2**20 <= int(found.group(1)) * 1024 ** "bkmg".index(found.group(2) or "b") <= 2**40
 
 
 # the memory and PID limits of a component's containers (energy_core.hardening; docs/benchmarks.md)
 LIMITS = Section({
-    "memory": Rule(_is_memory, "a memory size of at least 6m, e.g. 512m or 1g (quote it in YAML)."),
+    "memory": Rule(_is_memory, "a memory size of at least 6m and at most 1024g, e.g. 512m or 1g (quote it in YAML)."),
     "pids": Rule(lambda v: is_int(v, 16) and v <= 4194304, "a whole number of processes and threads, 16 or more."),
 }, "key")
 

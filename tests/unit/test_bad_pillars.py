@@ -155,6 +155,13 @@ BAD = [
     ({"mongo": {"admin_password": SECRET * 60}}, "mongo:admin_password", "at most 1024"),
     ({"mongo": {"sensor_passwords": {"X": 123456789012345}}}, "mongo:sensor_passwords:X", "a string"),
     ({"grafan": {"admin_password": SECRET}}, "grafan", "did you mean grafana?"),
+    # the limits and the network of the stack (energy_core.hardening)
+    ({"formula": {"limits": {"memory": "4096g"}}}, "formula:limits:memory", "at most 1024g"),
+    ({"sensor": {"limits": {"memory": "1m"}}}, "sensor:limits:memory", "at least 6m"),
+    ({"mongo": {"limits": {"pids": 8}}}, "mongo:limits:pids", "16 or more"),
+    ({"network": {"name": "host"}}, "network:name", "Docker's"),
+    ({"network": {"name": "my net"}}, "network:name", "Docker network name"),
+    ({"heal": {"events": {"interval": 0}}}, "heal:events:interval", "from 1 to 3600"),
 ]
 
 
