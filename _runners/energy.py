@@ -166,8 +166,8 @@ def react_event(minion=None, event=None):
     refused = core.names.reaction_refused(minion, event)
     name = "" if refused else event["Actor"]["Attributes"]["name"]
     with core.reactions.locked(os.path.join(__opts__["cachedir"], "energy", core.reactions.STATE_FILE)) as state:
-        now = time.time()
-        kept = core.reactions.planned(state, now) if refused else _planned(state, now)
+        kept = core.reactions.planned(state, time.time()) if refused else _planned(state, time.time())
+        now = time.time()  # after the plan: the interval starts when the reaction is sent
         interval = (kept or {}).get("interval") or core.reactions.DEFAULT_INTERVAL
         refused = refused or core.reactions.refused(kept, minion, name)
         if refused:
