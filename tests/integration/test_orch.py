@@ -8,7 +8,8 @@ import pytest
 
 from energy_core import mongo_wire
 from tests.integration.conftest import (EPYC, GRAFANA_PASSWORD, MINIONS, MONGO_PASSWORDS, TEST_NETWORK, XEON_E5,
-                                       XEON_GOLD, containers, failed_steps, mongo_user, pillar_changed, state_changes)
+                                       XEON_GOLD, containers, failed_steps, mongo_user, pillar_changed, state_changes,
+                                       write_pillar)
 from tests.conftest import ROOT
 from tests.power import influx
 
@@ -185,9 +186,35 @@ def test_bad_pillar_fails_before_any_container_is_touched(deployed, salt_run_cli
         failed = failed_steps(ret.data)
         assert list(failed) == ["salt_|-energy-orch-plan-check-function_|-energy.check_|-function"]
         text = str(ret.data)
-        assert "energy:mongo:port: bad value 70000" in text and "1 to 65535" in text
+        assert "energy:mongo:port: bad value 70000" in text and "1024 to 65535" in text
         assert "energy-databases-deploy-orch" not in text  # no deploy phase ran
         assert container_ids(docker_engine) == before
+
+
+def test_a_pillar_file_salt_cannot_render_stops_everything_with_salts_error(deployed, salt_run_cli, salt_cli,
+                                                                            docker_engine, pillar_tree, pillar):
+    """A duplicate key in one pillar file: Salt renders the others and lists the failure under
+    _errors. The orch and energy.config stop with it; no container is touched; no secret shown."""
+    before = container_ids(docker_engine)
+    (pillar_tree / "top.sls").write_text("base:\n  '*':\n    - energy\n    - energy_broken\n")
+    (pillar_tree / "energy_broken.sls").write_text(
+        f"energy:\n  grafana:\n    admin_password: {GRAFANA_PASSWORD}-x\n  mongo: {{port: 27017}}\n  mongo: {{port: 27018}}\n")
+    try:
+        salt_cli.run("saltutil.refresh_pillar", "wait=True", minion_tgt="*")
+        ret = salt_run_cli.run("state.orchestrate", "energy.orch")
+        # Salt refuses an orchestrate whose master pillar did not render before orch_targets.jinja
+        # would (its check covers a pillar.get that sees the errors: tests/functional/test_hostile_render.py)
+        assert ret.returncode != 0
+        assert "Rendering SLS 'energy_broken' failed" in str(ret.data)
+        config = salt_cli.run("energy.config", minion_tgt="test-node-a")
+        text = str(config.data) + config.stdout
+        assert "pillar:_errors: bad value" in text and "Rendering SLS 'energy_broken' failed" in text
+        assert f"{GRAFANA_PASSWORD}-x" not in text
+        assert container_ids(docker_engine) == before
+    finally:
+        (pillar_tree / "energy_broken.sls").unlink()
+        write_pillar(pillar_tree, pillar)
+        salt_cli.run("saltutil.refresh_pillar", "wait=True", minion_tgt="*")
 
 
 def mongo_address(minion, port=27017):
