@@ -310,7 +310,8 @@ def test_misconfigured_influxdb_fails_its_phase_naming_service_and_minion(deploy
 
     def never_answering_influxdb(energy):
         energy["ready_timeout"] = 5
-        energy["influxdb"]["options"] = {"command": ["sleep", "infinity"]}
+        # influxd serves HTTP on another port inside the container: the published one never answers
+        energy["influxdb"]["env"] = {"INFLUXDB_HTTP_BIND_ADDRESS": ":9999"}
 
     with pillar_changed(salt_cli, pillar_tree, pillar, never_answering_influxdb):
         ret, comments = orch_fails_at(salt_run_cli, "databases")
