@@ -86,7 +86,25 @@ def redact(value):
         return {k: (MASK if secret_key(k) and v not in (None, "") else redact(v)) for k, v in value.items()}
     if isinstance(value, (list, tuple)):
         return type(value)(redact(v) for v in value)
+    if isinstance(value, str) and secret_text(value):
+        return MASK
     return value
+
+
+def secret_text(text):
+    """Whether a string may carry a secret: a secret-looking word in it (``admin_password:x``,
+    ``--token=x``, ``MONGO_INITDB_ROOT_PASSWORD=x``) or credentials in a URI (``scheme://u:p@h``)."""
+    return secret_key(text) or re.search(r"://[^/\s]*@", text) is not None
+
+
+def redact_path(path):
+    """``path`` (``grafana:admin_password:x``) with every key after a secret-looking one masked: a
+    YAML slip (``{admin_password:x}``) makes the secret a key of the path."""
+    keys = str(path).split(":")
+    for i, key in enumerate(keys):
+        if secret_key(key) and ":".join(keys[:i + 1]) not in SECRET_MAPS:  # their keys are CPU names
+            return ":".join(keys[:i + 1] + [MASK] * (len(keys) > i + 1))
+    return str(path)
 
 
 _SECRET_ASSIGNMENT = re.compile(r"""(?P<key>[\w.-]+)(?P<sep>["']?\s*[:=]\s*)(?P<value>[^\s,}\]]+)""")

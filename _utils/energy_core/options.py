@@ -49,6 +49,9 @@ _WHY = {
     "run": "the formula starts each container, replaces it when its configuration changes, and heal "
            "recreates it; energy.maintenance holds one on purpose",
     "host_config": "it would replace every host argument the formula sets; give the arguments one by one",
+    "privileges": "the formula grants each container only what it needs (docs/security.md): a pillar may not "
+                  "widen it",
+    "limits": "set energy:{c}:limits (memory, pids)",
 }
 OWNED = dict(
     {key: "name" for key in ("name",)},
@@ -61,6 +64,11 @@ OWNED = dict(
     **{key: "ports" for key in ("port_bindings", "publish", "ports", "expose", "publish_all_ports", "publish_all")},
     **{key: "restart" for key in ("restart_policy", "restart")},
     **{key: "run" for key in ("start", "auto_remove", "rm", "detach", "force", "watch_action", "skip_translate")},
+    **{key: "privileges" for key in ("privileged", "cap_add", "cap_drop", "security_opt", "pid_mode", "ipc_mode",
+                                     "userns_mode", "uts_mode", "cgroupns", "devices", "device_cgroup_rules",
+                                     "device_requests", "user", "read_only", "tmpfs", "sysctls", "oom_kill_disable",
+                                     "group_add", "extra_hosts", "dns", "dns_search", "dns_opt")},
+    **{key: "limits" for key in ("mem_limit", "memory", "memswap_limit", "memory_swap", "pids_limit")},
     host_config="host_config",
 )
 

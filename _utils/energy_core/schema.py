@@ -15,7 +15,7 @@ import re
 from . import formats, hardening, names, options, rules
 from .checks import (describe, duration_seconds, is_bool, is_duration, is_int, is_number, is_port,  # noqa: F401
                      is_positive, is_str_list, is_target, is_text)
-from .masking import MASK, SECRET_KEYS, mask, redact, redact_text, secret_path, secrets  # noqa: F401  pylint: disable=unused-import
+from .masking import MASK, SECRET_KEYS, mask, redact, redact_path, redact_text, secret_path, secrets  # noqa: F401  pylint: disable=unused-import
 from .rules import GRAFANA_PASSWORD_MIN  # noqa: F401  pylint: disable=unused-import
 
 Rule = collections.namedtuple("Rule", "check fix")
@@ -100,6 +100,14 @@ def _components_fix(value):
     return f"a list of components among {', '.join(names.COMPONENTS)}."
 
 
+def _word(value):
+    return isinstance(value, str) and re.fullmatch(r"[A-Za-z0-9_.:=+~-]{1,128}", value) is not None
+
+
+def _names(value):
+    return isinstance(value, list) and all(_word(v) for v in value)
+
+
 FACTS = Section({
     "cpu_name": Rule(formats.is_plain_text, "the CPU model name as a string (printable, no '$', at most 256)."),
     "cpu_vendor": Rule(formats.is_plain_text, "intel, amd, arm or another vendor name, as a string."),
@@ -108,17 +116,18 @@ FACTS = Section({
     "cpu_count": Rule(lambda v: is_int(v, 1, 1 << 20), "the number of logical CPUs, 1 or more."),
     "cpu_base_freq_mhz": Rule(lambda v: formats.is_between(v, 1, 100000), "the base frequency in MHz, e.g. 2100."),
     "tdp_w": Rule(lambda v: formats.is_between(v, 1, 100000), "the package TDP in Watts, e.g. 125."),
-    "rapl_domains": Rule(is_str_list, "a list of RAPL domains, e.g. [package, dram]."),
-    "pmu_events": Rule(is_str_list, "a list of core event names."),
+    # mine data reaches the sensor config and the comparison dashboard's text: names only
+    "rapl_domains": Rule(_names, "a list of RAPL domains, e.g. [package, dram]."),
+    "pmu_events": Rule(_names, "a list of core event names."),
     "virtual": BOOL,
     "cgroup_version": Rule(lambda v: v in (1, 2) and not isinstance(v, bool), "1 or 2."),
     "address": Rule(formats.is_address, formats.address_fix),
     "powercap_domains": Rule(is_str_list, "a list of powercap RAPL domains, e.g. [package, dram]."),
-    "pmu_name": Rule(lambda v: v is None or isinstance(v, str), "the kernel's core PMU name, e.g. skylake."),
-    "pmu_family": Rule(lambda v: v is None or isinstance(v, str), "an event family, e.g. intel_skylake or amd_zen3."),
-    "pmu_event_names": Rule(is_str_list, "a list of the event names the core PMU accepts."),
+    "pmu_name": Rule(lambda v: v is None or _word(v), "the kernel's core PMU name, e.g. skylake."),
+    "pmu_family": Rule(lambda v: v is None or _word(v), "an event family, e.g. intel_skylake or amd_zen3."),
+    "pmu_event_names": Rule(_names, "a list of the event names the core PMU accepts."),
     "perf_event_paranoid": Rule(lambda v: v is None or is_int(v, -1), "the kernel's perf_event_paranoid, -1 to 4."),
-    "kernel": Rule(lambda v: isinstance(v, str), "the kernel release, e.g. 6.1.0."),
+    "kernel": Rule(lambda v: v == "" or _word(v), "the kernel release, e.g. 6.1.0."),
     "cgroup_perf_event": Rule(lambda v: v is None or is_bool(v), "true or false."),
     "cluster": Rule(formats.is_plain_text, "the cluster name, e.g. econome (printable, no '$')."),
     "sensor_support": Rule(lambda v: v == "ok" or is_str_list(v), "ok, or a list of reasons."),
@@ -241,7 +250,7 @@ def _error(path, value, fix):
     # {...}), nor what a mapping shown for an unknown key holds under one
     if secret_path(path) and value not in (None, "") and not isinstance(value, bool):
         value = MASK
-    return f"energy:{path}: bad value {describe(redact(value))}. Fix: {fix}"
+    return f"energy:{redact_path(path)}: bad value {describe(redact(value))}. Fix: {fix}"
 
 
 def _walk(schema, value, path, errors):

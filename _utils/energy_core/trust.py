@@ -325,22 +325,31 @@ def keep(directory, minion, source, name, got):
     return size
 
 
+MAX_ROW_BYTES = 4096  # one exported row: a time, a minion, a CPU name, a container, a scope and watts
+
+
 def copy_rows(box, name, header, minion, pushed, rows):
     """Append the rows ``minion`` pushed (gzip, removed after) to file ``name`` of ``box``: a new
     file the first time (starting with ``header``), the same open file after. Its row count
-    (``rows``) may not exceed the lines that arrived."""
+    (``rows``) may not exceed the lines that arrived, nor the lines (and bytes) the rows it claims."""
     import gzip  # pylint: disable=import-outside-toplevel
 
     fresh = name not in box.created
     out = box.create(name) if fresh else box.append(name)
     if fresh and header:
         out.write(header.encode())
-    lines = 0
+    lines = written = 0
     try:
         with gzip.open(pushed, "rb") as part:
             for block in iter(lambda: part.read(1 << 20), b""):
-                out.write(block)
                 lines += block.count(b"\n")
+                written += len(block)
+                # a gzip of repeated bytes inflates a thousandfold: what arrives is bounded by the rows
+                # the minion claims, checked before each block is written
+                if lines > rows or written > rows * MAX_ROW_BYTES:
+                    raise Untrusted(f"minion {minion!r}: energy.export_influxdb said {rows} rows, more arrived "
+                                    f"({lines} lines, {written} bytes so far): the export stops there")
+                out.write(block)
     finally:
         os.remove(pushed)
     if rows > lines:

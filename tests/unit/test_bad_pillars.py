@@ -39,13 +39,21 @@ BAD = [
     ({"grafana": {"options": {"start": False}}}, "grafana:options:start", "energy.maintenance"),
     ({"formula": {"options": {"auto_remove": True}}}, "formula:options:auto_remove", "heal"),
     ({"formula": {"options": {"host_config": {}}}}, "formula:options:host_config", "one by one"),
-    ({"sensor": {"options": {"privilegd": True}}}, "sensor:options:privilegd", "did you mean privileged?"),
-    ({"mongo": {"options": {"mem_limt": "1g"}}}, "mongo:options:mem_limt", "did you mean mem_limit?"),
+    ({"sensor": {"options": {"stop_timout": 5}}}, "sensor:options:stop_timout", "did you mean stop_timeout?"),
+    ({"mongo": {"options": {"shm_sze": "1g"}}}, "mongo:options:shm_sze", "did you mean shm_size?"),
     ({"mongo": {"options": {"bogus_arg": 1}}}, "mongo:options:bogus_arg", "not an argument of docker_container"),
-    ({"sensor": {"options": {"privileged": "yes"}}}, "sensor:options:privileged", "true or false"),
-    ({"formula": {"options": {"pids_limit": "many"}}}, "formula:options:pids_limit", "whole number"),
-    ({"formula": {"options": {"mem_limit": "lots"}}}, "formula:options:mem_limit", "size in bytes"),
-    ({"formula": {"options": {"cap_add": [None]}}}, "formula:options:cap_add", "a string, a number"),
+    ({"sensor": {"options": {"privileged": True}}}, "sensor:options:privileged", "may not widen it"),
+    ({"formula": {"options": {"security_opt": ["apparmor=unconfined"]}}}, "formula:options:security_opt", "may not widen it"),
+    ({"formula": {"options": {"read_only": False}}}, "formula:options:read_only", "may not widen it"),
+    ({"sensor": {"options": {"devices": ["/dev/mem:/dev/mem"]}}}, "sensor:options:devices", "may not widen it"),
+    ({"grafana": {"options": {"extra_hosts": {"energy-ctl-influxdb": "6.6.6.6"}}}}, "grafana:options:extra_hosts",
+     "may not widen it"),
+    ({"formula": {"options": {"stop_timeout": "soon"}}}, "formula:options:stop_timeout", "whole number"),
+    ({"formula": {"options": {"pids_limit": -1}}}, "formula:options:pids_limit", "energy:formula:limits"),
+    ({"formula": {"options": {"mem_limit": 0}}}, "formula:options:mem_limit", "energy:formula:limits"),
+    ({"formula": {"options": {"shm_size": "lots"}}}, "formula:options:shm_size", "size in bytes"),
+    ({"formula": {"options": {"cap_add": ["ALL"]}}}, "formula:options:cap_add", "may not widen it"),
+    ({"formula": {"options": {"ulimits": [None]}}}, "formula:options:ulimits", "a string, a number"),
     ({"grafana": {"options": ["privileged"]}}, "grafana:options", "a mapping"),
     # env: names and scalar values
     ({"sensor": {"env": {"1BAD": "x"}}}, "sensor:env:1BAD", "variable name"),
@@ -230,7 +238,7 @@ def test_salts_loader_reads_base_60_and_strips_leading_zeros():
     {"facts": {"address": "node-a.example.org"}}, {"facts": {"address": "10.0.0.1"}},
     {"roles": {"sensors": "n* and not G@virtual:container", "grafana": ["graf-1", "db_2.lab"]}},
     {"sensor": {"image": "registry.example:5000/powerapi/hwpc-sensor", "tag": "1.3.0-rc1"}},
-    {"sensor": {"options": {"privileged": False, "cap_add": ["PERFMON"], "mem_limit": "512m"}}},
+    {"sensor": {"options": {"stop_timeout": 30, "shm_size": "64m", "log_driver": "json-file"}}},
     {"formula": {"extra_args": ["--learn-min-samples-required", 10]}, "config_dir": "/srv/energy-2/etc"},
     {"heal": {"schedule": {"seconds": 10, "full_seconds": 0, "splay": 0}}},
     {"mongo": {"port": 1024}, "influxdb": {"port": 65535}},
@@ -303,3 +311,31 @@ def test_formats_edges():
     assert formats.is_minion_id("node: a#b") is False and formats.is_minion_id("node:a#b")
     assert formats.is_abs_path("/a/b") and not formats.is_abs_path("/a/../b") and not formats.is_abs_path("a/b")
     assert formats.is_image("localhost:5000/a/b") and not formats.is_image("a/b:1")
+
+
+# YAML slips and free text that carry a secret where no secret-looking key holds it
+SLIPS = [
+    {"grafana": "admin_password:" + SECRET},  # no space after the colon: one string
+    {"grafana": {"admin_password:" + SECRET: None}},  # a flow mapping: the secret is a key
+    {"influxdb": "token=" + SECRET},
+    {"grafana": {"login": f"https://admin:{SECRET}@grafana.example/"}},
+    {"mongo": {"options": {"bogus_opt": f"mongodb://u:{SECRET}@h"}}},
+    {"mongo": {"env": ["MONGO_INITDB_ROOT_PASSWORD=" + SECRET]}},
+    {"formula": {"extra_args": ["--token=" + SECRET, 1j]}},
+    {"formula": {"options": {"command": f"smartwatts --uri mongodb://u:{SECRET}@h"}}},
+]
+
+
+@pytest.mark.parametrize("fragment", SLIPS, ids=range(len(SLIPS)))
+def test_a_secret_in_a_yaml_slip_or_free_text_is_never_echoed(good, fragment):
+    errors = energy.validate(merged(good, fragment))
+    assert errors and not any(SECRET in e for e in errors), errors
+
+
+@pytest.mark.parametrize("facts", [
+    {"pmu_events": ["<img src=x onerror=alert(1)>"]}, {"pmu_events": ["[click](javascript:alert(1))"]},
+    {"pmu_event_names": ["${__user.login}"]}, {"pmu_name": "skylake\nx"}, {"pmu_family": "$X"},
+    {"kernel": "6.1\n0"}, {"rapl_domains": ["package<b>"]},
+])
+def test_mine_facts_that_are_not_names_are_refused(facts):
+    assert [key for key, _fix in energy.fact_problems(facts)] == list(facts)

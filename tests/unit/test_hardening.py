@@ -129,8 +129,8 @@ def test_every_container_is_confined(conf):
 
 
 def test_pillar_options_still_have_the_last_word(conf):
-    conf["influxdb"]["options"] = {"read_only": False}
-    assert container(build(conf), "ctl", "influxdb")["run"]["read_only"] is False
+    conf["influxdb"]["options"] = {"stop_timeout": 30}  # an argument the formula does not own
+    assert container(build(conf), "ctl", "influxdb")["run"]["stop_timeout"] == 30
 
 
 def test_duplicate_networks_keep_the_oldest_and_spare_used_ones():

@@ -188,3 +188,19 @@ def test_role_facts_asks_the_mine_once_for_roles_named_by_id():
 def test_containers_of_a_plan_names_no_secret():
     full = {"hosts": {"a": {"containers": [{"name": "energy-a-mongo", "env": {"PASSWORD": "s3cret"}}]}}}
     assert trust.containers_of(full) == {"a": ["energy-a-mongo"]}
+
+
+def test_copy_rows_stops_a_gzip_bomb_at_the_rows_claimed(tmp_path):
+    (tmp_path / "dest").mkdir()
+    box = trust.Outbox(tmp_path / "dest")
+    source = tmp_path / "bomb.gz"
+    with gzip.open(source, "wb") as out:  # 50 MB of one repeated line in about 50 kB
+        out.write(b"1,a,b,c,cpu,1.0\n" * 3_200_000)
+    assert os.path.getsize(source) < 200_000
+    with pytest.raises(ValueError, match="more arrived"):
+        trust.copy_rows(box, "power_x.csv", "time,x\n", MINION, str(source), 0)
+    assert os.path.getsize(tmp_path / "dest" / "power_x.csv") < 2 << 20  # one block at most, never the 50 MB
+    with gzip.open(source, "wb") as out:  # long lines: bounded by bytes per row too
+        out.write(b"x" * (trust.MAX_ROW_BYTES * 10) + b"\n")
+    with pytest.raises(ValueError, match="more arrived"):
+        trust.copy_rows(box, "power_y.csv", "", MINION, str(source), 1)
