@@ -5,7 +5,7 @@ VENV := .venv
 PY := $(VENV)/bin/python
 PYTEST_ARGS ?=
 
-.PHONY: all deps venv engine images test unit integration demo stop bench clean
+.PHONY: all deps venv engine images lint test unit integration demo stop bench clean
 all: test
 
 deps:
@@ -25,6 +25,15 @@ engine: deps
 images: venv engine
 	PYTHON=$(abspath $(PY)) bash tests/images/build.sh
 
+# Checks that need no engine: ruff (ruff.toml), salt-lint (.salt-lint) on every SLS file, yamllint
+# (.yamllint) on the plain YAML files; the SLS files with Jinja are yamllinted once Salt rendered
+# them (tests/functional/test_lint.py).
+SLS := $(shell find energy examples -name '*.sls' | sort)
+lint: venv
+	$(VENV)/bin/ruff check .
+	$(VENV)/bin/salt-lint $(SLS)
+	$(VENV)/bin/yamllint -s energy/defaults.yaml pillar.example FORMULA .yamllint .salt-lint $$(grep -LE '\{[%{#]|^#!py' $(SLS))
+
 unit: venv
 	$(PY) -m pytest tests/unit tests/functional -q $(PYTEST_ARGS)
 
@@ -33,7 +42,7 @@ integration: images
 
 # pytest's outcome is printed again at the very end: the Salt daemons the tests stop log their
 # SIGTERM after pytest's own summary, which would otherwise end the output
-test: images
+test: lint images
 	@mkdir -p .cache; set -o pipefail; \
 	$(PY) -m pytest tests -q -p no:cacheprovider -rfE $(PYTEST_ARGS) 2>&1 | tee .cache/pytest.log; status=$$?; \
 	echo "--- make test: pytest's outcome (whole output in .cache/pytest.log)"; \

@@ -256,7 +256,7 @@ def restore(src, cpus=None, tgt="*", stop_formulas=False, timeout=3600):
             stopped.append((minion, name))
             _progress(f"restore: SmartWatts {name} on {minion} stopped")
         job = time.strftime("%Y%m%dT%H%M%SZ", time.gmtime())
-        for i, (entry, (minion, container, database)) in enumerate(plan, start=1):
+        for i, (entry, (minion, _container, database)) in enumerate(plan, start=1):
             _progress(f"restore {i}/{len(plan)}: {entry['file']} ({entry['size']} bytes) to {database} on {minion}")
             cachedir, _ = _ask([minion], "config.get", 30, key="cachedir")
             if minion not in cachedir:

@@ -205,7 +205,7 @@ def _dedicated_uses_no_database_roles(conf):
     for role in ("mongos", "formulas", "influxdbs"):
         if roles.get(role) is not None:
             yield (f"roles:{role}", roles[role],
-                   f"remove it (~): with energy:strategy: dedicated every sensor machine runs its own MongoDB, "
+                   "remove it (~): with energy:strategy: dedicated every sensor machine runs its own MongoDB, "
                    "SmartWatts and InfluxDB, so this role is not used; or choose per_cpu or shared.")
 
 

@@ -194,7 +194,7 @@ def text(summary):
             rest = [_box_label(boxes[n]) for n in (chain["mongo"], chain["formula"], chain["influxdb"],
                                                     chain["grafana"]) if n]
             pad = " " * 4
-            for i, feeder in enumerate(feeders):
+            for feeder in feeders:
                 lines.append(pad + feeder + (" --+" if len(feeders) > 1 else " --"))
             arrow = pad + ("+" if len(feeders) > 1 else "") + "--> " + " --> ".join(rest)
             lines.append(arrow)

@@ -9,7 +9,6 @@ do not collide on the one engine. The formula is served from the repository itse
 import contextlib
 import copy
 import os
-import pathlib
 import time
 
 import docker

@@ -72,7 +72,7 @@ def test_the_summary_shows_what_runs_where_and_what_differs_from_the_plan(deploy
                                                   "state": "running"}]
     assert not facts["differences"]["missing"] and not facts["differences"]["no_answer"]
     # every sensor feeds the MongoDB its CPU name's SmartWatts reads
-    for cpu, info in plan["cpus"].items():
+    for info in plan["cpus"].values():
         for sensor in info["sensors"]:
             (edge,) = [e for e in facts["edges"] if e[0] == f"energy-{sensor}-sensor"]
             assert facts["boxes"][edge[1]]["minion"] == info["mongo"]
@@ -138,7 +138,7 @@ def test_a_backup_has_a_checked_manifest_of_every_database(backup, plan):
 
 
 def test_the_export_has_a_csv_per_cpu_name_with_every_container(backup, plan):
-    for cpu, info in plan["cpus"].items():
+    for info in plan["cpus"].values():
         path = backup["export"] / f"{info['influxdb_database']}.csv"
         lines = path.read_text().splitlines()
         assert lines[0] == "time,minion,cpu,container,scope,watts"

@@ -1,4 +1,3 @@
-import docker
 """More faults, on the running test stack: two orchs at once and an orch during a clean; a corrupted
 maintenance file; an image missing during a heal; a full MongoDB volume; a sensor whose clock is
 90 s off the checker's; a container dying while the master is down.
@@ -16,6 +15,7 @@ import signal
 import subprocess
 import time
 
+import docker
 from energy_core import health
 from tests.integration.conftest import XEON_E5, XEON_GOLD, containers, failed_steps, one, pillar_changed, settled
 

@@ -9,7 +9,6 @@ import logging
 from unittest import mock
 
 import pytest
-import yaml
 
 from tests.conftest import ROOT
 
