@@ -1,6 +1,8 @@
 """What the formula has deployed on a minion, read from Docker (the inverse of the plan):
 containers by their labels, data volumes by their names. ``energy.clean`` removes these."""
 
+import shlex
+
 from . import names
 
 
@@ -53,3 +55,28 @@ def orphan_problem(conf, minion, found):
             "energy:strategy_change: allow and run the orch again (it removes these containers, their volumes are "
             "kept), then salt-run energy.restore src=<the backup> stop_formulas=True; or put the strategy and roles "
             "back.")
+
+
+ROLE_OF_KIND = {"mongo": "mongos", "influxdb": "influxdbs"}
+
+
+def move_problem(conf, moved, roles):
+    """The error when the plan moves a database of a CPU name (``moved``: ``placement.moves``) and
+    energy:strategy_change is not allow, with the exact commands that keep its measurements; None
+    otherwise. ``roles`` maps each role to its hosts now."""
+    if not moved or conf.get("strategy_change") == "allow":
+        return None
+    cpus = sorted({m["cpu"] for m in moved})
+    which = "; ".join(f"{m['cpu']!r}: its {m['component']} from {m['from']} to {m['to']}" for m in moved)
+    gone = sorted({(m["from"], ROLE_OF_KIND[m["component"]]) for m in moved
+                   if m["from"] not in (roles.get(ROLE_OF_KIND[m["component"]]) or [])})
+    left = ", ".join(f"{host} left energy:roles:{role}" for host, role in gone) or "a rebalance"
+    arg = shlex.quote(",".join(cpus))
+    back = (f"put {', '.join(sorted({h for h, _r in gone}))} back in its role(s) for now, " if gone else "")
+    return (f"energy:strategy_change: bad value {conf.get('strategy_change', 'refuse')!r}: the plan moves databases "
+            f"({left}): {which}. Their measurements stay in the old host's volumes, which the new containers do not "
+            f"read. Fix, to keep them: {back}salt-run energy.backup cpus={arg} (it prints the backup directory), "
+            f"{'take the host(s) out again, ' if gone else ''}set energy:strategy_change: allow, "
+            f"salt-run state.orchestrate energy.orch, then salt-run energy.restore src=<that directory> cpus={arg} "
+            "stop_formulas=True and set energy:strategy_change back to refuse (MongoDB holds only the reports not "
+            "yet read, energy:mongo:ttl); to drop them: only energy:strategy_change: allow and the orch.")

@@ -107,9 +107,66 @@ def shards(sensors, max_sensors):
     return chunks
 
 
-def _groups(by_cpu, hosts, strategy, max_sensors, placed):
+def _least_loaded(hosts, load):
+    """The host with the fewest containers of a kind (``load``), ties broken by sorted host id."""
+    return min(hosts, key=lambda host: (load.get(host, 0), host))
+
+
+def _lowest_free(taken):
+    slot = 0
+    while slot in taken:
+        slot += 1
+    return slot
+
+
+def _slot_of(entry, kind):
+    slot = (entry.get("slots") if isinstance(entry.get("slots"), dict) else {}).get(kind)
+    return slot if isinstance(slot, int) and not isinstance(slot, bool) and 0 <= slot < 1000 else None
+
+
+def _stable(items, hosts, kind, kept_from, slotted=True):
+    """``{item: (host, slot)}`` of one kind of container over the role's ``hosts``: an item whose
+    earlier place (``kept_from[item]``, a dict with ``kind`` and ``slots``) is on a host still in the
+    role keeps that host and slot; every other item, in sorted order, goes to the host with the
+    fewest containers of the kind (ties: sorted host id) and takes its lowest free slot. With
+    nothing kept this is round-robin over the sorted hosts. Without ``slotted`` (formulas of
+    groups, which publish no port) a kept item takes the lowest free slot of its host."""
+    placed, taken = {}, {host: set() for host in hosts}
+    for item in sorted(items):
+        old = kept_from.get(item)
+        host = old.get(kind) if isinstance(old, dict) else None
+        if host in taken and not slotted:
+            placed[item] = (host, _lowest_free(taken[host]))
+            taken[host].add(placed[item][1])
+            continue
+        slot = _slot_of(old, kind) if host in taken else None
+        if slot is not None and slot not in taken[host]:
+            placed[item] = (host, slot)
+            taken[host].add(slot)
+    for item in sorted(items):
+        if item not in placed:
+            host = _least_loaded(hosts, {h: len(s) for h, s in taken.items()})
+            placed[item] = (host, _lowest_free(taken[host]))
+            taken[host].add(placed[item][1])
+    return placed
+
+
+def _current(current):
+    """The CPU names and groups of an earlier placement, each a dict (anything else is left out:
+    the master keeps it in a file, or rebuilds it from labels any container can carry)."""
+    current = current if isinstance(current, dict) else {}
+    cpus = current.get("cpus") if isinstance(current.get("cpus"), dict) else {}
+    groups = current.get("groups") if isinstance(current.get("groups"), list) else []
+    return ({cpu: e for cpu, e in cpus.items() if isinstance(e, dict)},
+            {g["name"]: {"formula": g.get("formula")}
+             for g in groups if isinstance(g, dict) and isinstance(g.get("name"), str)},
+            current.get("grafana"))
+
+
+def _groups(by_cpu, hosts, strategy, max_sensors, placed, kept):
     """One entry per SmartWatts: ``{"name", "cpu", "sensors", "mongo", "formula", "influxdb"}``,
-    sorted by (CPU name, shard number)."""
+    sorted by (CPU name, shard number); a group of ``kept`` (name -> earlier group) keeps its formula
+    host while that host is in the role, the others go to the least loaded."""
     groups = []
     if strategy == "dedicated":
         for cpu in sorted(by_cpu):
@@ -124,19 +181,35 @@ def _groups(by_cpu, hosts, strategy, max_sensors, placed):
             groups.append({"name": slugs[cpu] if len(chunks) == 1 else f"{slugs[cpu]}-{n}", "cpu": cpu,
                            "sensors": chunk, "mongo": placed[cpu]["mongo"], "formula": None,
                            "influxdb": placed[cpu]["influxdb"]})
-    for j, group in enumerate(groups):
-        group["formula"] = hosts["formulas"][j % len(hosts["formulas"])]
+    # group names sort as the groups do (slug, then shard number up to 9): order them by position
+    order = {g["name"]: f"{j:09d}" for j, g in enumerate(groups)}
+    formulas = _stable([order[g["name"]] for g in groups], hosts["formulas"], "formula",
+                       {order[name]: old for name, old in kept.items() if name in order}, slotted=False)
+    for group in groups:
+        group["formula"] = formulas[order[group["name"]]][0]
     return groups
 
 
-def placement(cpus, roles, strategy="per_cpu", max_sensors=None):
+def _host_of(strategy, kind, cpu_hosts, hosts, role, stable, name, shared):
+    if strategy == "dedicated":
+        return cpu_hosts[0], None
+    if strategy == "shared" and kind != "formula":
+        return shared[role], 0  # one MongoDB and one InfluxDB container hold every CPU name's databases
+    return stable[kind][name]
+
+
+def placement(cpus, roles, strategy="per_cpu", max_sensors=None, current=None):
     """
-    Place one formula, one MongoDB and one InfluxDB per CPU name.
+    Place one formula, one MongoDB and one InfluxDB per CPU name, keeping what is deployed.
 
     ``cpus`` maps sensor minion id -> CPU name; ``roles`` maps ``mongos``, ``formulas``,
-    ``influxdbs`` (and ``grafana``) to lists of minion ids. CPU names are taken in sorted order;
-    the i-th gets ``mongos[i % len(mongos)]`` and so on over the sorted host lists, wrapping
-    around when CPU names outnumber hosts. The result does not depend on input order.
+    ``influxdbs`` (and ``grafana``) to lists of minion ids. ``current`` is an earlier return value
+    of ``placement`` (what is deployed: the master keeps it). A CPU name of ``current`` whose host
+    is still in the role keeps that host and its slot; every other CPU name, in sorted order, goes
+    to the role's host with the fewest containers of that kind, ties broken by sorted host id,
+    taking the lowest free slot there. Without ``current`` (or from an empty one) this is
+    round-robin: the i-th CPU name gets ``mongos[i % len(mongos)]`` and so on over the sorted host
+    lists. The result does not depend on input order.
 
     Returns ``{"cpus": {cpu_name: {"sensors", "mongo", "formula", "influxdb", "slots"}},
     "grafana": id or None, "groups": [...]}``; ``slots`` numbers the containers of one kind on one
@@ -145,8 +218,10 @@ def placement(cpus, roles, strategy="per_cpu", max_sensors=None):
     ``groups`` has one entry per SmartWatts, ``{"name", "cpu", "sensors", "mongo", "formula",
     "influxdb"}``, sorted by (CPU name, shard number), with the deployment ``strategy``:
 
-    - ``per_cpu``: as above; the j-th group overall gets ``formulas[j % F]``;
-    - ``shared``: ``mongos[0]`` and ``influxdbs[0]`` for every CPU name; formulas as per_cpu;
+    - ``per_cpu``: as above; the groups' formulas follow the same rule over groups (round-robin,
+      the j-th group overall ``formulas[j % F]``, from an empty ``current``);
+    - ``shared``: one MongoDB and one InfluxDB for every CPU name, on the host ``current`` has
+      while it is in the role, else ``mongos[0]`` and ``influxdbs[0]``; formulas as per_cpu;
     - ``dedicated``: one group per sensor minion, named after it, all three on that minion.
 
     ``max_sensors`` (per_cpu and shared) cuts a CPU name whose sensors outnumber it into
@@ -170,22 +245,38 @@ def placement(cpus, roles, strategy="per_cpu", max_sensors=None):
                     f"({', '.join(cpu_names)}). Fix: target at least one minion that publishes its energy "
                     f"facts in the mine (energy:roles:{role} or energy:control)."
                 )
-    result = {"cpus": {}, "grafana": (sorted(roles.get("grafana") or []) or [None])[0]}
-    used = {}  # (kind, host) -> next slot
-    for i, name in enumerate(cpu_names):
+    kept_cpus, kept_groups, kept_grafana = _current(current)
+    grafanas = sorted(set(roles.get("grafana") or []))
+    result = {"cpus": {}, "grafana": kept_grafana if kept_grafana in grafanas else (grafanas or [None])[0]}
+    kinds = (("mongos", "mongo"), ("formulas", "formula"), ("influxdbs", "influxdb"))
+    stable = {kind: _stable(cpu_names, hosts[role], kind, kept_cpus) for role, kind in kinds
+              if strategy != "dedicated" and hosts[role]}
+    shared = {}
+    for role, kind in kinds:
+        before = sorted({e.get(kind) for e in kept_cpus.values()} & set(hosts[role]), key=str)
+        shared[role] = before[0] if len(before) == 1 else (hosts[role] or [None])[0]
+    used = {}  # (kind, host) -> next slot (dedicated)
+    for name in cpu_names:
         entry = {"sensors": by_cpu[name], "slots": {}}
-        for role, kind in (("mongos", "mongo"), ("formulas", "formula"), ("influxdbs", "influxdb")):
-            if strategy == "dedicated":
-                host = by_cpu[name][0]
-            elif strategy == "shared" and kind != "formula":
-                host = hosts[role][0]
-            else:
-                host = hosts[role][i % len(hosts[role])]
+        for role, kind in kinds:
+            host, slot = _host_of(strategy, kind, by_cpu[name], hosts, role, stable, name, shared)
             entry[kind] = host
-            # shared: one MongoDB and one InfluxDB container hold every CPU name's databases
-            one_for_all = strategy == "shared" and kind != "formula"
-            entry["slots"][kind] = 0 if one_for_all else used.get((kind, host), 0)
+            entry["slots"][kind] = used.get((kind, host), 0) if slot is None else slot
             used[(kind, host)] = entry["slots"][kind] + 1
         result["cpus"][name] = entry
-    result["groups"] = _groups(by_cpu, hosts, strategy, max_sensors, result["cpus"])
+    result["groups"] = _groups(by_cpu, hosts, strategy, max_sensors, result["cpus"], kept_groups)
     return result
+
+
+def moves(current, placed):
+    """The databases ``placed`` (a placement) puts elsewhere than ``current`` (the deployed one):
+    ``[{"cpu", "component", "from", "to"}]``, sorted, for the CPU names both have. Each is a data
+    move: the measurements stay in the old host's volume."""
+    kept_cpus = _current(current)[0]
+    found = []
+    for cpu, entry in sorted(placed["cpus"].items()):
+        old = kept_cpus.get(cpu)
+        for kind in ("mongo", "influxdb"):
+            if old and isinstance(old.get(kind), str) and old.get(kind) != entry[kind]:
+                found.append({"cpu": cpu, "component": kind, "from": old[kind], "to": entry[kind]})
+    return found

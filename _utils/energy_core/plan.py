@@ -10,6 +10,8 @@
                          "sensor": {"core", "rapl", "msr", "dram", "dropped_roles", "mode"}}},
      "hosts": {minion: {"containers": [container, ...]}},    # see components.CONTAINER_KEYS
      "grafana": minion id or None,
+     "placement": placement.placement's return (what the master keeps, the ``current`` of the next
+                  plan) with "strategy" and "moves" (the databases this plan moves),
      "warnings": [what an operator must know: a database reachable without authentication, ...]}
 
 Every node computes the same plan from the same mine data, whatever order it comes in.
@@ -18,7 +20,7 @@ Every node computes the same plan from the same mine data, whatever order it com
 import hashlib
 import json
 
-from . import components, hardening, names, placement as placement_rules, rules, schema, sizing
+from . import components, hardening, inventory, names, placement as placement_rules, rules, schema, sizing
 from . import sensor as sensor_rules
 from .placement import placement
 from .schema import PlanError
@@ -74,11 +76,12 @@ def _open_warning(conf, store, kind):
             f"{users} and Grafana reach port {store['port']}.")
 
 
-def _stores(conf, strategy, groups, slugs, address, grafana):
+def _stores(conf, strategy, placed, slugs, address, grafana):
     """The database containers, per kind: ``{(host, suffix): store}`` in the groups' order. A store
     is ``{"host", "suffix", "slot", "port", "address", "local", "groups", "cpus", "warning"}``:
-    per_cpu gives each CPU name its own (suffix: the CPU slug), shared one per kind for all,
-    dedicated one per machine. Each store on a host gets the next port of its kind there."""
+    per_cpu gives each CPU name its own (suffix: the CPU slug) on the slot the placement gives it,
+    shared one per kind for all, dedicated one per machine; its port is the base port + its slot."""
+    groups = placed["groups"]
     stores = {kind: {} for kind in KINDS}
     slots = {}
     for group in groups:
@@ -86,7 +89,7 @@ def _stores(conf, strategy, groups, slugs, address, grafana):
             host = group[kind]
             key = (host, slugs[group["cpu"]] if strategy == "per_cpu" else None)
             if key not in stores[kind]:
-                slot = slots.get((kind, host), 0)
+                slot = placed["cpus"][group["cpu"]]["slots"][kind] if strategy == "per_cpu" else slots.get((kind, host), 0)
                 slots[(kind, host)] = slot + 1
                 stores[kind][key] = {"host": host, "suffix": key[1], "slot": slot, "port": conf[kind]["port"] + slot,
                                      "container": names.container_name(host, kind, key[1]), "groups": [], "cpus": []}
@@ -209,9 +212,24 @@ def _trusted(role_facts):
     return kept, warnings
 
 
-def build(conf, role_facts):
+def _placed(conf, strategy, cpus, roles, current):
+    """The placement, kept stable against ``current`` (the deployed one, ``result["placement"]`` of
+    an earlier plan) of the same strategy; raises PlanError naming the data that would move while
+    energy:strategy_change is not allow."""
+    if not isinstance(current, dict) or current.get("strategy", "per_cpu") != strategy:
+        current = None  # a strategy change: the minions' orphan check guards it
+    placed = placement(cpus, roles, strategy, None if strategy == "dedicated" else max_sensors(conf), current)
+    moved = placement_rules.moves(current, placed)
+    problem = inventory.move_problem(conf, moved, roles)
+    if problem:
+        raise PlanError(problem)
+    return dict(placed, strategy=strategy, moves=moved)
+
+
+def build(conf, role_facts, current=None):
     """The plan (see the module's docstring). ``role_facts`` maps each role to ``{minion id:
-    energy facts}`` of the minions its target matches."""
+    energy facts}`` of the minions its target matches; ``current`` is the placement deployed
+    (``placement`` of an earlier plan, kept by the master), which the new one keeps where it can."""
     role_facts, dropped = _trusted(role_facts)
     sensors = role_facts.get("sensors") or {}
     cpus = {m: f["cpu_name"] for m, f in sensors.items() if f.get("cpu_name")}
@@ -219,12 +237,12 @@ def build(conf, role_facts):
     roles = {role: sorted(role_facts.get(role) or {}) for role in names.ROLES if role != "sensors"}
     if not schema.grafana_enabled(conf):
         roles["grafana"] = []
-    placed = placement(cpus, roles, strategy, None if strategy == "dedicated" else max_sensors(conf))
+    placed = _placed(conf, strategy, cpus, roles, current)
     address = _addresses(role_facts)
     engines = hardening.engines_of(role_facts)
     slugs = names.cpu_slugs(placed["cpus"])
     result = {"strategy": strategy, "cpus": {}, "groups": [], "hosts": {}, "grafana": placed["grafana"],
-              "warnings": dropped}
+              "warnings": dropped, "placement": placed}
 
     def add(entry):
         result["hosts"].setdefault(entry["minion"], {"containers": []})["containers"].append(entry)
@@ -237,7 +255,7 @@ def build(conf, role_facts):
             f"energy:strategy: bad value 'shared': {len(placed['cpus'])} CPU names would share one InfluxDB 2, whose "
             "setup mode makes a single bucket. Fix: energy:strategy: per_cpu (or dedicated) with InfluxDB 2, or "
             "energy:influxdb:version: 1.")
-    stores = _stores(conf, strategy, placed["groups"], slugs, address, placed["grafana"])
+    stores = _stores(conf, strategy, placed, slugs, address, placed["grafana"])
     for kind in KINDS:
         result["warnings"] += [store["warning"] for store in stores[kind].values() if store["warning"]]
     per_cpu = {}
