@@ -5,7 +5,7 @@ VENV := .venv
 PY := $(VENV)/bin/python
 PYTEST_ARGS ?=
 
-.PHONY: all deps venv engine images lint test unit integration demo stop bench clean
+.PHONY: all deps venv engine images lint reference test unit integration demo stop bench clean
 all: test
 
 deps:
@@ -26,13 +26,18 @@ images: venv engine
 	PYTHON=$(abspath $(PY)) bash tests/images/build.sh
 
 # Checks that need no engine: ruff (ruff.toml), salt-lint (.salt-lint) on every SLS file, yamllint
-# (.yamllint) on the plain YAML files; the SLS files with Jinja are yamllinted once Salt rendered
-# them (tests/functional/test_lint.py).
+# (.yamllint) on the plain YAML files (the SLS files with Jinja are yamllinted once Salt rendered
+# them: tests/functional/test_lint.py), docs/reference.md not stale (`make reference`).
 SLS := $(shell find energy examples -name '*.sls' | sort)
 lint: venv
 	$(VENV)/bin/ruff check .
 	$(VENV)/bin/salt-lint $(SLS)
 	$(VENV)/bin/yamllint -s energy/defaults.yaml pillar.example FORMULA .yamllint .salt-lint $$(grep -LE '\{[%{#]|^#!py' $(SLS))
+	$(PY) scripts/reference.py --check
+
+# docs/reference.md from the docstrings of the SLS files, modules, states, runners and grains
+reference: venv
+	$(PY) scripts/reference.py
 
 unit: venv
 	$(PY) -m pytest tests/unit tests/functional -q $(PYTEST_ARGS)
