@@ -14,7 +14,9 @@ why a machine cannot be monitored, in ``sensor_support``):
   hwpc-sensor reads); ``powercap_domains``: those of the powercap driver, a second source;
 - ``pmu_name`` (the kernel's core PMU name on Intel), ``pmu_family`` (the event table it picks),
   ``pmu_events`` (the core events of that table; empty on VMs and unknown CPUs);
-- ``perf_event_paranoid``, ``kernel``, ``cgroup_version``, ``cgroup_perf_event``;
+- ``perf_event_paranoid``, ``kernel``, ``cgroup_version``, ``cgroup_perf_event`` (the perf_event
+  controller is enabled: per-container counting is possible), ``perf_event_mounted`` (its hierarchy
+  is mounted where the sensor looks; on cgroup v1 the sensor SLS mounts it when it is not);
 - ``cluster``: the host name without its trailing number (``econome-3`` -> ``econome``);
 - ``sensor_support``: ``ok``, or the reasons the sensor cannot work here.
 
@@ -147,17 +149,25 @@ def _perf_rapl_domains(root):
 
 
 def _cgroup_facts(root):
-    """(cgroup version, whether per-cgroup perf counting is there): v2 when the unified hierarchy is
-    mounted; the perf_event controller is listed in /proc/cgroups (v2 enables it implicitly), and
-    on v1 it must be mounted at /sys/fs/cgroup/perf_event, where the sensor looks."""
+    """(cgroup version, whether per-cgroup perf counting is there, whether the perf_event hierarchy
+    is mounted where the sensor looks): v2 when the unified hierarchy is mounted; the perf_event
+    controller must be enabled in /proc/cgroups (v2 enables it implicitly). On v1 it must also be
+    mounted at /sys/fs/cgroup/perf_event; where it is enabled but not mounted, the sensor SLS
+    mounts it (state energy-sensor-mount-perf_event)."""
     version = 2 if os.path.exists(_path(root, "/sys/fs/cgroup/cgroup.controllers")) else 1
     listed = None
     text = _read(_path(root, "/proc/cgroups"))
     if text is not None:
         listed = any(line.split()[:1] == ["perf_event"] and line.split()[-1] == "1" for line in text.splitlines())
-    if version == 1:
-        return version, bool(listed) and os.path.isdir(_path(root, "/sys/fs/cgroup/perf_event"))
-    return version, listed
+    if version == 2:
+        return version, listed, listed
+    mounts = _read(_path(root, "/proc/mounts"))
+    if mounts is None:  # a recorded machine without its mount table: the directory is the hint
+        mounted = os.path.isdir(_path(root, "/sys/fs/cgroup/perf_event"))
+    else:
+        mounted = any(f[1:3] == ["/sys/fs/cgroup/perf_event", "cgroup"] and "perf_event" in f[3].split(",")
+                      for f in (line.split() for line in mounts.splitlines()) if len(f) > 3)
+    return version, listed, bool(listed) and mounted
 
 
 def _cluster(hostname):
@@ -244,7 +254,7 @@ def _collect(root="/", overrides=None, hostname=None):
     paranoid = (_read(_path(root, "/proc/sys/kernel/perf_event_paranoid"), "") or "").strip()
     facts["perf_event_paranoid"] = int(paranoid) if re.fullmatch(r"-?[0-9]+", paranoid) else None
     facts["kernel"] = (_read(_path(root, "/proc/sys/kernel/osrelease"), "") or "").strip()
-    facts["cgroup_version"], facts["cgroup_perf_event"] = _cgroup_facts(root)
+    facts["cgroup_version"], facts["cgroup_perf_event"], facts["perf_event_mounted"] = _cgroup_facts(root)
     if hostname is None:
         hostname = _read(_path(root, "/proc/sys/kernel/hostname"), "") or ""
     facts["cluster"] = _cluster(hostname)

@@ -85,9 +85,11 @@ def sensor_cgroup_bind(facts):
     Only that hierarchy, not the host's /sys: the container's own /sys (Docker's read-only sysfs)
     already shows the PMUs and the CPU topology, and a read-only bind of the host's /sys is not
     recursive before Docker 25 (its cgroup mounts stay writable inside; seen on 20.10). A cgroup
-    hierarchy is one mount, so its read-only bind is read-only throughout. None on cgroup v1
-    without a perf_event hierarchy (fact ``cgroup_perf_event`` false): Docker would make the
-    missing directory on the host, and the sensor could not count per container anyway."""
+    hierarchy is one mount, so its read-only bind is read-only throughout. On cgroup v1 the sensor
+    SLS mounts the hierarchy first where the controller is enabled but not mounted (fact
+    ``perf_event_mounted``); None where the controller is not enabled at all (fact
+    ``cgroup_perf_event`` false): Docker would make the missing directory on the host, and the
+    sensor could not count per container anyway."""
     facts = facts or {}
     if facts.get("cgroup_version") == 2:
         return "/sys/fs/cgroup:/sys/fs/cgroup:ro"

@@ -129,6 +129,7 @@ FACTS = Section({
     "perf_event_paranoid": Rule(lambda v: v is None or is_int(v, -1), "the kernel's perf_event_paranoid, -1 to 4."),
     "kernel": Rule(lambda v: v == "" or _word(v), "the kernel release, e.g. 6.1.0."),
     "cgroup_perf_event": Rule(lambda v: v is None or is_bool(v), "true or false."),
+    "perf_event_mounted": Rule(lambda v: v is None or is_bool(v), "true or false."),
     "cluster": Rule(formats.is_plain_text, "the cluster name, e.g. econome (printable, no '$')."),
     "sensor_support": Rule(lambda v: v == "ok" or is_str_list(v), "ok, or a list of reasons."),
     # energy_engine.facts: which Docker engine runs the minion's containers, and whether it knows

@@ -148,7 +148,8 @@ def support(facts, has_core_pmu=True):
             reasons.append("perf offers no RAPL package energy (no /sys/bus/event_source/devices/power/events/"
                            "energy-pkg): this CPU or kernel has no RAPL the sensor can read")
     if facts.get("cgroup_perf_event") is False:
-        reasons.append("per-cgroup perf counting is not available: " + (
-            "mount the perf_event cgroup v1 controller at /sys/fs/cgroup/perf_event" if facts.get("cgroup_version") == 1
-            else "the kernel lacks CONFIG_CGROUP_PERF (perf_event is not in /proc/cgroups)"))
+        # enabled but not mounted (cgroup v1) is no reason: the sensor SLS mounts it
+        reasons.append("per-cgroup perf counting is not available: the perf_event cgroup controller is not enabled "
+                       "in /proc/cgroups (a kernel without CONFIG_CGROUP_PERF, or cgroup_disable=perf_event on its "
+                       "command line): boot a kernel that has it")
     return reasons or "ok"

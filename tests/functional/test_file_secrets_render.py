@@ -52,7 +52,7 @@ def render(opts, conf, minion, component):
         "energy.empty_dir": lambda path: None,
         "energy.held": lambda name, component: None,
     }
-    opts = dict(opts, id=minion, grains={"id": minion})
+    opts = dict(opts, id=minion, grains=opts.get("grains") or {"id": minion})
     renderers = salt.loader.render(opts, functions)
     path = f"{opts['file_roots']['base'][0]}/energy/{component}.sls"
     high = salt.template.compile_template(path, renderers, opts["renderer"], opts["renderer_blacklist"],
@@ -112,3 +112,23 @@ def test_the_sensor_config_holds_its_own_user_s_derived_password(opts, conf):
     assert uri.startswith(f"mongodb://{user}:{components.mongo_password(conf, 'sensor', 'X', user)}@")
     assert "mongo-sensor-pw-2" not in uri and args["show_changes"] is False
     assert full_plan["cpus"]["X"]["collection"] == "hwpc"
+
+
+@pytest.mark.parametrize("facts, mounts", [
+    ({"cgroup_version": 1, "cgroup_perf_event": True, "perf_event_mounted": False}, True),
+    ({"cgroup_version": 1, "cgroup_perf_event": True, "perf_event_mounted": True}, True),  # idempotent: mount says so
+    ({"cgroup_version": 1, "cgroup_perf_event": False}, False),  # not enabled: nothing to mount
+    ({"cgroup_version": 2, "cgroup_perf_event": True}, False),
+])
+def test_the_sensor_sls_mounts_an_enabled_perf_event_hierarchy_on_cgroup_v1(opts, conf, facts, mounts):
+    """Where the perf_event controller is enabled but maybe not mounted (cgroup v1), the sensor SLS
+    mounts it where the sensor looks, before any sensor container is touched."""
+    opts = dict(opts, grains={"id": "s1", "energy": facts})
+    _, high = render(opts, conf, "s1", "sensor")
+    state = high.get("energy-sensor-mount-perf_event")
+    assert bool(state) == mounts
+    if mounts:
+        args = {k: v for item in state["mount.mounted"] for k, v in item.items()}
+        assert (args["name"], args["fstype"], args["opts"], args["persist"]) == (
+            "/sys/fs/cgroup/perf_event", "cgroup", "perf_event", False)
+        assert args["require_in"] == [{"energy": "energy-sensor-orphans-absent"}]

@@ -37,8 +37,9 @@ EXPECTED = {
                                     ["powercap has RAPL domains (dram, package) that perf does not offer",
                                      "modprobe"]),
     "amd-zen2-kernel-5.4": ("amd_zen2", [], [], "gros", ["Linux 5.8 or later", "5.4.0-150-generic"]),
-    # recorded here: a VM whose cgroup v1 has no perf_event hierarchy mounted
-    "vm-this-machine": (None, [], [], None, ["virtual machine", "mount the perf_event cgroup v1 controller"]),
+    # recorded here: a VM whose cgroup v1 has the perf_event controller enabled but not mounted (the
+    # sensor SLS mounts it: no reason of its own)
+    "vm-this-machine": (None, [], [], None, ["virtual machine"]),
 }
 
 
@@ -63,6 +64,12 @@ def test_detection_on_a_machine(name):
         for words in support:
             assert words in text, (words, facts["sensor_support"])
     assert facts["kernel"] and facts["perf_event_paranoid"] is not None
+
+
+def test_perf_event_enabled_but_not_mounted_is_a_fact_not_a_reason():
+    facts = machine("vm-this-machine")
+    assert (facts["cgroup_version"], facts["cgroup_perf_event"], facts["perf_event_mounted"]) == (1, True, False)
+    assert not any("perf_event" in reason for reason in facts["sensor_support"])
 
 
 def test_the_package_limit_is_the_tdp():
