@@ -22,7 +22,9 @@ Modules, one concern each:
 ``inventory``    what is deployed on a minion, read back from Docker (what energy.clean removes)
 ``events``       the hardware events the sensor reads, per CPU family, and what each one means (roles)
 ``sensor``       which events each CPU name's sensors read: "best" or "common" mode, events users add
-``health``       what "healthy" means for each component (diagnosis)
+``health``       the health probes, a sensor's freshness, full volumes, the records of the last checks
+``sensor_faults`` why a running hwpc-sensor counts nothing useful (silent failures), and the fix
+``verdict``      what is wrong with a container and what to do: the one verdict heal acts on
 ``influx``       InfluxDB 1.x queries, and a database kept with its retention
 ``mongo_wire``   MongoDB commands over the wire protocol (SCRAM-SHA-256 included), without a driver
 ``mongo_users``  the stack's MongoDB users and roles, one per purpose
@@ -40,7 +42,7 @@ Modules, one concern each:
 """
 
 MODULES = ("names", "checks", "masking", "rules", "schema", "placement", "events", "sensor", "dashboards",
-           "sizing", "components", "plan", "inventory", "influx", "mongo_wire", "mongo_users", "health", "healing", "maintenance",
+           "sizing", "components", "plan", "inventory", "influx", "mongo_wire", "mongo_users", "sensor_faults", "health", "verdict", "healing", "maintenance",
            "topology", "archive", "extmods", "orch_lock", "hardening",
            "trust", "reactions")
 

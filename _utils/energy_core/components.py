@@ -64,7 +64,7 @@ def unchanged(attrs, digest, image_id):
 
 
 def space(volume):
-    """The health probe of a data volume's free space (see health.volume_full)."""
+    """The health probe of a data volume's free space (see health.full_reason)."""
     return {"volume": volume, "min_free_mb": health.MIN_FREE_MB}
 
 

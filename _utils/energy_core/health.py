@@ -1,17 +1,17 @@
-"""What "healthy" means for each container of the stack (the diagnosis ``energy.healthy`` acts on).
+"""The probes of the health checks and what their answers mean, for each container of the stack.
 
-``diagnose`` reads Docker's inspection of the container and the container's ``health`` probe (see
-``components``) and returns why it is unhealthy, or None. It only reads; recreating is the
-state's job.
+The probes (``mongo_ping``, ``http_ok``, ``backlog``, ``newest_point``, ``recent_targets``) read a
+service over the network; the Salt layer runs the ones ``verdict`` asks for, once each. The rest is
+pure: a sensor's freshness whatever the clocks (``freshness``), a full volume, the record of the
+last check of each container.
 """
 
 import datetime
-import re
 import time
 import urllib.parse
 import urllib.request
 
-from . import influx, mongo_wire
+from . import influx, mongo_wire, sensor_faults
 
 # a reason that starts so: the check itself could not run (the database it reads through does not
 # answer); the container is reported unhealthy, but recreating it would not help
@@ -22,19 +22,10 @@ LEFT_AS_IS = (UNCHECKED, FULL)
 MIN_FREE_MB = 16  # less free space than this on a data volume counts as full (InfluxDB's WAL segments are 10 MB)
 
 
-# how hwpc-sensor says it cannot count an event of its config, before it exits (1.4 and later;
-# 1.3 and earlier); a missing rapl PMU shows as its RAPL event refused
-SENSOR_REFUSALS = (re.compile(r"Failed to add event '(?P<event>[^']+)' to group '(?P<group>[^']+)'"),
-                   re.compile(r"event '(?P<event>[^']+)' is invalid or unsupported by this machine"))
-
-
-def sensor_refusal(logs):
-    """``{"event", "group"}`` when the sensor's output says it refused an event, else None."""
-    for pattern in SENSOR_REFUSALS:
-        match = pattern.search(logs or "")
-        if match:
-            return {"event": match.group("event"), "group": match.groupdict().get("group") or "core"}
-    return None
+def sensor_refusal(logs, groups=None):
+    """``{"event", "group", "kind"}`` when the sensor's output says it refused an event, else None
+    (``sensor_faults.refusal``: 1.3.0 names no group, the config's ``groups`` then do)."""
+    return sensor_faults.refusal(logs, groups)
 
 
 def mongo_ping(address, timeout=3):
@@ -76,6 +67,46 @@ def newest_point(probe):
     query = f"SELECT last(power) FROM power_consumption WHERE sensor = '{sensor}' AND target = 'rapl'"
     series = influx.query(probe["url"], query, db=probe["database"], epoch="s").get("series", [])
     return series[0]["values"][0][0] if series else None
+
+
+def recent_targets(probe):
+    """The targets of this sensor's power points of the last ``max_age`` seconds (by InfluxDB's
+    clock): what SmartWatts made of the sensor's reports, ``rapl`` and ``global`` beside the
+    containers it counted."""
+    sensor = str(probe["sensor"]).replace("\\", "\\\\").replace("'", "\\'")
+    query = (f"SELECT last(power) FROM power_consumption WHERE sensor = '{sensor}' "
+             f"AND time > now() - {int(probe['max_age'])}s GROUP BY target")
+    series = influx.query(probe["url"], query, db=probe["database"], epoch="s").get("series", [])
+    return sorted({(s.get("tags") or {}).get("target", "") for s in series} - {""})
+
+
+NETWORK_FACTS = ("mongo", "http", "backlog", "newest", "refuses", "targets")
+
+
+def network_fact(name, probe):
+    """The answer of network probe ``name`` (one of NETWORK_FACTS) of a container's ``probe``, as
+    ``verdict`` reads it: a probe that cannot run gives ``{"error": ...}`` (``refuses``: the error's
+    text, InfluxDB does not store)."""
+    fresh = probe.get("fresh") or {}
+    try:
+        if name == "mongo":
+            return mongo_ping(probe["mongo"])
+        if name == "http":
+            return list(http_ok(probe["http"]))
+        if name == "backlog":
+            return backlog(probe["backlog"])
+        if name == "newest":
+            return newest_point(fresh)
+        if name == "targets":
+            return recent_targets(fresh)
+    except (OSError, RuntimeError, ValueError, KeyError, IndexError) as exc:
+        return {"error": str(exc)}
+    if name == "refuses":
+        try:
+            return influx.refuses_points(fresh["url"], fresh["database"])
+        except OSError as exc:
+            return str(exc)
+    raise KeyError(f"not a network probe: {name}")
 
 
 # --------------------------------------------------------------------------- freshness, whatever the clocks
@@ -142,16 +173,6 @@ class Seen(dict):
         healing.write_atomic(self.path, json.dumps(dict(self), sort_keys=True), mode=0o600)
 
 
-def stale(probe, seen=None, clock=time.time):
-    """Why the sensor of ``probe`` (its ``fresh`` entry) is stale, or None (``freshness``)."""
-    key = f"{probe['url']}|{probe['database']}|{probe['sensor']}"
-    history = seen if seen is not None else {}
-    reason, keep = freshness(newest_point(probe), clock(), probe["max_age"], history.get(key))
-    if keep is not None and keep != history.get(key):
-        history[key] = keep
-    return reason
-
-
 def age(info, now=None):
     """Seconds since the container started (Docker's ``State.StartedAt``), or None."""
     started = (info.get("State") or {}).get("StartedAt", "")
@@ -170,17 +191,10 @@ def free_bytes(path):
     return stat.f_bavail * stat.f_frsize
 
 
-def volume_full(probe, free_space):
-    """The FULL reason when the container's volume has less than its minimum free, else None.
-    ``free_space(volume)`` gives the free bytes (None when it cannot tell)."""
-    space = probe.get("space")
-    if not space or free_space is None:
-        return None
-    try:
-        free = free_space(space["volume"])
-    except (OSError, KeyError, TypeError, ValueError):
-        return None
-    if free is None or free >= space["min_free_mb"] * 2**20:
+def full_reason(space, free):
+    """The FULL reason when volume ``space`` (``{"volume", "min_free_mb"}``) has ``free`` bytes
+    (None: cannot tell), under its minimum, else None."""
+    if not space or free is None or free >= space["min_free_mb"] * 2**20:
         return None
     return (f"{FULL}its volume {space['volume']} is full ({free / 2**20:.1f} MB free, under {space['min_free_mb']} MB): "
             f"recreating the container would not help. Fix: free space on its host, or {full_fix(space['volume'])}")
@@ -209,58 +223,34 @@ def image_missing(component, name, reason, image, minion):
 
 
 def diagnose(info, probe, grace, free_space=None, seen=None, clock=time.time):
-    """Why a container of the stack is unhealthy, or None when it is healthy.
+    """Why a container is unhealthy, or None: ``verdict.problem`` with its facts fetched here.
+    Kept for the Salt layers until they gather their facts for ``verdict`` themselves."""
+    from . import verdict  # pylint: disable=import-outside-toplevel
 
-    ``info`` is Docker's inspection of the container (None when the container is missing);
-    ``probe`` its ``health`` entry. A container younger than ``grace`` seconds is only judged on
-    running and answering (SmartWatts warms up for a minute). A check that reads through another
-    service (the formula's backlog in its MongoDB, the sensor's points in InfluxDB) and cannot run
-    gives a reason starting with UNCHECKED: that database is its own container's problem. A data
-    volume with less than its minimum free (``free_space(volume)`` gives the free bytes) gives a
-    reason starting with FULL. Neither is mended by a recreation (LEFT_AS_IS). A sensor's freshness
-    is judged by ``freshness``: ``seen`` keeps what each check saw (``Seen``), ``clock`` is this
-    host's."""
-    if info is None:
-        return "the container is missing"
-    full = volume_full(probe, free_space)
-    if full:
-        return full
-    status = (info.get("State") or {}).get("Status")
-    if status != "running":
-        return f"the container is {status}"
-    if "mongo" in probe:
-        reason = mongo_ping(probe["mongo"])
-        if reason:
-            return reason
-    if "http" in probe:
-        ok, detail = http_ok(probe["http"])
-        if not ok:
-            return f"{detail} (the service does not answer)"
-    running_for = age(info)
-    if running_for is not None and running_for < grace:
-        return None
-    if "backlog" in probe:
-        try:
-            waiting = backlog(probe["backlog"])
-        except (OSError, ValueError) as exc:
-            return f"{UNCHECKED}the formula's backlog in {probe['backlog']['uri'].rpartition('@')[2]} ({exc})"
-        if waiting > probe["backlog"]["max"]:
-            return f"{waiting} sensor reports wait in MongoDB: the formula is not consuming them"
-    if "fresh" in probe:
-        try:
-            why = stale(probe["fresh"], seen, clock)
-        except (OSError, RuntimeError, ValueError, KeyError, IndexError) as exc:
-            return f"{UNCHECKED}the sensor's newest point in {probe['fresh']['url']} ({exc})"
-        if why:
-            try:
-                refused = influx.refuses_points(probe["fresh"]["url"], probe["fresh"]["database"])
-            except OSError as exc:
-                refused = str(exc)
-            if refused:  # the sensor is not the cause: its InfluxDB cannot store (a full volume)
-                return (f"{UNCHECKED}InfluxDB at {probe['fresh']['url']} does not store points ({refused[:300]}); "
-                        "recreating the sensor would not help")
-            return why
-    return None
+    facts = {"info": info, "seen": None}
+    now = clock()
+
+    def fact(name):
+        if name not in facts:
+            if name == "free":
+                try:
+                    facts[name] = free_space(probe["space"]["volume"]) if free_space else None
+                except (OSError, KeyError, TypeError, ValueError):
+                    facts[name] = None
+            elif name == "seen":
+                facts[name] = (seen or {}).get(verdict.fresh_key(probe["fresh"]))
+            elif name == "sensor":
+                facts[name] = None
+            else:
+                facts[name] = network_fact(name, probe)
+        return facts[name]
+
+    facts.pop("seen")
+    reason, _, keep = verdict.problem(probe, fact, grace, now)
+    if keep and seen is not None:
+        for key, value in keep.items():
+            seen[key] = value
+    return reason
 
 
 # --------------------------------------------------------------------------- the last check of each container

@@ -1,25 +1,13 @@
-"""energy.healthy's diagnosis: what counts as unhealthy for a container of the stack."""
+"""The health probes and what their answers mean (the verdict itself: test_verdict.py)."""
 
-import datetime
 import os
 import socket
 import struct
 import threading
-import time
 
 import pytest
 
 from energy_core import health, schema
-
-
-def inspected(status="running", age=3600):
-    started = datetime.datetime.now(datetime.timezone.utc) - datetime.timedelta(seconds=age)
-    return {"State": {"Status": status, "StartedAt": started.strftime("%Y-%m-%dT%H:%M:%S.%f000Z")}}
-
-
-def test_missing_and_stopped_containers():
-    assert health.diagnose(None, {}, 60) == "the container is missing"
-    assert health.diagnose(inspected("exited"), {}, 60) == "the container is exited"
 
 
 # the OP_MSG reply of the MongoDB stand-in (energy-test/mongo) to {ping: 1}: {ok: 1.0}
@@ -47,23 +35,17 @@ def mongo_port():
 
 
 def test_mongo_that_does_not_answer_a_ping(closed_port, open_port, mongo_port):
-    reason = health.diagnose(inspected(), {"mongo": f"127.0.0.1:{closed_port}"}, 60)
+    reason = health.mongo_ping(f"127.0.0.1:{closed_port}")
     assert reason.startswith(f"127.0.0.1:{closed_port} does not answer a MongoDB ping")
     # accepting connections is not answering: a hung mongod is unhealthy
-    reason = health.diagnose(inspected(), {"mongo": f"127.0.0.1:{open_port}"}, 60)
+    reason = health.mongo_ping(f"127.0.0.1:{open_port}", timeout=1)
     assert reason.startswith(f"127.0.0.1:{open_port} does not answer a MongoDB ping")
-    assert health.diagnose(inspected(), {"mongo": f"127.0.0.1:{mongo_port}"}, 60) is None
+    assert health.mongo_ping(f"127.0.0.1:{mongo_port}") is None
 
 
 def test_http_service_that_does_not_answer(closed_port):
-    reason = health.diagnose(inspected(), {"http": f"http://127.0.0.1:{closed_port}/ping"}, 60)
-    assert reason.startswith(f"GET http://127.0.0.1:{closed_port}/ping") and "does not answer" in reason
-
-
-def test_young_containers_are_not_judged_on_their_output(closed_port):
-    # a formula's backlog check needs its MongoDB; within the grace period it is not asked
-    probe = {"backlog": {"uri": f"mongodb://127.0.0.1:{closed_port}", "database": "d", "collection": "c", "max": 1}}
-    assert health.diagnose(inspected(age=5), probe, grace=60) is None
+    ok, detail = health.http_ok(f"http://127.0.0.1:{closed_port}/ping")
+    assert not ok and detail.startswith(f"GET http://127.0.0.1:{closed_port}/ping")
 
 
 def test_durations():
@@ -74,14 +56,25 @@ def test_durations():
         schema.duration_seconds("30 days")
 
 
+GROUPS = {"rapl": ("system", ["RAPL_ENERGY_PKG"]), "msr": ("system", ["TSC", "APERF", "MPERF"]),
+          "core": ("container", ["LLC_MISSES", "INSTRUCTIONS_RETIRED"])}
+
+
 @pytest.mark.parametrize("logs, expected", [
-    ("config: json: Failed to add event 'RAPL_ENERGY_PKG' to group 'rapl'\n", {"event": "RAPL_ENERGY_PKG", "group": "rapl"}),
-    ("config: event 'LLC_MISSES' is invalid or unsupported by this machine\n", {"event": "LLC_MISSES", "group": "core"}),
+    ("config: json: Failed to add event 'RAPL_ENERGY_PKG' to group 'rapl'\n",
+     {"event": "RAPL_ENERGY_PKG", "group": "rapl", "kind": "system"}),
+    # 1.3.0 names no group: the one of the config that holds the event
+    ("config: event 'LLC_MISSES' is invalid or unsupported by this machine\n",
+     {"event": "LLC_MISSES", "group": "core", "kind": "container"}),
+    ("config: event 'RAPL_ENERGY_PKG' is invalid or unsupported by this machine\n",
+     {"event": "RAPL_ENERGY_PKG", "group": "rapl", "kind": "system"}),
+    ("config: event 'NOPE' is invalid or unsupported by this machine\n",
+     {"event": "NOPE", "group": "unknown (not in the sensor's config)", "kind": None}),
     ("pmu: found skylake 'Intel Skylake'\nsensor: started\n", None),
     ("", None),
 ])
 def test_the_sensors_refusal_is_read_from_its_output(logs, expected):
-    assert health.sensor_refusal(logs) == expected
+    assert health.sensor_refusal(logs, GROUPS) == expected
 
 
 def influx_server(databases, policies):
@@ -150,32 +143,28 @@ def test_the_sensor_name_is_quoted_in_the_freshness_query(monkeypatch):
     assert seen == [r"SELECT last(power) FROM power_consumption WHERE sensor = 'o\'brien\\' AND target = 'rapl'"]
 
 
-SPACE = {"space": {"volume": "energy-ctl-influxdb-x", "min_free_mb": 16}}
+SPACE = {"volume": "energy-ctl-influxdb-x", "min_free_mb": 16}
 
 
 def test_a_full_data_volume_is_reported_and_left_as_it_is():
-    reason = health.diagnose(inspected(), SPACE, grace=60, free_space=lambda volume: 3 * 2**20)
+    reason = health.full_reason(SPACE, 3 * 2**20)
     assert reason.startswith(health.FULL) and reason.startswith(health.LEFT_AS_IS)
     assert "energy-ctl-influxdb-x is full (3.0 MB free, under 16 MB)" in reason and "Fix:" in reason
-    # a stopped container on a full volume: the volume is the cause, not the container
-    assert health.diagnose(inspected("exited"), SPACE, 60, lambda volume: 0).startswith(health.FULL)
 
 
-@pytest.mark.parametrize("free_space", [lambda volume: 2**30, lambda volume: None, None,
-                                        lambda volume: (_ for _ in ()).throw(OSError("no such volume"))])
-def test_room_left_or_no_way_to_tell_is_not_full(free_space):
-    assert health.diagnose(inspected(), SPACE, grace=60, free_space=free_space) is None
+@pytest.mark.parametrize("free", [2**30, None, 16 * 2**20])
+def test_room_left_or_no_way_to_tell_is_not_full(free):
+    assert health.full_reason(SPACE, free) is None
 
 
-def test_a_sensor_whose_influxdb_refuses_points_is_not_blamed(monkeypatch):
-    monkeypatch.setattr(health, "newest_point", lambda probe: time.time() - 500.0)
-    monkeypatch.setattr(health.influx, "refuses_points",
-                        lambda url, db: 'HTTP 500: {"error":"write /var/lib/influxdb/wal: no space left on device"}')
-    probe = {"fresh": {"url": "http://i:8086", "database": "d", "sensor": "n1", "max_age": 60}}
-    reason = health.diagnose(inspected(), probe, grace=60)
-    assert reason.startswith(health.UNCHECKED) and "does not store points" in reason and "no space left" in reason
-    monkeypatch.setattr(health.influx, "refuses_points", lambda url, db: None)  # it stores: the sensor is stuck
-    assert health.diagnose(inspected(), probe, grace=60).startswith("the sensor's newest measured power point")
+def test_the_sensor_name_is_quoted_in_the_targets_query(monkeypatch):
+    seen = []
+    monkeypatch.setattr(health.influx, "query", lambda url, q, **kw: seen.append(q) or {
+        "series": [{"tags": {"target": "rapl"}}, {"tags": {"target": "web"}}]})
+    probe = {"url": "http://x", "database": "d", "sensor": "o'brien", "max_age": 60}
+    assert health.recent_targets(probe) == ["rapl", "web"]
+    assert seen == [r"SELECT last(power) FROM power_consumption WHERE sensor = 'o\'brien' AND time > now() - 60s "
+                    "GROUP BY target"]
 
 
 # --------------------------------------------------------------------------- freshness under clock skew
@@ -226,18 +215,12 @@ def test_a_first_look_at_a_long_dead_sensor_is_stale_at_once_beyond_the_toleranc
     assert health.freshness(None, now, MAX_AGE, None)[0].endswith("is never (no point at all)")
 
 
-def test_what_each_check_saw_is_kept_privately_across_checks(tmp_path, monkeypatch):
+def test_what_each_check_saw_is_kept_privately_across_checks(tmp_path):
     path = str(tmp_path / "energy" / "fresh.json")
-    probe = {"url": "http://i:8086", "database": "d", "sensor": "n1", "max_age": MAX_AGE}
-    stamped = [1_000.0]  # the sensor's clock is far behind (1970): only movement counts
-    monkeypatch.setattr(health, "newest_point", lambda probe: stamped[0])
-    clock = iter([5_000_000.0, 5_000_010.0, 5_000_100.0]).__next__
-    assert health.stale(probe, health.Seen(path), clock) is not None  # first look: far past the tolerance
-    stamped[0] = 1_010.0
-    assert health.stale(probe, health.Seen(path), clock) is None  # it moved: fresh, whatever the clocks
+    seen = health.Seen(path)
+    seen["http://i:8086|d|n1"] = {"newest": 1_010.0, "at": 5_000_010.0}
     assert oct(os.stat(path).st_mode & 0o777) == "0o600"
     assert health.Seen(path)["http://i:8086|d|n1"] == {"newest": 1_010.0, "at": 5_000_010.0}
-    assert "has not changed for 90 s" in health.stale(probe, health.Seen(path), clock)  # it stopped
     with open(path, "w", encoding="utf-8") as handle:
         handle.write("{cut")
     assert health.Seen(path) == {}  # unreadable: started afresh (one check later to judge)
@@ -261,5 +244,5 @@ def test_a_missing_image_is_named_with_its_tag_and_the_fix(image, repository, ta
     ("energy-ctl-grafana", "Grafana keeps its dashboards"),
 ])
 def test_a_full_volume_names_the_fix_of_what_it_holds(volume, fix):
-    reason = health.diagnose(inspected(), {"space": {"volume": volume, "min_free_mb": 16}}, 60, lambda v: 2**20)
+    reason = health.full_reason({"volume": volume, "min_free_mb": 16}, 2**20)
     assert reason.startswith(health.FULL) and f"its volume {volume} is full" in reason and fix in reason

@@ -1,0 +1,126 @@
+"""Why an hwpc-sensor that runs can still count nothing useful, and the fix (pure).
+
+hwpc-sensor fails silently in ways its process status does not show: with a ``cgroup_basepath``
+that does not exist, 1.3.0 runs and never reports a container (1.4.0 and later exit with ``Failed
+to get cgroup basepath``); on a cgroup v1 host without the perf_event controller mounted there is
+no basepath to read; a system group whose event cannot be opened leaves no ``all`` report
+(SmartWatts needs it for every tick). A refused event stops it: 1.3.0 says ``config: event '<E>' is
+invalid or unsupported by this machine`` (no group: the group is found in the config the formula
+wrote), 1.4.0 and later ``config: json: Failed to add event '<E>' to group '<G>'``. 1.3.0 exits
+with ``failed to ping storage module`` when its MongoDB does not answer at start.
+
+``fault(host)`` reads what the Salt layer gathered of the sensor's host and output (``host``, see
+``host_facts``) and says what is wrong: ``{"reason", "leave"}`` (``leave``: recreating the sensor
+would not help) or None.
+"""
+
+import re
+
+# how hwpc-sensor says it cannot count an event of its config, before it exits (1.4 and later;
+# 1.3 and earlier, which names no group); a missing rapl PMU shows as its RAPL event refused
+REFUSALS = (re.compile(r"Failed to add event '(?P<event>[^']+)' to group '(?P<group>[^']+)'"),
+            re.compile(r"event '(?P<event>[^']+)' is invalid or unsupported by this machine"))
+NO_BASEPATH = "Failed to get cgroup basepath"
+NO_STORAGE = "failed to ping storage module"
+# targets of a sensor's points that are not containers (SmartWatts' measured and modelled totals)
+NOT_CONTAINERS = ("rapl", "global", "all")
+PERF_EVENT_MOUNT = "mkdir -p /sys/fs/cgroup/perf_event && mount -t cgroup -o perf_event cgroup /sys/fs/cgroup/perf_event"
+
+
+def config_groups(config):
+    """``{group: ("system" | "container", [events])}`` of a sensor config (the formula's JSON)."""
+    found = {}
+    for kind in ("system", "container"):
+        for group, entry in ((config or {}).get(kind) or {}).items():
+            events = entry.get("events") if isinstance(entry, dict) else None
+            found[str(group)] = (kind, [str(e) for e in events or []])
+    return found
+
+
+def refusal(logs, groups=None):
+    """``{"event", "group", "kind"}`` when the sensor's output says it refused an event, else None.
+    The group is the one the message names (1.4.0 and later), else the group of the config
+    (``config_groups``) that holds the event (1.3.0 names none); ``kind`` is system or container."""
+    groups = groups or {}
+    for pattern in REFUSALS:
+        match = pattern.search(logs or "")
+        if match:
+            event = match.group("event")
+            group = match.groupdict().get("group") or next(
+                (g for g, (_, events) in sorted(groups.items()) if event in events), None)
+            return {"event": event, "group": group or "unknown (not in the sensor's config)",
+                    "kind": groups.get(group, (None,))[0]}
+    return None
+
+
+def perf_event_mounted(mounts):
+    """Whether a cgroup v1 hierarchy with the perf_event controller is mounted (``/proc/mounts`` text)."""
+    for line in (mounts or "").splitlines():
+        fields = line.split()
+        if len(fields) >= 4 and fields[2] == "cgroup" and "perf_event" in fields[3].split(","):
+            return True
+    return False
+
+
+def host_facts(config, logs, cgroup_version, mounts, basepath_exists, containers):
+    """What ``fault`` reads: ``config`` (the sensor's JSON config, or None), ``logs`` (its last
+    output), ``cgroup_version`` (1 or 2), ``mounts`` (``/proc/mounts``), ``basepath_exists``
+    (whether the config's cgroup_basepath is a directory on the host), ``containers`` (how many
+    containers run on the host)."""
+    config = config if isinstance(config, dict) else {}
+    return {"basepath": config.get("cgroup_basepath"), "basepath_exists": bool(basepath_exists),
+            "cgroup_version": cgroup_version,
+            "perf_event": perf_event_mounted(mounts) if cgroup_version == 1 else None,
+            "containers": int(containers or 0), "groups": config_groups(config), "logs": logs or ""}
+
+
+def counts_containers(targets):
+    """Whether a sensor's recent points include a container (a target other than the totals)."""
+    return any(str(t) not in NOT_CONTAINERS for t in targets or [])
+
+
+def _refused(found):
+    event, group = found["event"], found["group"]
+    what = (f"its system group '{group}' cannot count event '{event}', so it sends no `all` report "
+            "(SmartWatts needs one each tick)") if found["kind"] == "system" else (
+        f"this machine cannot count event '{event}' (group {group})")
+    return {"reason": f"the hwpc-sensor refused its config: {what}. Fix: remove '{event}' from energy:sensor:events "
+                      "or energy:sensor:extra_events for this CPU name (grains.get energy:pmu_events lists what "
+                      "this machine offers), or run the sensor on a machine that has it", "leave": True}
+
+
+def _no_basepath(host):
+    basepath = host.get("basepath") or "(none set)"
+    if host.get("cgroup_version") == 1 and host.get("perf_event") is False:
+        return {"reason": f"the perf_event cgroup controller is not mounted on its host, so its cgroup_basepath "
+                          f"{basepath} holds no container and the sensor counts none. Fix: on the host, "
+                          f"{PERF_EVENT_MOUNT}, then restart the containers to measure (Docker puts a container in "
+                          "that hierarchy when it starts it) and the sensor", "leave": True}
+    return {"reason": f"its cgroup_basepath {basepath} does not exist on its host, so the sensor counts no "
+                      "container. Fix: a cgroup v2 host has /sys/fs/cgroup, a v1 host needs the perf_event "
+                      f"controller at /sys/fs/cgroup/perf_event ({PERF_EVENT_MOUNT}); check the host's energy "
+                      "grains (cgroup_version, cgroup_perf_event) and apply energy.sensor again", "leave": True}
+
+
+def fault(host, stopped=False, no_containers=False):
+    """What is wrong with a sensor (``{"reason", "leave"}``) from ``host`` (``host_facts``), or None.
+    ``stopped``: its container does not run; ``no_containers``: its points are fresh but count no
+    container."""
+    host = host or {}
+    logs = host.get("logs") or ""
+    found = refusal(logs, host.get("groups"))
+    if found:
+        return _refused(found)
+    if NO_BASEPATH in logs or (not stopped and host.get("basepath") and not host.get("basepath_exists")):
+        return _no_basepath(host)
+    if not stopped and host.get("cgroup_version") == 1 and host.get("perf_event") is False:
+        return _no_basepath(host)
+    if stopped and NO_STORAGE in logs:
+        return {"reason": "the hwpc-sensor exited: its MongoDB did not answer when it started (failed to ping "
+                          "storage module)", "leave": False}
+    if no_containers and host.get("containers"):
+        return {"reason": f"the sensor's points count no container while {host['containers']} run on its host. "
+                          f"Fix: check that its cgroup_basepath {host.get('basepath')} holds the containers' "
+                          "cgroups (docker inspect -f '{{.HostConfig.CgroupParent}}', the host's cgroup driver)",
+                "leave": False}
+    return None
