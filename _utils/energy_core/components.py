@@ -93,9 +93,10 @@ def container(conf, component, minion, cpu=None, slug=None, run=None, **keys):
     return entry
 
 
-def sensor_config(conf, minion, info):
-    """The hwpc-sensor JSON config of one sensor minion (the real sensor's --config-file format)."""
-    facts = info["facts"]
+def sensor_config(conf, minion, info, facts=None):
+    """The hwpc-sensor JSON config of one sensor minion (the real sensor's --config-file format):
+    the cgroup path of its own host (``facts``), the events ``info["sensor"]`` gives it."""
+    facts = facts if facts is not None else info["facts"]
     chosen = info["sensor"]
     return {
         "name": minion,
@@ -175,7 +176,7 @@ def sensor(conf, minion, cpu, info, facts=None):
                  binds=[f"{config_file}:/etc/hwpc-sensor/config.json:ro",
                         *filter(None, [hardening.sensor_cgroup_bind(facts)]),
                         "/var/lib/docker/containers:/var/lib/docker/containers:ro"]),
-        files={config_file: {"format": "json", "data": sensor_config(conf, minion, info), "mode": "0600",
+        files={config_file: {"format": "json", "data": sensor_config(conf, minion, info, facts), "mode": "0600",
                              "secret": rules.mongo_auth(conf)}},
         health={"fresh": {"url": info["influxdb_url"], "database": info["influxdb_database"], "sensor": minion,
                           "max_age": conf["heal"]["max_age_seconds"]}},

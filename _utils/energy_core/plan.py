@@ -122,7 +122,7 @@ def _group_info(group, shard, shards, slug, stores, representative, chosen, engi
         "mongo": group["mongo"],
         "formula": group["formula"],
         "influxdb": group["influxdb"],
-        # facts of the first sensor host stand for the CPU name (same model, same facts)
+        # the CPU name's facts (plan.cpu_facts): SmartWatts' base frequency and TDP
         "facts": representative,
         # the containers it reads and writes: a dependent follows its database when the plan moves it
         "mongo_container": mongo["container"],
@@ -169,20 +169,60 @@ def _compared(conf, sensors, cpus):
 
 
 def sensor_events(conf, sensors, placed):
-    """Per CPU name: ``{"core", "rapl", "msr", "dram", "dropped_roles", "mode"}``, from the sensor
-    section (mode, compare, extra_events, events that replace the detected ones per CPU name)."""
+    """Per sensor minion: ``{"core", "rapl", "msr", "dram", "dropped_roles", "mode"}`` from its own
+    host's facts and the sensor section (mode, compare, extra_events and events that replace the
+    detected ones, both per CPU name). In ``common`` mode every compared host gets the roles all of
+    them have, so two hosts of one CPU name that disagree get what both can count."""
     settings = conf["sensor"]
-    facts = {cpu: sensors[entry["sensors"][0]] for cpu, entry in placed["cpus"].items()}
+    cpu_of = {m: cpu for cpu, entry in placed["cpus"].items() for m in entry["sensors"]}
     cpus = {m: f["cpu_name"] for m, f in sensors.items() if f.get("cpu_name")}
-    chosen, dropped = sensor_rules.resolve(facts, settings.get("mode", "best"), settings.get("extra_events"),
-                                           _compared(conf, sensors, cpus))
+    compared = _compared(conf, sensors, cpus)
+    extra = settings.get("extra_events") or {}
+    per_host = {"*": list(extra.get("*") or []), **{m: list(extra.get(cpu) or []) for m, cpu in cpu_of.items()}}
+    chosen, dropped = sensor_rules.resolve(
+        {m: sensors[m] for m in cpu_of}, settings.get("mode", "best"), per_host,
+        None if compared is None else {m for m, cpu in cpu_of.items() if cpu in compared},
+        labels={m: f"{cpu} ({m})" for m, cpu in cpu_of.items()})
     replaced = settings.get("events") or {}
-    for cpu, result in chosen.items():
-        own = replaced.get(cpu, replaced.get("*"))
+    for minion, result in chosen.items():
+        own = replaced.get(cpu_of[minion], replaced.get("*"))
         if own:
             result["core"] = list(own)
-        result.update(dropped_roles=dropped[cpu], mode=settings.get("mode", "best"))
+        result.update(dropped_roles=dropped[minion], mode=settings.get("mode", "best"))
     return chosen
+
+
+def group_events(chosen, sensors):
+    """The events of one SmartWatts' sensors as it sees them: its first sensor's, with DRAM only
+    when every one of its sensors reads it (``--disable-dram-formula`` otherwise)."""
+    return dict(chosen[sensors[0]], dram=all(chosen[m]["dram"] for m in sensors))
+
+
+FORMULA_FACTS = (("cpu_base_freq_mhz", "base frequency", "MHz"), ("tdp_w", "TDP", "W"))
+
+
+def cpu_facts(cpu, minions, sensors):
+    """``(facts, warnings)``: the facts that stand for CPU name ``cpu`` (SmartWatts' parameters):
+    its first host's, with the base frequency and TDP that most of its hosts report (ties: the
+    first host's value); a warning naming the hosts of each other value."""
+    facts = dict(sensors[minions[0]])
+    warnings = []
+    for key, what, unit in FORMULA_FACTS:
+        values = {}
+        for minion in minions:
+            if sensors[minion].get(key) is not None:
+                values.setdefault(sensors[minion][key], []).append(minion)
+        if not values:
+            continue
+        facts[key] = max(values, key=lambda v: (len(values[v]), -minions.index(values[v][0])))
+        if len(values) > 1:
+            others = "; ".join(f"{v} {unit} on {', '.join(ms)}" for v, ms in values.items() if v != facts[key])
+            warnings.append(
+                f"CPU name {cpu!r}: its hosts disagree on the {what}: {facts[key]} {unit} on "
+                f"{', '.join(values[facts[key]])}, but {others}; SmartWatts gets {facts[key]} {unit} (most hosts). "
+                f"Fix: energy:facts:{key} in the pillar of the hosts that are wrong (a BIOS setting, or a grain "
+                "that misread), or energy:facts:cpu_name to give them a CPU name of their own")
+    return facts, warnings
 
 
 def max_sensors(conf):
@@ -248,8 +288,12 @@ def build(conf, role_facts, current=None):
         result["hosts"].setdefault(entry["minion"], {"containers": []})["containers"].append(entry)
 
     chosen = sensor_events(conf, sensors, placed)
+    representative = {}
     for cpu, entry in sorted(placed["cpus"].items()):
-        _check_events(cpu, entry, chosen[cpu], sensors[entry["sensors"][0]])
+        for minion in entry["sensors"]:
+            _check_events(cpu, dict(entry, sensors=[minion]), chosen[minion], sensors[minion])
+        representative[cpu], disagree = cpu_facts(cpu, entry["sensors"], sensors)
+        result["warnings"] += disagree
     if strategy == "shared" and conf["influxdb"]["version"] == 2 and len(placed["cpus"]) > 1:
         raise PlanError(
             f"energy:strategy: bad value 'shared': {len(placed['cpus'])} CPU names would share one InfluxDB 2, whose "
@@ -264,10 +308,10 @@ def build(conf, role_facts, current=None):
     for cpu, groups in sorted(per_cpu.items()):
         for shard, group in enumerate(groups, start=1):
             info = _group_info(group, shard, len(groups) if strategy != "dedicated" else 1, slugs[cpu], stores,
-                               sensors[group["sensors"][0]], chosen[cpu], engines)
+                               representative[cpu], group_events(chosen, group["sensors"]), engines)
             result["groups"].append(info)
             for minion in info["sensors"]:
-                add(components.sensor(conf, minion, cpu, info, sensors[minion]))
+                add(components.sensor(conf, minion, cpu, dict(info, sensor=chosen[minion]), sensors[minion]))
             add(components.formula(conf, cpu, info, None if strategy == "dedicated" else info["name"]))
         # the CPU name's view: its first group's places (all of them for per_cpu and shared but the
         # formula and collection of each shard), every sensor, and the names of its groups

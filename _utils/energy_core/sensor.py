@@ -52,9 +52,11 @@ def _ordered(roles, table):
     return [table[role] for role in events.ROLES if role in roles]
 
 
-def resolve(cpu_facts, mode="best", extra=None, compared=None):
+def resolve(cpu_facts, mode="best", extra=None, compared=None, labels=None):
     """``(events by CPU name, roles dropped by CPU name)``; see ``sensor_events``. ``compared``: the
-    CPU names of the comparison in ``common`` mode (default: all)."""
+    CPU names of the comparison in ``common`` mode (default: all). The plan resolves per sensor
+    host: its keys are then minion ids, which ``labels`` names in errors (``CPU name (minion)``)."""
+    labels = labels or {}
     if mode not in MODES:
         raise PlanError(f"energy:sensor:mode: bad value {mode!r}. Fix: one of {', '.join(MODES)}.")
     extra = extra or {}
@@ -66,7 +68,7 @@ def resolve(cpu_facts, mode="best", extra=None, compared=None):
         for cpu in group:
             common_roles &= set(roles[cpu])
         if group and not common_roles:
-            each = "; ".join(f"{cpu}: {', '.join(sorted(roles[cpu])) or 'none'}" for cpu in group)
+            each = "; ".join(f"{labels.get(cpu, cpu)}: {', '.join(sorted(roles[cpu])) or 'none'}" for cpu in group)
             raise PlanError(
                 "energy:sensor:mode: bad value 'common': the CPU names compared have no core event role in common "
                 f"({each}). Fix: leave the CPUs without usable PMU events out of the comparison "
@@ -85,7 +87,7 @@ def resolve(cpu_facts, mode="best", extra=None, compared=None):
             # libpfm4 lists events without their unit masks: EVENT:UMASK is known when EVENT is
             if event not in known and event.split(":")[0] not in known:
                 raise PlanError(
-                    f"energy:sensor:extra_events: bad value {event!r}: CPU {cpu!r} cannot count it "
+                    f"energy:sensor:extra_events: bad value {event!r}: CPU {labels.get(cpu, cpu)!r} cannot count it "
                     f"(PMU {family_of(facts) or facts.get('pmu_name') or 'unknown'}). It offers: "
                     f"{', '.join(sorted(known)) or 'no core event'}. Fix: remove it, or add it for the CPU "
                     "names that have it only (energy:sensor:extra_events:<cpu name>).")
