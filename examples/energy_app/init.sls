@@ -9,29 +9,29 @@
 {%- if not energy_influx %}
 energy-example-unmonitored-fail:
   test.fail_without_changes:
-    - name: {{ grains['id'] }} runs no energy sensor (energy:roles:sensors), so no power is measured here
+    - name: {{ (grains['id'] ~ ' runs no energy sensor (energy:roles:sensors), so no power is measured here') | json }}
 {%- else %}
 energy-example-script-managed:
   file.managed:
-    - name: {{ script_dir }}/show_power.py
+    - name: {{ (script_dir ~ '/show_power.py') | json }}
     - source: salt://{{ tpldir }}/files/show_power.py
     - makedirs: True
     - mode: '0644'
 
 energy-example-container-running:
   docker_container.running:
-    - name: {{ name }}
-    - image: {{ salt['pillar.get']('energy_example:image', 'python:3.11-slim') }}
+    - name: {{ name | json }}
+    - image: {{ salt['pillar.get']('energy_example:image', 'python:3.11-slim') | json }}
     - command: ["python3", "-u", "/app/show_power.py"]
-    - binds: ["{{ script_dir }}/show_power.py:/app/show_power.py:ro"]
+    - binds: {{ [script_dir ~ '/show_power.py:/app/show_power.py:ro'] | json }}
     - network_mode: host
     - environment:
-        MONITORING_ENERGY: {{ energy_influx.url }}
-        MONITORING_ENERGY_DB: {{ energy_influx.database }}
-        MONITORING_CONTAINER: {{ name }}
-        MONITORING_SENSOR: {{ energy_influx.sensor }}
+        MONITORING_ENERGY: {{ energy_influx.url | json }}
+        MONITORING_ENERGY_DB: {{ energy_influx.database | json }}
+        MONITORING_CONTAINER: {{ name | json }}
+        MONITORING_SENSOR: {{ energy_influx.sensor | json }}
     - labels:
-        energy.example: {{ grains['id'] }}
+        energy.example: {{ grains['id'] | json }}
     - watch:
       - file: energy-example-script-managed
 {%- endif %}
