@@ -39,12 +39,17 @@ Modules, one concern each:
 ``trust``        what the master takes from a minion's return, checked against its own plan; files
                  written only as new ones inside the directory given
 ``reactions``    the reactor's reactions bounded: the plan's containers only, one per interval
+``report``       an experiment's energy from SmartWatts' output: sums, coverage, gaps, model error
+``report_names`` the containers behind SmartWatts' targets (cgroup paths), named on their minion
+``report_view``  the report on the master: answers checked, put together, as a table, JSON or CSV
+``report_plot``  the report's picture (matplotlib)
+``experiment``   marks of an experiment's phases, its window, the plan's facts per CPU name, compare
 """
 
 MODULES = ("names", "checks", "masking", "rules", "schema", "placement", "events", "sensor", "dashboards",
            "sizing", "components", "plan", "inventory", "influx", "mongo_wire", "mongo_users", "sensor_faults", "health", "verdict", "healing", "maintenance",
            "topology", "archive", "extmods", "orch_lock", "hardening",
-           "trust", "reactions")
+           "trust", "reactions", "report", "report_names", "report_view", "report_plot", "experiment")
 
 
 def load():
