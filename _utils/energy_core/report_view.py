@@ -188,18 +188,22 @@ def _rows(doc):
                 yield found, monitor, row
 
 
+def _num(value):
+    """A CSV number that reads back as a float ('' when not measured)."""
+    return "" if value is None else repr(round(float(value), 6))
+
+
 def tidy_csv(doc):
     """One row per machine x container, units in the column names; pandas reads it as is."""
     out = io.StringIO()
     writer = csv.writer(out, lineterminator="\n")
     writer.writerow(CSV_COLUMNS)
     for found, monitor, row in _rows(doc):
+        scopes = row["scope_j"]
         writer.writerow([found["minion"], found["cpu"], row["name"], row["target"], row["project"] or "",
-                         row["service"] or "", str(monitor).lower(), f"{row['joules']:.6g}",
-                         "" if row["scope_j"]["cpu"] is None else f"{row['scope_j']['cpu']:.6g}",
-                         "" if row["scope_j"]["dram"] is None else f"{row['scope_j']['dram']:.6g}",
-                         f"{row['mean_w']:.6g}", f"{row['peak_w']:.6g}", f"{row['seconds']:.6g}",
-                         f"{row['coverage'] * 100:.4g}", f"{doc['since']:.3f}", f"{doc['until']:.3f}"])
+                         row["service"] or "", str(monitor).lower(), _num(row["joules"]), _num(scopes["cpu"]),
+                         _num(scopes["dram"]), _num(row["mean_w"]), _num(row["peak_w"]), _num(row["seconds"]),
+                         _num(row["coverage"] * 100), _num(doc["since"]), _num(doc["until"])])
     return out.getvalue()
 
 
