@@ -2,7 +2,7 @@
 the plan (one query per CPU name, each on that CPU name's datasource), with a header that says
 whether their sensor configurations are identical (mode common) or differ (mode best), and how."""
 
-from . import events, names
+from . import events, experiment, names
 
 UID = "energy-compare"
 MIXED = {"type": "datasource", "uid": "-- Mixed --"}
@@ -98,5 +98,8 @@ def comparison(cpus, sources=None):
             "description": "The same measures for every CPU name, side by side (energy formula).",
             "timezone": "browser", "editable": False, "graphTooltip": 1, "schemaVersion": 38, "version": 1,
             "refresh": "10s", "time": {"from": "now-15m", "to": "now"}, "timepicker": {}, "links": [],
-            "liveNow": False, "fiscalYearStartMonth": 0, "annotations": {"list": []}, "templating": {"list": []},
+            "liveNow": False, "fiscalYearStartMonth": 0,
+            # every InfluxDB holds every mark (salt-run energy.mark): the first datasource shows them
+            "annotations": {"list": [experiment.annotation({"type": "influxdb", "uid": s["uid"]}) for s in sources[:1]]},
+            "templating": {"list": []},
             "panels": panels}

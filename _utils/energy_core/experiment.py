@@ -15,6 +15,14 @@ _NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.:-]{0,99}")
 ANNOTATION_QUERY = f'SELECT "text" FROM "{MEASUREMENT}" WHERE $timeFilter'
 
 
+def annotation(datasource):
+    """The dashboards' annotation of the marks, read from ``datasource`` (every InfluxDB of the
+    plan holds every mark: one datasource shows them all)."""
+    return {"name": "Experiment marks (salt-run energy.mark)", "datasource": datasource, "enable": True,
+            "hide": False, "iconColor": "rgba(255, 152, 48, 1)", "query": ANNOTATION_QUERY,
+            "textColumn": "text", "tagsColumn": "name,phase"}
+
+
 class MarkError(ValueError):
     """Bad input to a mark or an experiment: the message names the value and the fix."""
 

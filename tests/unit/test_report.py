@@ -313,3 +313,13 @@ def test_the_plot_draws_power_stacked_per_machine_and_joules(fmt, magic):
                                 {}, [], (T0, T0 + 60 * S), 1.0)
     picture = report_plot.draw(report_view.document(T0, T0 + 60 * S, [found], []), 12, fmt)
     assert picture.startswith(magic) and len(picture) > 5000
+
+
+def test_both_dashboards_show_the_marks_as_annotations():
+    from tests.unit.test_dashboard import DASHBOARD, comparison_plan
+
+    (marks,) = [a for a in DASHBOARD["annotations"]["list"] if a.get("query") == experiment.ANNOTATION_QUERY]
+    assert marks["datasource"] == {"type": "influxdb", "uid": "${datasource}"} and marks["textColumn"] == "text"
+    _built, compare = comparison_plan("best")
+    (marks,) = json.loads(compare)["annotations"]["list"] if isinstance(compare, str) else compare["annotations"]["list"]
+    assert marks["query"] == experiment.ANNOTATION_QUERY and marks["datasource"]["type"] == "influxdb"
