@@ -158,6 +158,15 @@ def networks_to_remove(found):
     return [n for n in ordered[1:] if not n.get("Containers")]
 
 
+def stack_network(run):
+    """The stack's own network a container of ``run`` (docker_container arguments) joins, or None
+    (Docker's own networks, another container's, none given): what a recreation makes sure exists."""
+    network = run.get("network_mode")
+    if not isinstance(network, str) or network.startswith("container:") or network_problem(network):
+        return None
+    return network
+
+
 def network_problem(name):
     """Why ``name`` cannot name the stack's network, or None."""
     if not isinstance(name, str) or not names.is_docker_name(name) or len(name) > names.MAX_NAME:

@@ -258,6 +258,11 @@ def diagnose(info, probe, grace, free_space=None, seen=None, clock=time.time):
 # ``{name: {"status": "healthy"|"recreated"|"unhealthy"|"held", "reason", "at"}}`` in the minion's
 # cachedir, mode 0600 (a reason may quote a server's answer).
 RECORDS = "energy/health.json"
+# what the light check reads of this minion's part of the plan (``kept``), written by energy.heal
+NODE_KEPT = "energy/node.json"
+# fired when a check leaves an unhealthy container as it is (recreating it would not help), once
+# per new reason: energy/unhealthy/<component>
+UNHEALTHY_EVENT = "energy/unhealthy"
 
 
 def records_path(cachedir):
@@ -287,6 +292,17 @@ def record(path, found, now):
     for name, (status, reason) in found.items():
         kept[name] = {"status": status, "reason": (reason or "")[:300], "at": round(now, 1)}
     healing.write_atomic(path, json.dumps(kept, sort_keys=True), mode=0o600)
+
+
+def news(before, status, reason):
+    """Whether ``status``/``reason`` is news against the record ``before`` (None: none): another
+    status, or another reason once its figures (seconds, megabytes) are left aside."""
+    import re  # pylint: disable=import-outside-toplevel
+
+    def gist(text):
+        return re.sub(r"\d+(\.\d+)?", "#", (text or "")[:300])
+
+    return not before or before.get("status") != status or gist(before.get("reason")) != gist(reason)
 
 
 def kept(node_part, heal):

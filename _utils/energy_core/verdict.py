@@ -27,7 +27,8 @@ The facts (what the Salt layer answers for each name):
 ``image``     whether the container's image is on its host
 
 The verdict: ``{"status": "healthy" | "held" | "watched" | "unhealthy", "action": "none" | "recreate"
-| "leave", "reason": str, "keep": {sensor key: freshness kept} or None}``.
+| "leave", "reason": str, "keep": {sensor key: freshness kept} or None}``, and ``image_missing``
+when the reason is that the container's image is not on its host.
 """
 
 from . import health, sensor_faults
@@ -69,8 +70,8 @@ def judge(spec, gather, grace, now, started_here=False, minion=None, facts=None)
         facts[found["need"]] = gather(found["need"], facts)
 
 
-def _result(status, action, reason, keep=None):
-    return {"status": status, "action": action, "reason": reason, "keep": keep}
+def _result(status, action, reason, keep=None, **more):
+    return dict(more, status=status, action=action, reason=reason, keep=keep)
 
 
 def _judge(spec, fact, grace, now, started_here, minion):
@@ -91,7 +92,8 @@ def _judge(spec, fact, grace, now, started_here, minion):
         return _result("unhealthy", "leave", reason, keep)
     if not fact("image"):
         image = spec["run"]["image"]
-        return _result("unhealthy", "leave", health.image_missing(component, name, reason, image, minion), keep)
+        return _result("unhealthy", "leave", health.image_missing(component, name, reason, image, minion), keep,
+                       image_missing=True)
     return _result("unhealthy", "recreate", reason, keep)
 
 

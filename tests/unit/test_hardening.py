@@ -174,3 +174,10 @@ def test_sensor_grants_name_each_one(conf):
 ])
 def test_the_sensor_reads_only_the_perf_event_cgroups_of_the_host(facts, bind):
     assert hardening.sensor_cgroup_bind(facts) == bind
+
+
+def test_the_network_a_recreation_makes_sure_of():
+    assert hardening.stack_network({"network_mode": "energy"}) == "energy"
+    assert [hardening.stack_network({"network_mode": n})
+            for n in ("host", "bridge", "none", "container:x", None)] == [None] * 5
+    assert hardening.stack_network({}) is None

@@ -150,3 +150,19 @@ def test_reasons_that_a_recreation_cannot_mend_are_left_as_they_are():
     left = dict(BASE, free=0)
     found, _ = verdict.judge(spec("influxdb"), lambda name, _: left[name], 60, NOW)
     assert found["action"] == "leave"
+
+
+def test_an_image_missing_verdict_says_so():
+    facts = dict(BASE, info=None, image=False)
+    found, _ = verdict.judge(spec("formula"), lambda name, _: facts[name], 60, NOW, minion="node-a")
+    assert found["image_missing"] is True and "docker pull img:1" in found["reason"]
+
+
+@pytest.mark.parametrize("before, status, reason, news", [
+    (None, "unhealthy", "x", True),
+    ({"status": "healthy", "reason": ""}, "unhealthy", "x", True),
+    ({"status": "unhealthy", "reason": "stale for 61 s (limit 60 s)"}, "unhealthy", "stale for 125 s (limit 60 s)", False),
+    ({"status": "unhealthy", "reason": "volume full: 3.0 MB free"}, "unhealthy", "cgroup_basepath /x missing", True),
+])
+def test_an_unhealthy_container_is_news_once_per_reason(before, status, reason, news):
+    assert health.news(before, status, reason) is news

@@ -1,0 +1,292 @@
+"""
+The ``energy_health`` execution module: the one healing pipeline of this minion.
+
+``energy_health.check``      one container through the pipeline: the facts its verdict needs
+                             (each probe runs once), the verdict (``energy_core.verdict``), its
+                             record, and what the verdict says: nothing, leave it and say why, or
+                             recreate it (on the stack's network), wait for it to answer and fire
+                             ``energy/heal/<component>``
+``energy_health.plan_part``  this minion's containers and ``energy:heal``: where healing reads the plan
+``energy_health.volume_free`` free bytes of a Docker volume (a data volume's "room")
+
+The heal schedule (``energy_heal.heal_check``), the reactor (``energy_heal.react``) and the
+``energy_heal.healthy`` state all call ``check``. It writes the health records
+(``<cachedir>/energy/health.json``, what ``salt-run energy.summary`` shows), and nothing else
+does. It runs no ``energy`` state that calls back into it: a recreation applies
+``energy_network.present`` and ``energy.container_running`` (through the state that asks, or with
+the pillar this minion holds, so that it heals while the master is down: ``state.single`` would
+compile the pillar on the master first).
+
+.. code-block:: bash
+
+    salt-call energy_health.check energy-node-a-formula formula run='{image: ...}' probe='{...}'
+"""
+
+import json
+import logging
+import os
+import time
+
+log = logging.getLogger(__name__)
+
+__virtualname__ = "energy_health"
+
+try:
+    import energy_core
+
+    core = energy_core.load()
+    CORE_ERROR = None
+except ImportError as exc:  # the utils are not synced yet (saltutil.sync_utils)
+    core = None
+    CORE_ERROR = str(exc)
+
+RETRY_SECONDS = 2  # how often a recreation asks again while another state run holds the minion
+SENSOR_CONFIG = "/etc/hwpc-sensor/config.json"  # where the sensor's container reads its config
+
+
+def __virtual__():
+    if core is None:
+        return (False, f"the energy_health module needs the formula's energy_core utils ({CORE_ERROR}): "
+                       "run saltutil.sync_utils (energy.orch does)")
+    if "docker.inspect_container" not in __salt__:
+        return (False, "the energy_health module needs saltext-dockermod (pip install saltext.dockermod)")
+    return __virtualname__
+
+
+def plan_part():
+    """
+    This minion's containers of the plan (name, component, run arguments, probe) and
+    ``energy:heal``, as the ``energy.heal`` SLS last kept them (``<cachedir>/energy/node.json``:
+    no plan, no mine), or from this minion's plan when not kept yet. Healing reads the plan here
+    and nowhere else.
+
+    CLI Example:
+
+    .. code-block:: bash
+
+        salt-call energy_health.plan_part
+    """
+    try:
+        with open(os.path.join(__opts__["cachedir"], core.health.NODE_KEPT), encoding="utf-8") as handle:
+            return json.load(handle)
+    except (OSError, ValueError):
+        conf = __salt__["energy.config"](secrets=True)
+        return core.health.kept(__salt__["energy.node"](conf, secrets=True), conf["heal"])
+
+
+def volume_free(volume):
+    """
+    Free bytes of Docker volume ``volume`` on this host (on its mount point), or None when Docker
+    gives no mount point. What the health checks call "room".
+
+    CLI Example:
+
+    .. code-block:: bash
+
+        salt-call energy_health.volume_free energy-ctl-influxdb-intel_xeon_gold_6130
+    """
+    mountpoint = __salt__["docker.inspect_volume"](volume).get("Mountpoint")
+    return core.health.free_bytes(mountpoint) if mountpoint else None
+
+
+def _inspect(name):
+    try:
+        return __salt__["docker.inspect_container"](name)
+    except Exception:  # pylint: disable=broad-except  (saltext-dockermod raises for a missing container)
+        return None
+
+
+def _try(call, default=None):
+    try:
+        return call()
+    except Exception:  # pylint: disable=broad-except  (Docker or the file system: the fact is unknown)
+        return default
+
+
+def _read(path, parse=None):
+    try:
+        with open(path, encoding="utf-8") as handle:
+            return parse(handle) if parse else handle.read()
+    except (OSError, ValueError, TypeError):
+        return None
+
+
+def _sensor_host(spec):
+    """What ``sensor_faults.fault`` reads of a sensor: the config the formula wrote for it, its
+    last output, and its host's cgroups and containers."""
+    config_file = next((str(b).split(":")[0] for b in spec["run"].get("binds") or [] if f":{SENSOR_CONFIG}" in str(b)),
+                       None)
+    config = _read(config_file, json.load) if config_file else None
+    basepath = config.get("cgroup_basepath") if isinstance(config, dict) else None
+    return core.sensor_faults.host_facts(
+        config, _try(lambda: __salt__["docker.logs"](spec["name"], tail=30), ""),
+        2 if os.path.exists("/sys/fs/cgroup/cgroup.controllers") else 1, _read("/proc/mounts"),
+        bool(basepath) and os.path.isdir(basepath), len(_try(lambda: __salt__["docker.ps"](), {}) or {}))
+
+
+def _gather(spec, seen):
+    """``gather(fact, facts)`` for ``verdict.judge``: each fact of this container from Docker, the
+    maintenance file, this host, or its probe (``health.network_fact``)."""
+    probe = spec.get("health") or {}
+
+    def gather(name, _facts):
+        if name == "held":
+            entries = core.maintenance.read(core.maintenance.path_in(__opts__["cachedir"]), time.time())
+            return core.maintenance.held_reason(entries, spec["name"], spec["component"], __opts__["id"])
+        if name == "info":
+            return _inspect(spec["name"])
+        if name == "free":
+            return _try(lambda: volume_free(probe["space"]["volume"]))
+        if name == "image":
+            return _try(lambda: bool(__salt__["docker.inspect_image"](spec["run"]["image"])), False)
+        if name == "seen":
+            return seen.get(core.verdict.fresh_key(probe["fresh"]))
+        if name == "sensor":
+            return _sensor_host(spec)
+        return core.health.network_fact(name, probe)
+
+    return gather
+
+
+def _record(spec, status, reason, trigger, test):
+    """Keep what was found (the one writer of the health records); a container found unhealthy
+    and left as it is fires ``energy/unhealthy/<component>`` when that is news."""
+    if test:
+        return
+    path = core.health.records_path(__opts__["cachedir"])
+    before = core.health.read_records(path).get(spec["name"])
+    try:
+        core.health.record(path, {spec["name"]: ("unhealthy" if status == "left" else status, reason)}, time.time())
+    except OSError as exc:  # the check's result matters more than its record
+        log.warning("energy heal: cannot keep the health record of %s: %s", spec["name"], exc)
+    if status == "left" and core.health.news(before, "unhealthy", reason):
+        __salt__["event.send"](f"{core.health.UNHEALTHY_EVENT}/{spec['component']}", {
+            "minion": __opts__.get("id"), "container": spec["name"], "component": spec["component"],
+            "reason": reason, "trigger": trigger})
+
+
+def _held_pillar():
+    """The pillar this minion holds (as loaded at its last refresh). Salt's State compiles a
+    pillar from the master when it is given an empty one: never empty here."""
+    try:
+        pillar = __pillar__.value()  # pylint: disable=undefined-variable
+    except AttributeError:
+        pillar = dict(__pillar__)  # pylint: disable=undefined-variable
+    return pillar or {"energy": {}}
+
+
+def _recreate(name, run, force, wait=60):
+    """``energy_network.present`` (the stack's network) then ``energy.container_running`` with
+    ``force``, applied with the pillar this minion holds. Like ``state.single`` it does not run
+    beside another state run of this minion: it waits up to ``wait`` seconds for it (Salt's
+    state queue would store the job with no function name and break saltutil.is_running)."""
+    import salt.state  # pylint: disable=import-outside-toplevel
+    import salt.utils.state  # pylint: disable=import-outside-toplevel
+
+    deadline = time.monotonic() + float(wait)
+    while __salt__["state.running"]():
+        if time.monotonic() >= deadline:
+            return {"result": False, "changes": {}, "comment": "another state run held this minion: "
+                                                               f"{__salt__['state.running']()}"}
+        time.sleep(RETRY_SECONDS)
+    opts = salt.utils.state.get_sls_opts(__opts__)
+    state = salt.state.State(opts, initial_pillar=_held_pillar())
+    network = core.hardening.stack_network(run)
+    lows = ([{"state": "energy_network", "fun": "present", "__id__": network, "name": network}] if network else []) + [
+        dict(run, state="energy", fun="container_running", __id__=name, name=name, force=force)]
+    ret = {"result": True, "changes": {}, "comment": ""}
+    for low in lows:
+        errors = state.verify_data(low)
+        ret = {"result": False, "changes": {}, "comment": "; ".join(errors)} if errors else state.call(low)
+        if not ret.get("result"):
+            break
+    return ret
+
+
+def _settle(spec, created, timeout):
+    """Wait up to ``timeout`` s for a recreated container to run and answer (judged with no grace
+    period, so on running and answering only); returns what is still wrong, or None."""
+    deadline = time.monotonic() + float(timeout)
+    after = None
+    while created.get("result"):
+        facts, gather = {}, _gather(spec, {})
+
+        def fact(name, facts=facts, gather=gather):
+            if name not in facts:
+                facts[name] = gather(name, facts)
+            return facts[name]
+
+        after = core.verdict.problem(spec.get("health") or {}, fact, float("inf"), time.time(),
+                                     spec["component"] == "sensor")[0]
+        if after is None or time.monotonic() > deadline:
+            break
+        time.sleep(0.5)
+    return after if created.get("result") else str(created.get("comment"))
+
+
+def _recreated(spec, found, exists, settings, recreate):
+    """Recreate the container, wait for it, fire ``energy/heal/<component>``, keep the record."""
+    name, component, reason, trigger = spec["name"], spec["component"], found["reason"], settings["trigger"]
+    started = time.monotonic()
+    log.warning("energy heal: %s container %s is unhealthy (%s; found by %s): recreating it", component, name,
+                reason, trigger)
+    # docker_container.running makes the new container before it removes the old one (force:
+    # even when the old one is configured as wanted): a failed creation leaves the old one there
+    created = (recreate or _recreate)(name, spec["run"], exists)
+    after = _settle(spec, created, settings["timeout"])
+    duration = round(time.monotonic() - started, 2)
+    healed = bool(created.get("result")) and after is None
+    event = {"minion": __opts__.get("id"), "container": name, "component": component, "reason": reason,
+             "duration": duration, "healed": healed, "trigger": trigger}
+    __salt__["event.send"](f"{core.names.HEAL_EVENT}/{component}", event)
+    _record(spec, "recreated" if healed else "unhealthy", reason if healed else str(after), trigger, False)
+    if healed:
+        log.warning("energy heal: %s container %s recreated and answering in %.2f s", component, name, duration)
+        return {"status": "recreated", "result": True, "changes": {"recreated": event},
+                "comment": f"recreated {component} container {name} because {reason}; answering after {duration} s"}
+    log.error("energy heal: %s container %s still unhealthy after recreation: %s", component, name, after)
+    return {"status": "recreated", "result": False, "changes": {"recreated": event},
+            "comment": f"recreated {component} container {name} because {reason}, but it is still unhealthy: {after}"}
+
+
+def check(name, component, run, probe=None, grace=60, timeout=60, trigger="health check", started_here=False,
+          recreate=None):
+    """
+    One container of the stack through the healing pipeline: the facts its verdict needs (each
+    probe once), the verdict, the record, and what the verdict says. Returns a state-like
+    ``{"status", "result", "changes", "comment"}``: ``status`` is ``healthy``, ``held``,
+    ``watched`` (this state run started it: ``energy.stays_up`` watches it), ``left`` (unhealthy,
+    and recreating it would not help: the comment says why and the fix) or ``recreated``. Under
+    ``test=True`` it says what it would recreate and changes nothing. ``recreate(name, run,
+    force)``: how a state that calls this recreates (default: with the pillar this minion holds).
+
+    CLI Example:
+
+    .. code-block:: bash
+
+        salt-call energy_health.check energy-node-a-sensor sensor run='{image: powerapi/hwpc-sensor:1.3.0}'
+    """
+    spec = {"name": name, "component": component, "run": run, "health": probe or {}}
+    test = bool(__opts__.get("test"))
+    seen = core.health.Seen(core.health.seen_path(__opts__["cachedir"]))  # a sensor's freshness across checks
+    found, facts = core.verdict.judge(spec, _gather(spec, seen), float(grace), time.time(), started_here,
+                                      __opts__.get("id"))
+    for key, value in (found.get("keep") or {}).items():
+        seen[key] = value
+    status, reason = found["status"], found["reason"]
+    if status in ("healthy", "held", "watched"):
+        comment = {"healthy": f"{component} container {name} is healthy",
+                   "held": f"{component} container {name} left alone: {reason}", "watched": reason}[status]
+        if status != "watched":
+            _record(spec, status, reason, trigger, test)
+        return {"status": status, "result": True, "changes": {}, "comment": comment}
+    if found["action"] == "leave":
+        comment = reason if found.get("image_missing") else f"{component} container {name} is unhealthy: {reason}; left as it is"
+        log.error("energy heal: %s", comment)
+        _record(spec, "left", reason, trigger, test)
+        return {"status": "left", "result": False, "changes": {}, "comment": comment}
+    if test:
+        return {"status": "recreated", "result": None, "changes": {"recreate": {"reason": reason}},
+                "comment": f"would recreate {component} container {name} because {reason}"}
+    return _recreated(spec, found, facts.get("info") is not None,
+                      {"trigger": trigger, "timeout": timeout}, recreate)
