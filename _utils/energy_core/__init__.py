@@ -44,12 +44,13 @@ Modules, one concern each:
 ``report_view``  the report on the master: answers checked, put together, as a table, JSON or CSV
 ``report_plot``  the report's picture (matplotlib)
 ``experiment``   marks of an experiment's phases, its window, the plan's facts per CPU name, compare
+``parts``        what the master hands each minion: its own part of the plan (pillar energy_plan)
 """
 
 MODULES = ("names", "checks", "masking", "rules", "schema", "placement", "events", "sensor", "dashboards",
            "sizing", "components", "plan", "inventory", "influx", "mongo_wire", "mongo_users", "sensor_faults", "health", "verdict", "healing", "maintenance",
            "topology", "archive", "extmods", "orch_lock", "hardening",
-           "trust", "reactions", "report", "report_names", "report_view", "report_plot", "experiment")
+           "trust", "reactions", "report", "report_names", "report_view", "report_plot", "experiment", "parts")
 
 
 def load():
