@@ -119,7 +119,7 @@ def _sensor_host(spec):
     config = _read(config_file, json.load) if config_file else None
     basepath = config.get("cgroup_basepath") if isinstance(config, dict) else None
     return core.sensor_faults.host_facts(
-        config, _try(lambda: __salt__["docker.logs"](spec["name"], tail=30), ""),
+        config, _try(lambda: __salt__["docker.logs"](spec["name"], tail=100), ""),
         2 if os.path.exists("/sys/fs/cgroup/cgroup.controllers") else 1, _read("/proc/mounts"),
         bool(basepath) and os.path.isdir(basepath), len(_try(lambda: __salt__["docker.ps"](), {}) or {}))
 

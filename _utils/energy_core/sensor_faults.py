@@ -4,7 +4,7 @@ hwpc-sensor fails silently in ways its process status does not show: with a ``cg
 that does not exist, 1.3.0 runs and never reports a container (1.4.0 and later exit with ``Failed
 to get cgroup basepath``); on a cgroup v1 host without the perf_event controller mounted there is
 no basepath to read; a system group whose event cannot be opened leaves no ``all`` report
-(SmartWatts needs it for every tick). A refused event stops it: 1.3.0 says ``config: event '<E>' is
+(SmartWatts needs it for every tick): it logs ``perf<all>: failed to setup perf for group=<G>``. A refused event stops it: 1.3.0 says ``config: event '<E>' is
 invalid or unsupported by this machine`` (no group: the group is found in the config the formula
 wrote), 1.4.0 and later ``config: json: Failed to add event '<E>' to group '<G>'``. 1.3.0 exits
 with ``failed to ping storage module`` when its MongoDB does not answer at start.
@@ -20,6 +20,8 @@ import re
 # 1.3 and earlier, which names no group); a missing rapl PMU shows as its RAPL event refused
 REFUSALS = (re.compile(r"Failed to add event '(?P<event>[^']+)' to group '(?P<group>[^']+)'"),
             re.compile(r"event '(?P<event>[^']+)' is invalid or unsupported by this machine"))
+# a group that cannot be opened at run time: the sensor stays up without that target's reports
+FAILED_OPEN = re.compile(r"perf<(?P<target>[^>]*)>: failed to setup perf for group=(?P<group>[^\s,]+)")
 NO_BASEPATH = "Failed to get cgroup basepath"
 NO_STORAGE = "failed to ping storage module"
 # targets of a sensor's points that are not containers (SmartWatts' measured and modelled totals)
@@ -102,6 +104,20 @@ def _no_basepath(host):
                       "grains (cgroup_version, cgroup_perf_event) and apply energy.sensor again", "leave": True}
 
 
+def _failed_open(logs, groups):
+    """The system group the sensor's output says it could not open (no ``all`` report), or None."""
+    for match in FAILED_OPEN.finditer(logs or ""):
+        group = match.group("group")
+        if match.group("target") == "all" or groups.get(group, (None,))[0] == "system":
+            events = ", ".join(groups.get(group, (None, []))[1]) or "?"
+            return {"reason": f"its system group '{group}' ({events}) cannot be opened on its host (its output: "
+                              f"'{match.group(0)}'), so it sends no `all` report and SmartWatts computes no power. "
+                              f"Fix: give the sensor what perf_event_open needs for {group} on that host (the "
+                              "capability of docs/security.md, the host's perf_event_paranoid), or remove the event "
+                              "this machine cannot open from energy:sensor:events", "leave": True}
+    return None
+
+
 def fault(host, stopped=False, no_containers=False):
     """What is wrong with a sensor (``{"reason", "leave"}``) from ``host`` (``host_facts``), or None.
     ``stopped``: its container does not run; ``no_containers``: its points are fresh but count no
@@ -111,6 +127,9 @@ def fault(host, stopped=False, no_containers=False):
     found = refusal(logs, host.get("groups"))
     if found:
         return _refused(found)
+    found = _failed_open(logs, host.get("groups") or {})
+    if found:
+        return found
     if NO_BASEPATH in logs or (not stopped and host.get("basepath") and not host.get("basepath_exists")):
         return _no_basepath(host)
     if not stopped and host.get("cgroup_version") == 1 and host.get("perf_event") is False:

@@ -94,6 +94,12 @@ CASES = [
     ("sensor", dict(STALE, sensor=host(logs="perf: event 'RAPL_ENERGY_PKG' is invalid or unsupported by this machine")),
      60, False, "unhealthy", "leave", "system group 'rapl' cannot count event 'RAPL_ENERGY_PKG', so it sends no `all`",
      ["held", "info", "newest", "seen", "refuses", "sensor"]),
+    ("sensor", dict(STALE, sensor=host(logs="perf<all>: failed to setup perf for group=rapl pkg=0 (EACCES)\n")),
+     60, False, "unhealthy", "leave", "its system group 'rapl' (RAPL_ENERGY_PKG) cannot be opened on its host",
+     ["held", "info", "newest", "seen", "refuses", "sensor"]),
+    # a container target that fails to open is no fault of the whole sensor
+    ("sensor", dict(STALE, sensor=host(logs="perf<web>: failed to setup perf for group=core pkg=0\n")),
+     60, False, "unhealthy", "recreate", "has not changed", ["held", "info", "newest", "seen", "refuses", "sensor", "image"]),
     # a sensor that exited: its last output says why
     ("sensor", {"info": inspected("exited"), "sensor": host(logs="config: event 'LLC_MISSES' is invalid or "
                                                                  "unsupported by this machine")}, 60, False,
