@@ -190,6 +190,7 @@ def _recreate(name, run, force, wait=60):
                                                                f"{__salt__['state.running']()}"}
         time.sleep(RETRY_SECONDS)
     opts = salt.utils.state.get_sls_opts(__opts__)
+    opts["test"] = False  # check says what it would do under test=True and recreates nothing
     state = salt.state.State(opts, initial_pillar=_held_pillar())
     network = core.hardening.stack_network(run)
     lows = ([{"state": "energy_network", "fun": "present", "__id__": network, "name": network}] if network else []) + [
@@ -197,7 +198,10 @@ def _recreate(name, run, force, wait=60):
     ret = {"result": True, "changes": {}, "comment": ""}
     for low in lows:
         errors = state.verify_data(low)
-        ret = {"result": False, "changes": {}, "comment": "; ".join(errors)} if errors else state.call(low)
+        if errors:
+            return {"result": False, "changes": {}, "comment": "; ".join(errors)}
+        state._mod_init(low)  # pylint: disable=protected-access
+        ret = state.call(low)
         if not ret.get("result"):
             break
     return ret
@@ -250,15 +254,16 @@ def _recreated(spec, found, exists, settings, recreate):
 
 
 def check(name, component, run, probe=None, grace=60, timeout=60, trigger="health check", started_here=False,
-          recreate=None):
+          recreate=None, test=None):
     """
     One container of the stack through the healing pipeline: the facts its verdict needs (each
     probe once), the verdict, the record, and what the verdict says. Returns a state-like
     ``{"status", "result", "changes", "comment"}``: ``status`` is ``healthy``, ``held``,
     ``watched`` (this state run started it: ``energy.stays_up`` watches it), ``left`` (unhealthy,
     and recreating it would not help: the comment says why and the fix) or ``recreated``. Under
-    ``test=True`` it says what it would recreate and changes nothing. ``recreate(name, run,
-    force)``: how a state that calls this recreates (default: with the pillar this minion holds).
+    ``test`` (default: this job's ``test``) it says what it would recreate and changes nothing.
+    ``recreate(name, run, force)``: how a state that calls this recreates (default: with the
+    pillar this minion holds).
 
     CLI Example:
 
@@ -267,7 +272,7 @@ def check(name, component, run, probe=None, grace=60, timeout=60, trigger="healt
         salt-call energy_health.check energy-node-a-sensor sensor run='{image: powerapi/hwpc-sensor:1.3.0}'
     """
     spec = {"name": name, "component": component, "run": run, "health": probe or {}}
-    test = bool(__opts__.get("test"))
+    test = bool(__opts__.get("test") if test is None else test)
     seen = core.health.Seen(core.health.seen_path(__opts__["cachedir"]))  # a sensor's freshness across checks
     found, facts = core.verdict.judge(spec, _gather(spec, seen), float(grace), time.time(), started_here,
                                       __opts__.get("id"))

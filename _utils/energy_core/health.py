@@ -136,8 +136,9 @@ def freshness(newest, now, max_age, seen):
         return None, seen
     keep = {"newest": newest, "at": now}
     if not seen and age > max_age + SKEW_TOLERANCE:
+        # kept as not moving for longer than the limit already: the next check finds it stale too
         return (f"the sensor's newest measured power point is {age:.0f} s ago (limit {max_age} s, "
-                f"+{SKEW_TOLERANCE} s for clocks that differ)"), keep
+                f"+{SKEW_TOLERANCE} s for clocks that differ)"), {"newest": newest, "at": now - max_age - 1}
     return None, keep  # it moved since the last check (or is recent): fresh, whatever the clocks say
 
 

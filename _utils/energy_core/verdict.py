@@ -155,7 +155,9 @@ def _fresh(probe, fact, now):
             return (f"{health.UNCHECKED}InfluxDB at {probe['url']} does not store points ({refused[:300]}); "
                     "recreating the sensor would not help"), False, keep
         fault = sensor_faults.fault(fact("sensor"))
-        return (f"{why}: {fault['reason']}", fault["leave"], keep) if fault else (why, False, keep)
+        # said without the figures of ``why``, which change at every check: the news is the fault
+        return (f"the sensor's points stopped coming: {fault['reason']}", fault["leave"], keep) if fault else (
+            why, False, keep)
     targets = fact("targets")
     if isinstance(targets, dict) or sensor_faults.counts_containers(targets):
         return None, False, keep  # the targets could not be read: judged by freshness alone
