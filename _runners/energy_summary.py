@@ -62,7 +62,7 @@ def _combined(tgt, timeout):
         topology, error = core.topology.planned(__salt__["energy.plan"]()), None
     except CommandExecutionError as exc:
         topology, error = None, str(exc)
-    expected = sorted((__salt__["mine.get"](tgt, core.names.MINE_FUNCTION) or {}).keys())
+    expected = sorted(__salt__["energy.mine"](tgt).keys())
     with _client() as client:
         found = client.cmd(tgt, "energy.live", timeout=timeout, full_return=True)
     lives = {}

@@ -36,9 +36,13 @@ class FakeRemoteFuncs:
 
     def __init__(self, opts):
         self.opts = opts
+        self.mminion = None
 
     def _mine_get(self, load, skip_verify=False):  # pylint: disable=unused-argument
         return copy.deepcopy(MINE)
+
+    def destroy(self):
+        pass
 
 
 @pytest.fixture
