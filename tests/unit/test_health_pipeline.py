@@ -21,11 +21,14 @@ def inspected(status="running", age=3600):
 
 
 @pytest.fixture
-def mod(tmp_path, monkeypatch):
+def mod(tmp_path, monkeypatch, caplog):
     spec = importlib.util.spec_from_file_location("energy_salt_health", ROOT / "_modules" / "energy_health.py")
     module = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(module)
     assert module.core is not None, module.CORE_ERROR
+    # its log records stay out of Salt's deferred stderr handler (printed after pytest closed it)
+    monkeypatch.setattr(module.log, "propagate", False)
+    module.log.addHandler(caplog.handler)
     module.__opts__ = {"cachedir": str(tmp_path / "cache"), "id": MINION, "test": False}
     module.__salt__ = {"docker.inspect_container": mock.Mock(return_value=inspected()),
                        "docker.inspect_image": mock.Mock(return_value={"Id": "sha256:x"}),
@@ -40,7 +43,8 @@ def mod(tmp_path, monkeypatch):
 
     monkeypatch.setattr(module.core.health, "network_fact", network_fact)
     module.answers = {}
-    return module
+    yield module
+    module.log.removeHandler(caplog.handler)
 
 
 def records(mod):
