@@ -21,8 +21,11 @@ import re
 REFUSALS = (re.compile(r"Failed to add event '(?P<event>[^']+)' to group '(?P<group>[^']+)'"),
             re.compile(r"event '(?P<event>[^']+)' is invalid or unsupported by this machine"))
 # a group that cannot be opened at run time: the sensor stays up without that target's reports
-FAILED_OPEN = re.compile(r"perf<(?P<target>[^>]*)>: failed to setup perf for group=(?P<group>[^\s,]+)")
-NO_BASEPATH = "Failed to get cgroup basepath"
+# (1.7.0: "perf<all>: failed opening perf event for group=rapl cpu=1 event=RAPL_ENERGY_PKG errno=1")
+FAILED_OPEN = re.compile(r"perf<(?P<target>[^>]*)>: failed (?:to setup perf|opening perf event) "
+                         r"for group=(?P<group>[^\s,]+)(?:.*? event=(?P<event>[^\s,]+))?")
+NO_BASEPATH = ("Failed to get cgroup basepath", "Invalid cgroup basepath")
+NO_CAPABILITY = "Failed to enable required process capabilities"
 NO_STORAGE = "failed to ping storage module"
 # targets of a sensor's points that are not containers (SmartWatts' measured and modelled totals)
 NOT_CONTAINERS = ("rapl", "global", "all")
@@ -109,7 +112,7 @@ def _failed_open(logs, groups):
     for match in FAILED_OPEN.finditer(logs or ""):
         group = match.group("group")
         if match.group("target") == "all" or groups.get(group, (None,))[0] == "system":
-            events = ", ".join(groups.get(group, (None, []))[1]) or "?"
+            events = match.group("event") or ", ".join(groups.get(group, (None, []))[1]) or "?"
             return {"reason": f"its system group '{group}' ({events}) cannot be opened on its host (its output: "
                               f"'{match.group(0)}'), so it sends no `all` report and SmartWatts computes no power. "
                               f"Fix: give the sensor what perf_event_open needs for {group} on that host (the "
@@ -130,10 +133,14 @@ def fault(host, stopped=False, no_containers=False):
     found = _failed_open(logs, host.get("groups") or {})
     if found:
         return found
-    if NO_BASEPATH in logs or (not stopped and host.get("basepath") and not host.get("basepath_exists")):
+    if any(words in logs for words in NO_BASEPATH) or (not stopped and host.get("basepath") and not host.get("basepath_exists")):
         return _no_basepath(host)
     if not stopped and host.get("cgroup_version") == 1 and host.get("perf_event") is False:
         return _no_basepath(host)
+    if NO_CAPABILITY in logs:
+        return {"reason": "the hwpc-sensor cannot raise the capability it counts with (CAP_PERFMON), so it exits. "
+                          "Fix: give its container that capability (a Docker engine that knows CAP_PERFMON, see "
+                          "docs/security.md), then apply energy.sensor", "leave": True}
     if stopped and NO_STORAGE in logs:
         return {"reason": "the hwpc-sensor exited: its MongoDB did not answer when it started (failed to ping "
                           "storage module)", "leave": False}

@@ -97,6 +97,16 @@ CASES = [
     ("sensor", dict(STALE, sensor=host(logs="perf<all>: failed to setup perf for group=rapl pkg=0 (EACCES)\n")),
      60, False, "unhealthy", "leave", "its system group 'rapl' (RAPL_ENERGY_PKG) cannot be opened on its host",
      ["held", "info", "newest", "seen", "refuses", "sensor"]),
+    ("sensor", dict(STALE, sensor=host(logs="perf<all>: failed opening perf event for group=rapl cpu=1 "
+                                            "event=RAPL_ENERGY_PKG errno=1\nperf<all>: cannot initialize perf")),
+     60, False, "unhealthy", "leave", "its system group 'rapl' (RAPL_ENERGY_PKG) cannot be opened",
+     ["held", "info", "newest", "seen", "refuses", "sensor"]),
+    ("sensor", {"info": inspected("exited"), "sensor": host(logs="capabilities: Failed to enable required process "
+                                                                 "capabilities: Operation not permitted")}, 60, False,
+     "unhealthy", "leave", "CAP_PERFMON", ["held", "info", "sensor"]),
+    ("sensor", {"info": inspected("exited"), "sensor": host(logs="config: Failed to get cgroup basepath (/x) "
+                                                                 "information: No such file or directory")}, 60, False,
+     "unhealthy", "leave", "does not exist on its host", ["held", "info", "sensor"]),
     # a container target that fails to open is no fault of the whole sensor
     ("sensor", dict(STALE, sensor=host(logs="perf<web>: failed to setup perf for group=core pkg=0\n")),
      60, False, "unhealthy", "recreate", "has not changed", ["held", "info", "newest", "seen", "refuses", "sensor", "image"]),
