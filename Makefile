@@ -8,9 +8,10 @@ PYTEST_ARGS ?=
 .PHONY: all deps venv engine images lint reference test unit integration demo stop bench clean
 all: test
 
+# libpfm4: tests/unit/test_libpfm4_tables.py checks the event tables with it (through ctypes)
 deps:
-	@command -v debootstrap >/dev/null && python3 -m venv --help >/dev/null 2>&1 || { \
-	  apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq debootstrap python3-venv >/dev/null; }
+	@command -v debootstrap >/dev/null && python3 -m venv --help >/dev/null 2>&1 && ldconfig -p | grep -q 'libpfm.so.4 ' || { \
+	  apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq debootstrap python3-venv libpfm4 >/dev/null; }
 
 $(VENV)/.installed: requirements.txt
 	python3 -m venv $(VENV)

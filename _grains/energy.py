@@ -10,6 +10,7 @@ why a machine cannot be monitored, in ``sensor_support``):
 
 - ``cpu_name``, ``cpu_vendor``, ``cpu_family``, ``cpu_model``, ``cpu_count``, ``virtual`` (the
   hypervisor flag), ``cpu_base_freq_mhz`` and ``tdp_w`` (absent when unknown);
+- ``msr_events``: the events of the kernel's msr PMU (hwpc-sensor needs aperf and mperf);
 - ``rapl_domains``: the RAPL domains perf offers (the ``power`` PMU's ``energy-*`` events: what
   hwpc-sensor reads); ``powercap_domains``: those of the powercap driver, a second source;
 - ``pmu_name`` (the kernel's core PMU name on Intel), ``pmu_family`` (the event table it picks),
@@ -148,6 +149,15 @@ def _perf_rapl_domains(root):
     return sorted(PERF_RAPL[e] for e in found if e in PERF_RAPL)
 
 
+def _msr_events(root):
+    """The events of the kernel's msr PMU (tsc, aperf, mperf, ...), which hwpc-sensor reads for
+    TSC/APERF/MPERF; None when the machine has no such PMU directory (or a record lacks it)."""
+    events_dir = _path(root, "/sys/bus/event_source/devices/msr/events")
+    if not os.path.isdir(events_dir):
+        return None
+    return sorted(e for e in os.listdir(events_dir) if "." not in e)
+
+
 def _cgroup_facts(root):
     """(cgroup version, whether per-cgroup perf counting is there, whether the perf_event hierarchy
     is mounted where the sensor looks): v2 when the unified hierarchy is mounted; the perf_event
@@ -244,6 +254,7 @@ def _collect(root="/", overrides=None, hostname=None):
     if tdp_w:
         facts["tdp_w"] = tdp_w
     facts["rapl_domains"] = _perf_rapl_domains(root)
+    facts["msr_events"] = _msr_events(root)
     pmu_dir = _path(root, "/sys/bus/event_source/devices/cpu")
     facts["pmu_name"] = (_read(os.path.join(pmu_dir, "caps", "pmu_name"), "") or "").strip() or None
     has_core_pmu = os.path.isdir(pmu_dir)

@@ -27,7 +27,8 @@ DATA_COMPONENTS = ("mongo", "influxdb", "grafana")
 FACT_KEYS = ("cpu_name", "cpu_vendor", "cpu_family", "cpu_model", "cpu_count", "cpu_base_freq_mhz",
              "tdp_w", "rapl_domains", "pmu_events", "virtual", "cgroup_version", "address",
              "powercap_domains", "pmu_name", "pmu_family", "pmu_event_names", "perf_event_paranoid", "kernel",
-             "cgroup_perf_event", "perf_event_mounted", "cluster", "sensor_support", "docker_engine", "docker_perfmon")
+             "cgroup_perf_event", "perf_event_mounted", "cluster", "sensor_support", "docker_engine", "docker_perfmon",
+             "msr_events")
 MINE_FUNCTION = "energy.facts"
 
 LABEL_COMPONENT = "energy.component"

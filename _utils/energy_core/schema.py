@@ -137,6 +137,7 @@ FACTS = Section({
     "docker_engine": Rule(lambda v: v is None or (is_text(v) and len(v) <= 200),
                           "the Docker engine's ID (docker info), as a string."),
     "docker_perfmon": Rule(lambda v: v is None or is_bool(v), "true or false."),
+    "msr_events": Rule(lambda v: v is None or _names(v), "a list of the kernel's msr PMU events, e.g. [aperf, mperf, tsc]."),
 }, "fact", True)
 assert tuple(FACTS.keys) == names.FACT_KEYS
 

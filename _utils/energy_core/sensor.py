@@ -61,7 +61,7 @@ def resolve(cpu_facts, mode="best", extra=None, compared=None, labels=None):
         raise PlanError(f"energy:sensor:mode: bad value {mode!r}. Fix: one of {', '.join(MODES)}.")
     extra = extra or {}
     roles = {cpu: roles_of(facts) for cpu, facts in cpu_facts.items()}
-    dram = {cpu: "dram" in (facts.get("rapl_domains") or []) for cpu, facts in cpu_facts.items()}
+    dram = {cpu: events.has_dram(facts) for cpu, facts in cpu_facts.items()}
     group = sorted(cpu_facts if compared is None else set(compared) & set(cpu_facts))
     common_roles = set(events.ROLES)
     if mode == "common":
@@ -133,10 +133,17 @@ def support(facts, has_core_pmu=True):
     elif facts.get("pmu_family") is None:
         what = f"PMU {facts['pmu_name']}" if facts.get("pmu_name") else f"family {facts.get('cpu_family')} model " \
             f"{facts.get('cpu_model')}"
-        reasons.append(f"hwpc-sensor has no core events for this CPU ({facts.get('cpu_name')}, {what}): PowerAPI "
-                       "supports Intel Sandy Bridge to Comet Lake, Skylake and later servers, AMD Zen 2 and Zen 3, "
-                       "not Intel Tiger/Alder/Raptor Lake clients nor ARM; if you know its events, name them in "
-                       "energy:sensor:events")
+        why = events.refused(vendor, facts.get("cpu_family"), facts.get("cpu_model"))
+        reasons.append(f"hwpc-sensor has no core events for this CPU ({facts.get('cpu_name')}, {what}"
+                       f"{': ' + why if why else ''}): PowerAPI supports Intel Sandy Bridge to Comet Lake, "
+                       "Skylake-SP to Sapphire Rapids servers, AMD Zen 2 and Zen 3, not Intel Tiger/Alder/Raptor Lake "
+                       "clients nor ARM; if you know its events, name them in energy:sensor:events")
+    msr = facts.get("msr_events")
+    if isinstance(msr, list) and not facts.get("virtual") and set(events.MSR_KERNEL_EVENTS) - set(msr):
+        reasons.append(f"the kernel's msr PMU offers {', '.join(sorted(msr)) or 'no event'} but not "
+                       f"{', '.join(sorted(set(events.MSR_KERNEL_EVENTS) - set(msr)))} "
+                       "(/sys/bus/event_source/devices/msr/events), which hwpc-sensor reads for SmartWatts' "
+                       "frequency: a kernel with the x86 msr perf driver on bare metal")
     if not facts.get("virtual"):
         perf, powercap = set(facts.get("rapl_domains") or []), set(facts.get("powercap_domains") or [])
         if vendor == "amd" and not _kernel_at_least(facts.get("kernel"), 5, 8):

@@ -9,6 +9,11 @@
 #   energy-test/hwpc-sensor-sim  STAND-IN for powerapi/hwpc-sensor (simulated RAPL + counters)
 #   energy-test/grafana     STAND-IN for grafana/grafana-oss (reads the provisioning files)
 #   energy-test/smartwatts24 real SmartWatts 2.4.1, only to check the influxdb2 config with its parser
+#   energy-test/hwpc-sensor-<release>  the REAL hwpc-sensor, built from upstream's release tarballs
+#                           found in $HWPC_VENDOR (default: the shared vendor folder beside the
+#                           checkout, ../shared/vendor); skipped, and said so, when they are absent.
+#                           Releases: $HWPC_SENSOR_RELEASES (default 1.7.0, the pinned one; add
+#                           1.3.0 to compare, see docs/versions.md)
 set -euo pipefail
 here="$(cd "$(dirname "$0")" && pwd)"
 root="$(cd "$here/../.." && pwd)"
@@ -52,6 +57,29 @@ build() {  # build NAME PARENT_ARG PARENT_TAG
 build python BASE "$base"
 build influxdb BASE "$base"
 for name in mongo smartwatts smartwatts24 hwpc-sensor-sim grafana; do build "$name" PYTHON "${tags[python]}"; done
+
+# the real sensor: its tag hashes the recipe and the upstream tarballs it is built from
+vendor="${HWPC_VENDOR:-$root/../shared/vendor}"
+declare -A sensor_sources=([1.7.0]="hwpc-sensor-1.7.0.tar.gz" [1.3.0]="hwpc-sensor-1.3.0.tar.gz libpfm4-smartwatts.tar.gz")
+for release in ${HWPC_SENSOR_RELEASES:-1.7.0}; do
+  files="${sensor_sources[$release]:-}"
+  [ -n "$files" ] || { echo "build: hwpc-sensor $release: no recipe (known: ${!sensor_sources[*]})"; exit 1; }
+  missing=""; for f in $files; do [ -f "$vendor/$f" ] || missing="$missing $f"; done
+  if [ -n "$missing" ]; then
+    echo "build: hwpc-sensor-$release SKIPPED: upstream sources absent ($vendor:$missing); the tests of the real sensor will be skipped"
+    continue
+  fi
+  sums="$(cd "$vendor" && sha256sum $files)"
+  tag="energy-test/hwpc-sensor-$release:$( (cd "$here/hwpc-sensor" && cat Dockerfile.$release perfshim.c pfmcheck.c; echo "$sums $base") | sha256sum | cut -c1-12)"
+  tags[hwpc-sensor-$release]=$tag
+  if exists "$tag"; then echo "build: $tag (cached)"; continue; fi
+  echo "build: $tag (from $files)"
+  ctx="$(mktemp -d)"
+  cp "$here/hwpc-sensor/Dockerfile.$release" "$here/hwpc-sensor/perfshim.c" "$here/hwpc-sensor/pfmcheck.c" "$ctx/"
+  for f in $files; do cp "$vendor/$f" "$ctx/"; done
+  "$docker" build -q -f "$ctx/Dockerfile.$release" --build-arg "BASE=$base" -t "$tag" "$ctx" >/dev/null
+  rm -rf "$ctx"
+done
 
 {
   echo "{"

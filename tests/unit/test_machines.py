@@ -26,7 +26,7 @@ EXPECTED = {
                                   "graphene", "ok"),
     "intel-haswell-e5-2630v3": ("intel_sandy", ["dram", "package"], ["dram", "package"], "econome", "ok"),
     "intel-skylake-gold-6130": ("intel_skylake", ["dram", "package"], ["dram", "package"], "dahu", "ok"),
-    "intel-icelake-gold-6338": ("intel_skylake", ["dram", "package"], ["dram", "package"], "grappe", "ok"),
+    "intel-icelake-gold-6338": ("intel_icelake_sp", ["dram", "package"], ["dram", "package"], "grappe", "ok"),
     "amd-zen2-epyc-7452": ("amd_zen2", ["package"], [], "gros", "ok"),
     "amd-zen3-epyc-7513": ("amd_zen3", ["package"], ["package"], "neowise", "ok"),
     "intel-alderlake-i7-12700": (None, ["core", "package", "psys", "uncore"], ["core", "package", "psys"], "laptop",
