@@ -25,6 +25,7 @@ KINDS = (
     ("_states", "State modules", "state"),
     ("_runners", "Runners", "salt-run"),
     ("_grains", "Grains", "grains"),
+    ("_pillar", "External pillars", "ext_pillar"),
 )
 SLS_ROOTS = ("energy", "examples")
 HOOKS = ("mod_watch", "mod_init", "mod_aggregate", "mod_beacon")  # called by Salt, not by users
