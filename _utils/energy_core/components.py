@@ -30,6 +30,7 @@ import hmac
 import json
 
 from . import dashboards, hardening, health, names, rules, sizing
+from .schema import PlanError
 
 CONTAINER_KEYS = ("name", "component", "minion", "cpu", "image_repo", "image_tag", "run", "volume", "url",
                   "health", "waits_for", "files", "databases", "users")
@@ -166,6 +167,9 @@ def sensor(conf, minion, cpu, info, facts=None):
     """The hwpc-sensor of ``minion`` (its own facts: ``facts``; the CPU name's: ``info["facts"]``)."""
     config_file = names.sensor_config_file(conf["config_dir"], minion)
     facts = facts if facts is not None else info["facts"]
+    problem = hardening.sensor_capability_problem(conf, facts, minion)
+    if problem:
+        raise PlanError(problem)
     return _follows(container(
         conf, "sensor", minion, cpu,
         run=dict(sensor_grants(conf, facts),

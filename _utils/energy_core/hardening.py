@@ -47,7 +47,9 @@ PROFILES = {
 # the kernel release that split CAP_PERFMON out of CAP_SYS_ADMIN
 PERFMON_KERNEL = (5, 8)
 # hwpc-sensor images before 1.7.0 set the file capability cap_sys_admin on the sensor binary and
-# their entrypoint exits unless CAP_SYS_ADMIN is in the bounding set; 1.7.0 sets cap_perfmon
+# their entrypoint exits unless CAP_SYS_ADMIN is in the bounding set; 1.7.0 sets cap_perfmon and,
+# first thing, raises CAP_PERFMON alone (capset): nothing else will do, so it needs a kernel and an
+# engine that have CAP_PERFMON (seen with the real 1.7.0 binary, docs/versions.md)
 PERFMON_SENSOR_IMAGE = "powerapi/hwpc-sensor"
 PERFMON_SENSOR_TAG = (1, 7)
 
@@ -63,20 +65,47 @@ def _release(text, parts=2):
     return tuple(int(n) for n in found.groups()) if found else None
 
 
+def _perfmon_only(conf):
+    """Whether the sensor image is an upstream release that demands CAP_PERFMON (1.7 and later)."""
+    settings = conf["sensor"]
+    tag = _release(settings["tag"])
+    return settings["image"] == PERFMON_SENSOR_IMAGE and tag is not None and tag >= PERFMON_SENSOR_TAG
+
+
 def sensor_capability(conf, facts):
     """The one capability hwpc-sensor gets (perf_event_open on other processes' cgroups, RAPL and
-    MSR events): CAP_PERFMON when the kernel has it (5.8 and later, fact ``kernel``), the minion's
-    Docker engine knows it (fact ``docker_perfmon``: some engines refuse the name) and the image
-    asks for no more; CAP_SYS_ADMIN otherwise, the only capability older kernels accept for it."""
+    MSR events): CAP_PERFMON for upstream 1.7 and later (the only one they accept:
+    ``sensor_capability_problem`` says where they cannot have it); for other images CAP_PERFMON
+    when the kernel has it (5.8 and later, fact ``kernel``) and the minion's Docker engine knows it
+    (fact ``docker_perfmon``: some engines refuse the name); CAP_SYS_ADMIN otherwise, the only
+    capability older kernels accept for it, and the one images before 1.7.0 demand."""
     settings = conf["sensor"]
+    if _perfmon_only(conf):
+        return "PERFMON"
     if settings["image"] == PERFMON_SENSOR_IMAGE:
-        tag = _release(settings["tag"])
-        if tag is None or tag < PERFMON_SENSOR_TAG:
-            return "SYS_ADMIN"
+        return "SYS_ADMIN"
     kernel = _release((facts or {}).get("kernel"))
     if kernel is None or kernel < PERFMON_KERNEL or (facts or {}).get("docker_perfmon") is not True:
         return "SYS_ADMIN"
     return "PERFMON"
+
+
+def sensor_capability_problem(conf, facts, minion):
+    """Why hwpc-sensor 1.7+ cannot start on ``minion`` (a kernel before 5.8 has no CAP_PERFMON; an
+    engine that refuses the name cannot grant it), or None (also when the facts do not say)."""
+    if not _perfmon_only(conf):
+        return None
+    facts = facts or {}
+    kernel = _release(facts.get("kernel"))
+    if kernel is not None and kernel < PERFMON_KERNEL:
+        why = f"its kernel ({facts.get('kernel')}) predates CAP_PERFMON (Linux 5.8)"
+    elif facts.get("docker_perfmon") is False:
+        why = "its Docker engine refuses the capability name CAP_PERFMON (Debian 12's docker.io 20.10.24 does)"
+    else:
+        return None
+    return (f"energy:sensor:tag: bad value {conf['sensor']['tag']!r} for {minion}: hwpc-sensor 1.7 and later "
+            f"start only with CAP_PERFMON, and {why}. Fix: an engine and kernel that grant CAP_PERFMON, or "
+            "energy:sensor:tag: '1.3.0' for that minion's pillar (it runs with CAP_SYS_ADMIN).")
 
 
 def sensor_cgroup_bind(facts):

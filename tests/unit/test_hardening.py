@@ -98,6 +98,7 @@ def test_endpoint_and_same_engine():
     ("", True, "energy-test/hwpc-sensor-sim", "x", "SYS_ADMIN"),  # kernel unknown
     ("6.1.0", True, "powerapi/hwpc-sensor", "1.3.0", "SYS_ADMIN"),  # its entrypoint demands CAP_SYS_ADMIN
     ("6.1.0", True, "powerapi/hwpc-sensor", "1.7.0", "PERFMON"),  # its binary carries cap_perfmon
+    ("6.1.0", False, "powerapi/hwpc-sensor", "1.7.0", "PERFMON"),  # the only one it accepts (see below)
 ])
 def test_the_sensor_gets_the_one_capability_perf_needs(conf, kernel, perfmon, image, tag, expected):
     conf["sensor"].update(image=image, tag=tag)
@@ -119,8 +120,8 @@ def test_every_container_is_confined(conf):
         assert run["mem_limit"] == run["memswap_limit"] == str(limits["memory"]) and run["pids_limit"] == limits["pids"]
     assert container(full_plan, "ctl", "formula")["run"]["mem_limit"] == "300m"
     sensor = container(full_plan, "node", "sensor")["run"]
-    # the default image, hwpc-sensor 1.3.0, refuses to start without CAP_SYS_ADMIN
-    assert sensor["cap_drop"] == ["ALL"] and sensor["cap_add"] == ["SYS_ADMIN"] and sensor["pid_mode"] == "host"
+    # the default image, hwpc-sensor 1.7.0, raises CAP_PERFMON alone at start
+    assert sensor["cap_drop"] == ["ALL"] and sensor["cap_add"] == ["PERFMON"] and sensor["pid_mode"] == "host"
     assert not any(b.startswith("/sys:") for b in sensor["binds"])  # the container's own /sys, read-only
     assert "/sys/fs/cgroup/perf_event:/sys/fs/cgroup/perf_event:ro" in sensor["binds"]
     assert "port_bindings" not in container(full_plan, "ctl", "formula")["run"]  # SmartWatts publishes nothing
@@ -162,6 +163,7 @@ def test_bad_hardening_keys_name_key_value_and_fix(conf, key, value, words):
 
 
 def test_sensor_grants_name_each_one(conf):
+    conf["sensor"].update(image="energy-test/hwpc-sensor-sim", tag="x")
     grants = components.sensor_grants(conf, {"kernel": "5.4.0"})
     assert grants == {"user": "root", "cap_add": ["SYS_ADMIN"], "pid_mode": "host"}
 
@@ -181,3 +183,18 @@ def test_the_network_a_recreation_makes_sure_of():
     assert [hardening.stack_network({"network_mode": n})
             for n in ("host", "bridge", "none", "container:x", None)] == [None] * 5
     assert hardening.stack_network({}) is None
+
+
+@pytest.mark.parametrize("kernel, perfmon, tag, words", [
+    ("5.4.0-150-generic", True, "1.7.0", "predates CAP_PERFMON"),
+    ("6.1.0", False, "1.7.0", "refuses the capability name CAP_PERFMON"),
+    ("6.1.0", True, "1.7.0", None), ("6.1.0", None, "1.7.0", None), (None, None, "1.7.0", None),
+    ("5.4.0", False, "1.3.0", None),  # 1.3.0 runs with CAP_SYS_ADMIN
+])
+def test_hwpc_sensor_1_7_where_it_cannot_have_cap_perfmon_is_a_plan_error(conf, kernel, perfmon, tag, words):
+    conf["sensor"].update(image="powerapi/hwpc-sensor", tag=tag)
+    problem = hardening.sensor_capability_problem(conf, {"kernel": kernel, "docker_perfmon": perfmon}, "node-3")
+    if words is None:
+        assert problem is None
+    else:
+        assert words in problem and "energy:sensor:tag" in problem and "node-3" in problem and "Fix:" in problem
