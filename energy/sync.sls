@@ -2,10 +2,10 @@
     execution and state modules and utils from the master, in one state run (the orch's next step,
     saltutil.refresh_pillar with wait, makes the minion load them, and its pillar, before mine.send
     and energy.check read them). saltutil.sync_all would ask the file server about every kind of
-    extension Salt has (beacons, clouds, engines, ...); the formula ships these four, and this
+    extension Salt has (beacons, clouds, engines, ...); the formula ships these five, and this
     takes half the time on the demo. This file uses nothing of the formula: a fresh minion has
     none of it yet. #}
-{%- for kind in ["grains", "modules", "states", "utils"] %}
+{%- for kind in ["engines", "grains", "modules", "states", "utils"] %}
 
 energy-orch-{{ kind }}-sync-saltutil:
   saltutil.sync_{{ kind }}:

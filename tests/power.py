@@ -52,3 +52,46 @@ def fidelity(plan, start, end, admin_password=None):
                 "split_error": max(abs(watts.get(t, 0) / total - share) / share for t, share in shares.items()),
             }
     return results
+
+
+def model_totals(plan, since, until):
+    """``{sensor: {tick time in ms: watts}}``: SmartWatts' ``global`` package estimate per tick."""
+    found = {}
+    for info in plan["cpus"].values():
+        for series in influx(info["influxdb_url"], info["influxdb_database"],
+                             "SELECT \"power\" FROM power_consumption WHERE target = 'global' AND scope = 'cpu' AND "
+                             f"time >= {int(since * 1000)}ms AND time < {int(until * 1000)}ms GROUP BY sensor"):
+            found.setdefault(series["tags"]["sensor"], {}).update({t: w for t, w in series["values"]})
+    return found
+
+
+def truth_joules(plan, since, until, period_s, admin_password=None, totals=None):
+    """The stand-in sensors' ground truth over ``[since, until)`` (epoch seconds): ``{sensor:
+    {target: {"cpu": J, "dram": J}}}``, the sum over its ticks of each target's true watts times
+    the period (``watts``/``dram_watts`` of a truth document, or the package and DRAM power times
+    the target's share where the stand-in writes only shares). With ``totals`` (``model_totals``),
+    the package power of each tick is the model's estimate: what is left is the error of the split."""
+    found = {}
+    for info in plan["cpus"].values():
+        uri = info["mongo_uri"]
+        if admin_password:
+            uri = (f"mongodb://energy-admin:{urllib.parse.quote(admin_password, safe='')}@"
+                   f"{info['mongo_address']}:{info['mongo_port']}/?authSource=admin")
+        with pymongo.MongoClient(uri, serverSelectionTimeoutMS=5000) as client:
+            docs = client[info["database"]][f"{info['collection']}_truth"].find({
+                "sensor": {"$in": info["sensors"]},
+                "timestamp": {"$gte": datetime.datetime.fromtimestamp(since, datetime.timezone.utc),
+                              "$lt": datetime.datetime.fromtimestamp(until, datetime.timezone.utc)}})
+            for doc in docs:
+                sensor = found.setdefault(doc["sensor"], {})
+                watts = doc.get("watts") or {t: doc["package_w"] * s for t, s in doc["shares"].items()}
+                if totals is not None:
+                    stamp = int(doc["timestamp"].replace(tzinfo=datetime.timezone.utc).timestamp() * 1000)
+                    model = totals.get(doc["sensor"], {}).get(stamp)
+                    watts = {t: (model or 0.0) * s for t, s in doc["shares"].items()}
+                dram = doc.get("dram_watts") or {t: doc["dram_w"] * s for t, s in doc["shares"].items()}
+                for target, w in watts.items():
+                    entry = sensor.setdefault(target, {"cpu": 0.0, "dram": 0.0})
+                    entry["cpu"] += w * period_s
+                    entry["dram"] += dram.get(target, 0.0) * period_s
+    return found

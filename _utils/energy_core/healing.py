@@ -31,8 +31,11 @@ def engine_config(minion, main_engines=None):
     docker_container.running makes, whose names are random)."""
     if isinstance(main_engines, dict):
         main_engines = [{k: v} for k, v in main_engines.items()]
-    kept = [e for e in main_engines or [] if engine_name(e) != names.ENGINE_NAME]
-    return {"engines": kept + [{names.ENGINE_NAME: {
+    ours = (names.NAMES_ENGINE, names.ENGINE_NAME)
+    kept = [e for e in main_engines or [] if engine_name(e) not in ours]
+    # the container names salt-run energy.report gives SmartWatts' cgroup-path targets: each start
+    # recorded on the machine that ran it (the energy_names engine, one filtered Docker events stream)
+    return {"engines": kept + [{names.NAMES_ENGINE: {"engine_module": "energy_names"}}, {names.ENGINE_NAME: {
         "engine_module": "docker_events",
         "tag": names.EVENT_TAG,
         "filters": {"type": ["container"], "event": ["die", "destroy"],

@@ -47,6 +47,7 @@ LABEL_CONFIG = "energy.config"
 # event-driven healing: the docker_events engine on each minion fires EVENT_TAG/<Action>; the
 # master's reactor listens to REACTOR_EVENT and renders REACTOR_SLS
 ENGINE_NAME = "energy-docker-events"
+NAMES_ENGINE = "energy-container-names"  # records container starts for salt-run energy.report
 EVENT_TAG = "energy/docker"
 REACTOR_EVENT = EVENT_TAG + "/*"
 REACTOR_SLS = "salt://energy/reactor/heal.sls"

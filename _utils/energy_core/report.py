@@ -65,23 +65,26 @@ def error_bin(rapl_w, global_w):
 
 class Gaps:
     """The stretches of ``[since, until)`` no tick covers, ``[[start, end]]`` in nanoseconds, from
-    tick times fed in order (slice after slice). A tick covers ``[t, t + period)``; a stretch
-    shorter than half a period is the sensor's jitter, not a gap. At most ``MAX_GAPS`` are kept,
-    ``more`` counts the others."""
+    tick times fed in order (slice after slice). A tick covers ``[t, t + period)``, so the tick
+    before ``since`` covers up to one period of the window's start; a stretch shorter than half a
+    period is the sensor's jitter, not a gap. At most ``MAX_GAPS`` are kept, ``more`` counts the
+    others."""
 
     def __init__(self, since, period_ns):
-        self.covered_to, self.period_ns, self.found, self.more, self.ticks = since, period_ns, [], 0, 0
+        self.since, self.covered_to, self.period_ns, self.found, self.more, self.ticks = \
+            since, since, period_ns, [], 0, 0
 
-    def _add(self, start, end):
-        if end - start > self.period_ns // 2:
+    def _add(self, start, end, slack):
+        if end - start > slack:
             if len(self.found) < MAX_GAPS:
                 self.found.append([start, end])
             else:
                 self.more += 1
 
     def tick(self, stamp):
+        first = self.ticks == 0
         self.ticks += 1
-        self._add(self.covered_to, stamp)
+        self._add(self.covered_to, stamp, self.period_ns + self.period_ns // 2 if first else self.period_ns // 2)
         self.covered_to = max(self.covered_to, stamp + self.period_ns)
 
     def end(self, until):
@@ -122,7 +125,7 @@ class Accumulator:
 
     def _machine(self, sensor):
         return self.sensors.setdefault(sensor, {"gaps": Gaps(self.since, self.period_ns), "scope_j": {},
-                                                "global_j": 0.0, "errors": {}})
+                                                "global_j": 0.0, "global_ticks": 0, "errors": {}})
 
     def _target(self, sensor, target):
         return self.targets.setdefault(sensor, {}).setdefault(target, {
@@ -146,6 +149,7 @@ class Accumulator:
             elif target == "global":
                 machine = self._machine(sensor)
                 machine["global_j"] += sum(s.get("cpu", 0.0) for s in ticks.values()) * self.period_s
+                machine["global_ticks"] += sum(1 for s in ticks.values() if "cpu" in s)
             else:
                 self._fold_target(self._target(sensor, target), ticks)
         self.slice = {}
@@ -172,12 +176,12 @@ class Accumulator:
             machines[sensor] = {
                 "ticks": tracked.ticks, "rapl_j": machine["scope_j"].get("cpu", 0.0),
                 "rapl_dram_j": machine["scope_j"].get("dram"), "global_j": machine["global_j"],
-                "gaps": tracked.end(self.until), "more_gaps": tracked.more,
+                "global_ticks": machine["global_ticks"], "gaps": tracked.end(self.until), "more_gaps": tracked.more,
                 "errors": sorted([k, v] for k, v in machine["errors"].items()),
             }
         for sensor in self.targets:
             if sensor not in machines:  # containers without RAPL points: the whole window is a gap
-                machines[sensor] = {"ticks": 0, "rapl_j": 0.0, "rapl_dram_j": None, "global_j": 0.0,
+                machines[sensor] = {"ticks": 0, "rapl_j": 0.0, "rapl_dram_j": None, "global_j": 0.0, "global_ticks": 0,
                                     "gaps": [[self.since, self.until]], "more_gaps": 0, "errors": []}
         return {"since": self.since, "until": self.until, "period_s": self.period_s, "buckets": self.buckets,
                 "machines": machines,

@@ -65,6 +65,7 @@ def _machine(minion, sensor, value, since, until):
         errors[pair[0]] = pair[1]
     dram = value.get("rapl_dram_j")
     return {"ticks": int(_number(minion, f"{key}.ticks", value.get("ticks"), 1e9)),
+            "global_ticks": int(_number(minion, f"{key}.global_ticks", value.get("global_ticks"), 1e9)),
             "rapl_j": _number(minion, f"{key}.rapl_j", value.get("rapl_j")),
             "rapl_dram_j": None if dram is None else _number(minion, f"{key}.rapl_dram_j", dram),
             "global_j": _number(minion, f"{key}.global_j", value.get("global_j")),
@@ -151,10 +152,16 @@ def machine(minion, cpu, sums, targets, names, monitor, window, period_s, patter
     own = [r for r in rows if r["name"] in monitor]
     theirs = [r for r in rows if r["name"] not in monitor and wanted(r, patterns)]
     seconds = sums["ticks"] * period_s
+    # model_j and rapl_j are the package (cpu scope): the one compares with the other; DRAM apart
+    dram = [r["scope_j"]["dram"] for r in rows if r["scope_j"]["dram"] is not None]
     return {"minion": minion, "cpu": cpu, "rapl_j": sums["rapl_j"], "rapl_dram_j": sums["rapl_dram_j"],
-            "model_j": sum(r["joules"] for r in rows), "global_j": sums["global_j"],
+            "model_j": sum(r["scope_j"]["cpu"] or 0.0 for r in rows), "model_dram_j": sum(dram) if dram else None,
+            "global_j": sums["global_j"],
             "monitor_j": sum(r["joules"] for r in own), "seconds": seconds,
             "coverage": min(1.0, seconds / window_s) if window_s else 0.0,
+            # the ticks the model estimated: a tick it could not (a frequency layer not fitted yet)
+            # has RAPL's point and no container's
+            "model_seconds": sums["global_ticks"] * period_s,
             "gaps": [{"start": _seconds(a), "end": _seconds(b), "seconds": _seconds(b - a)} for a, b in sums["gaps"]],
             "more_gaps": sums["more_gaps"], "containers": theirs, "monitor": own,
             "_errors": sums["errors"]}
@@ -166,7 +173,8 @@ def cpu_entry(cpu, machines, mode, config):
     for found in machines:
         for index, count in found.pop("_errors", {}).items():
             errors[index] = errors.get(index, 0) + count
-    return {"cpu": cpu, "joules": sum(m["model_j"] for m in machines), "rapl_j": sum(m["rapl_j"] for m in machines),
+    joules = sum(r["joules"] for m in machines for r in m["containers"] + m["monitor"])
+    return {"cpu": cpu, "joules": joules, "rapl_j": sum(m["rapl_j"] for m in machines),
             "error_median_pct": report.percentile(errors, 0.5), "error_p95_pct": report.percentile(errors, 0.95),
             "error_ticks": sum(errors.values()), "mode": mode, "config": config,
             "machines": sorted(m["minion"] for m in machines)}

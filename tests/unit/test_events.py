@@ -19,7 +19,8 @@ def engine_names(config):
 def test_engine_config_keeps_the_main_configs_engines(main):
     config = healing.engine_config("node-a", main)
     kept = [] if not main else ["pytest"]
-    assert engine_names(config) == kept + ["energy-docker-events"]
+    assert engine_names(config) == kept + ["energy-container-names", "energy-docker-events"]
+    assert config["engines"][-2]["energy-container-names"] == {"engine_module": "energy_names"}
     ours = config["engines"][-1]["energy-docker-events"]
     assert ours["engine_module"] == "docker_events" and ours["tag"] == "energy/docker"
     assert ours["filters"] == {"type": ["container"], "event": ["die", "destroy"], "label": ["energy.minion=node-a"]}
@@ -31,7 +32,7 @@ def test_engine_config_replaces_an_older_copy_of_itself():
     old = healing.engine_config("node-a")["engines"]
     old[-1]["energy-docker-events"]["filters"]["event"] = ["die"]
     config = healing.engine_config("node-a", ["pytest"] + old)
-    assert engine_names(config) == ["pytest", "energy-docker-events"]
+    assert engine_names(config) == ["pytest", "energy-container-names", "energy-docker-events"]
     assert config["engines"][-1]["energy-docker-events"]["filters"]["event"] == ["die", "destroy"]
 
 

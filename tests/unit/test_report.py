@@ -53,6 +53,7 @@ def test_joules_are_watts_times_the_period_summed_over_ticks_and_scopes():
     assert web["ticks"] == 60 and web["peak_w"] == pytest.approx(7.0)
     assert found["machines"]["node-a"]["rapl_j"] == pytest.approx(1200.0)
     assert found["machines"]["node-a"]["global_j"] == pytest.approx(1140.0)
+    assert found["machines"]["node-a"]["global_ticks"] == 60
     assert found["machines"]["node-a"]["gaps"] == []
 
 
@@ -74,6 +75,12 @@ def test_gaps_at_both_ends_and_jitter_under_half_a_period_is_no_gap():
     found = report.Accumulator(T0, T0 + 60 * S, 1.0)
     found.feed(series("a", "rapl", "cpu", [(t, 10.0) for t in jittered]))
     assert found.result()["machines"]["a"]["gaps"] == [[T0, T0 + 5 * S], [T0 + 55 * S + S // 10, T0 + 60 * S]]
+
+
+def test_a_window_starting_between_two_ticks_has_no_gap_at_its_start():
+    found = report.Accumulator(T0 - 3 * S // 10, T0 + 10 * S, 1.0)  # the tick before T0 covers its start
+    found.feed(series("a", "rapl", "cpu", [(T0 + i * S, 10.0) for i in range(10)]))
+    assert found.result()["machines"]["a"]["gaps"] == []
 
 
 def test_sockets_of_one_tick_are_summed():
@@ -185,7 +192,8 @@ def test_the_monitor_is_apart_and_an_unresolved_target_keeps_its_path():
     found = doc["machines"][0]
     assert [r["name"] for r in found["monitor"]] == ["energy-node-a-sensor"]
     assert found["monitor_j"] == pytest.approx(30.0)
-    assert found["model_j"] == pytest.approx(40 * 7.0 + 40 * 3.0 + 30.0)
+    assert found["model_j"] == pytest.approx(40 * 6.0 + 40 * 3.0 + 30.0)  # the package scope, as rapl_j
+    assert found["model_dram_j"] == pytest.approx(40 * 1.0)
     db = next(r for r in found["containers"] if r["target"] == "db")
     assert db["name"] == "db" and not db["resolved"]
     assert "db (unresolved)" in report_view.text(doc, str)

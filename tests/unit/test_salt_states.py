@@ -155,7 +155,8 @@ def test_events_engine_writes_the_config_keeping_the_main_engines(engine_path, s
     ret = energy_state.events_engine(str(engine_path), restart=False)
     assert engine_path.read_text() == wanted_engine_file()
     engines = yaml.safe_load(engine_path.read_text())["engines"]
-    assert engines[0] == {"custom": {"interval": 5}} and "energy-docker-events" in engines[1]
+    assert engines[0] == {"custom": {"interval": 5}} and "energy-docker-events" in engines[2]
+    assert engines[1] == {"energy-container-names": {"engine_module": "energy_names"}}
     assert ret["changes"]["config"] == {"old": None, "new": str(engine_path)}
     assert ret["comment"].startswith(f"{engine_path} written; salt-minion needs a restart to start")
     assert ret["result"] is True
