@@ -19,14 +19,26 @@ import sys
 
 ROOT = pathlib.Path(__file__).resolve().parent.parent
 OUTPUT = ROOT / "docs" / "reference.md"
-# (folder, heading, how Salt calls the functions there)
-KINDS = (
+# (folder, heading, how Salt calls the functions there); any other Salt folder (``_<kind>``, but the
+# core in ``_utils``) is found too, under its own name
+KNOWN_KINDS = (
     ("_modules", "Execution modules", "salt-call"),
     ("_states", "State modules", "state"),
     ("_runners", "Runners", "salt-run"),
     ("_grains", "Grains", "grains"),
     ("_pillar", "External pillars", "ext_pillar"),
+    ("_engines", "Engines", "engine"),
 )
+
+
+def kinds():
+    known = {k for k, _, _ in KNOWN_KINDS}
+    found = sorted(p.name for p in ROOT.glob("_*") if p.is_dir() and p.name != "_utils" and p.name not in known
+                   and any(p.glob("*.py")))
+    return KNOWN_KINDS + tuple((k, f"{k[1:].capitalize()} modules", k[1:]) for k in found)
+
+
+KINDS = kinds()
 SLS_ROOTS = ("energy", "examples")
 HOOKS = ("mod_watch", "mod_init", "mod_aggregate", "mod_beacon")  # called by Salt, not by users
 
