@@ -12,7 +12,7 @@
 #   energy-test/hwpc-sensor-<release>  the REAL hwpc-sensor, built from upstream's release tarballs
 #                           found in $HWPC_VENDOR (default: the shared vendor folder beside the
 #                           checkout, ../shared/vendor); skipped, and said so, when they are absent.
-#                           Releases: $HWPC_SENSOR_RELEASES (default 1.7.0, the pinned one; add
+#                           Releases: $HWPC_SENSOR_RELEASES (default: energy/defaults.yaml's; add
 #                           1.3.0 to compare, see docs/versions.md)
 set -euo pipefail
 here="$(cd "$(dirname "$0")" && pwd)"
@@ -61,7 +61,8 @@ for name in mongo smartwatts smartwatts24 hwpc-sensor-sim grafana; do build "$na
 # the real sensor: its tag hashes the recipe and the upstream tarballs it is built from
 vendor="${HWPC_VENDOR:-$root/../shared/vendor}"
 declare -A sensor_sources=([1.7.0]="hwpc-sensor-1.7.0.tar.gz" [1.3.0]="hwpc-sensor-1.3.0.tar.gz libpfm4-smartwatts.tar.gz")
-for release in ${HWPC_SENSOR_RELEASES:-1.7.0}; do
+pinned="$(sed -n '/^  sensor:/,/^  [a-z]/s/^    tag: .\([0-9.]*\).*/\1/p' "$root/energy/defaults.yaml")"
+for release in ${HWPC_SENSOR_RELEASES:-$pinned}; do
   files="${sensor_sources[$release]:-}"
   [ -n "$files" ] || { echo "build: hwpc-sensor $release: no recipe (known: ${!sensor_sources[*]})"; exit 1; }
   missing=""; for f in $files; do [ -f "$vendor/$f" ] || missing="$missing $f"; done
