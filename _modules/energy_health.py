@@ -259,7 +259,7 @@ def check(name, component, run, probe=None, grace=60, timeout=60, trigger="healt
     One container of the stack through the healing pipeline: the facts its verdict needs (each
     probe once), the verdict, the record, and what the verdict says. Returns a state-like
     ``{"status", "result", "changes", "comment"}``: ``status`` is ``healthy``, ``held``,
-    ``watched`` (this state run started it: ``energy.stays_up`` watches it), ``left`` (unhealthy,
+    ``watched`` (this state run started it: ``energy_heal.stays_up`` watches it), ``left`` (unhealthy,
     and recreating it would not help: the comment says why and the fix) or ``recreated``. Under
     ``test`` (default: this job's ``test``) it says what it would recreate and changes nothing.
     ``recreate(name, run, force)``: how a state that calls this recreates (default: with the

@@ -167,12 +167,12 @@ def _back_up(directory, targets, stamp, timeout, **span):
         name = core.trust.file_name(f"influxdb-{core.names.safe_minion(minion)}-{database}.tar.gz")
         upload = f"energy-backup/{stamp}/{name}"
         _progress(f"backup {i}/{len(targets)}: {database} ({cpu}) on {minion}")
-        answers, errors = _ask([minion], "energy.backup_influxdb", timeout, database=database, upload=upload,
+        answers, errors = _ask([minion], "energy_archive.backup_influxdb", timeout, database=database, upload=upload,
                                job=stamp, **span)
         if minion not in answers:
             raise core.archive.ArchiveError(f"backup of {database} on {minion} failed: "
                                             f"{errors.get(minion, 'no answer')}")
-        got = core.trust.answer(minion, "energy.backup_influxdb", answers[minion], core.trust.BACKUP)
+        got = core.trust.answer(minion, "energy_archive.backup_influxdb", answers[minion], core.trust.BACKUP)
         size = core.trust.keep(directory, minion, _pushed(minion, upload), name, got)
         entries.append({"kind": "influxdb", "cpu": cpu, "database": database, "host": minion,
                         "container": container, "file": name, "size": size, "sha256": got["sha256"],
@@ -242,7 +242,7 @@ def restore(src, cpus=None, tgt="*", stop_formulas=False, timeout=3600):
             raise core.archive.ArchiveError(
                 f"SmartWatts {running[0]} is running and writes into a database to restore. Fix: stop_formulas=True "
                 "(the restore stops them in a maintenance window and starts them again), or stop them yourself: "
-                f"salt {facts['boxes'][running[0]]['minion']} energy.maintenance on {running[0]}, then "
+                f"salt {facts['boxes'][running[0]]['minion']} energy_heal.maintenance on {running[0]}, then "
                 f"salt {facts['boxes'][running[0]]['minion']} docker.stop {running[0]}")
     except core.archive.ArchiveError as exc:
         return _failed(str(exc))
@@ -251,7 +251,7 @@ def restore(src, cpus=None, tgt="*", stop_formulas=False, timeout=3600):
     try:
         for name in running:
             minion = facts["boxes"][name]["minion"]
-            _ask([minion], "energy.maintenance", 60, action="on", what=name, reason="salt-run energy.restore", hours=6)
+            _ask([minion], "energy_heal.maintenance", 60, action="on", what=name, reason="salt-run energy.restore", hours=6)
             _ask([minion], "docker.stop", 120, name=name)
             stopped.append((minion, name))
             _progress(f"restore: SmartWatts {name} on {minion} stopped")
@@ -264,13 +264,13 @@ def restore(src, cpus=None, tgt="*", stop_formulas=False, timeout=3600):
             remote = core.trust.remote_path(minion, "config.get", "cachedir", cachedir[minion])
             remote = f"{remote}/energy/transfer/restore-{job}-{i}.tar.gz"
             _send(minion, os.path.join(src, entry["file"]), remote)
-            answers, errors = _ask([minion], "energy.restore_influxdb", timeout, archive=remote, database=database,
+            answers, errors = _ask([minion], "energy_archive.restore_influxdb", timeout, archive=remote, database=database,
                                    sha256=entry["sha256"], source_database=entry["database"], job=f"{job}_{i}",
                                    points=core.archive.points_of(entry.get("points")))
             if minion not in answers:
                 raise core.archive.ArchiveError(f"restore of {entry['file']} into {database} on {minion} failed: "
                                                 f"{errors.get(minion, 'no answer')}")
-            got = core.trust.answer(minion, "energy.restore_influxdb", answers[minion], core.trust.RESTORE)
+            got = core.trust.answer(minion, "energy_archive.restore_influxdb", answers[minion], core.trust.RESTORE)
             results.append({"file": entry["file"], "cpu": entry["cpu"], "host": minion, "database": database,
                             "backed_up": entry["points"], "written": got["written"], "seconds": got["seconds"]})
             _progress(f"restore {i}/{len(plan)}: {database} done, {got['written']} points written in {got['seconds']} s")
@@ -280,7 +280,7 @@ def restore(src, cpus=None, tgt="*", stop_formulas=False, timeout=3600):
     finally:
         for minion, name in stopped:
             _ask([minion], "docker.start", 120, name=name)
-            _ask([minion], "energy.maintenance", 60, action="off", what=name)
+            _ask([minion], "energy_heal.maintenance", 60, action="off", what=name)
             _progress(f"restore: SmartWatts {name} on {minion} started again")
     return {"result": True, "restored": results, "seconds": round(time.monotonic() - started, 2)}
 
@@ -325,13 +325,13 @@ def export(dest, since=None, until=None, cpus=None, format="csv", per_cpu=True, 
             name = core.trust.file_name(f"{database}.{'csv' if format == 'csv' else 'lp'}" if per_cpu
                                         else f"power.{'csv' if format == 'csv' else 'lp'}")
             _progress(f"export {i}/{len(targets)}: {database} ({cpu}) on {minion}")
-            answers, errors = _ask([minion], "energy.export_influxdb", timeout, database=database, cpu=cpu,
+            answers, errors = _ask([minion], "energy_archive.export_influxdb", timeout, database=database, cpu=cpu,
                                    since=since_ns, until=until_ns, fmt=format, upload=f"energy-export/{job}/{i}.gz",
                                    job=f"{job}_{i}")
             if minion not in answers:
                 raise core.archive.ArchiveError(f"export of {database} on {minion} failed: "
                                                 f"{errors.get(minion, 'no answer')}")
-            got = core.trust.answer(minion, "energy.export_influxdb", answers[minion], core.trust.EXPORT)
+            got = core.trust.answer(minion, "energy_archive.export_influxdb", answers[minion], core.trust.EXPORT)
             header = ",".join(core.archive.CSV_COLUMNS) + "\n" if format == "csv" else ""
             core.trust.copy_rows(box, name, header, minion, _pushed(minion, f"energy-export/{job}/{i}.gz"), got["rows"])
             final = os.path.join(box.path, name)

@@ -4,7 +4,7 @@ averaged over a window, as a share of one core. Target: under 1 % of one core to
 self-healing on.
 
 Three windows, one after the other, on the running demo (`make demo` first):
-  - as deployed: the light-check schedule (energy.heal_check), the full-run schedule, the engine;
+  - as deployed: the light-check schedule (energy_heal.heal_check), the full-run schedule, the engine;
   - schedules off: the engine only (schedule.disable_job, enabled again after);
   - schedules and engine off: the engine's process is left out of the sum (it stays running).
 
@@ -125,7 +125,7 @@ def main():
         result = window(minion, seconds, skip_engine=True)
         rows.append(("schedules and engine off (engine process left out)", result))
         print(f"  schedules and engine off: {result}", flush=True)
-        light = one_run(minion, "energy.heal_check")
+        light = one_run(minion, "energy_heal.heal_check")
         full = one_run(minion, "state.apply", "energy,energy.heal")
         period = {name: float(job.get("seconds") or 0) for name, job in listed.items()}
         print(f"  one light check: {light:.2f} CPU-s (every {period.get('energy-heal', 0):.0f} s); one full state run: "

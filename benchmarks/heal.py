@@ -139,7 +139,7 @@ def main():
     schedule = pillar.get("schedule") or {}
     period, splay = schedule.get("seconds", 60), schedule.get("splay", 10)
     switch_reactor(True)
-    print("by reactor (docker_events engine -> master reactor -> energy.react):", flush=True)
+    print("by reactor (docker_events engine -> master reactor -> energy_heal.react):", flush=True)
     by_reactor = run("reactor", reactor_runs, ["formula", "influxdb"], pause=20)
     switch_reactor(False)
     try:

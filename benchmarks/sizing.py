@@ -107,7 +107,7 @@ def mongo_part(plan, conf, group, window):
     formula = next(c for c in CLIENT.containers.list(filters={"label": ["energy.component=formula"]})
                    if c.labels.get("energy.cpu") == group["cpu"] and c.labels.get("energy.minion") in demo.MINIONS)
     minion = formula.labels["energy.minion"]
-    demo.salt("salt", minion, "energy.maintenance", "on", formula.name, "reason=sizing benchmark", "hours=1",
+    demo.salt("salt", minion, "energy_heal.maintenance", "on", formula.name, "reason=sizing benchmark", "hours=1",
               capture=True)
     password = demo.MONGO_PASSWORDS["admin_password"]
     client = pymongo.MongoClient(f"mongodb://energy-admin:{password}@{group['mongo_address']}:{group['mongo_port']}"
@@ -120,7 +120,7 @@ def mongo_part(plan, conf, group, window):
         after = (reports.count_documents({}), volume_bytes(volume), time.time())
     finally:
         formula.start()
-        demo.salt("salt", minion, "energy.maintenance", "off", formula.name, capture=True)
+        demo.salt("salt", minion, "energy_heal.maintenance", "off", formula.name, capture=True)
     added, grown, seconds = after[0] - before[0], after[1] - before[1], after[2] - before[2]
     per_second = len(group["sensors"]) * sizing.reports_per_second(conf)
     predicted = per_second * seconds * sizing.BYTES_PER_REPORT

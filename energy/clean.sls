@@ -3,8 +3,8 @@
     sensor config files, and the data volumes only when energy:clean:purge_data is true. #}
 {%- from tpldir ~ "/map.jinja" import energy with context %}
 {%- set deployed = salt['energy.deployed']() %}
-{%- set ns = namespace(previous='energy: energy-heal-engine-absent') %}
-{#- first the heal schedule and the engine config (energy.react ignores events without it), or
+{%- set ns = namespace(previous='energy_heal: energy-heal-engine-absent') %}
+{#- first the heal schedule and the engine config (energy_heal.react ignores events without it), or
     they would bring back what this removes #}
 energy-heal-schedule-absent:
   schedule.absent:
@@ -16,13 +16,13 @@ energy-heal-full-schedule-absent:
 
 energy-heal-node-kept-absent:
   file.absent:
-    - name: {{ salt['energy.node_kept_file']() | json }}
+    - name: {{ salt['energy_heal.node_kept_file']() | json }}
 
 energy-heal-engine-absent:
-  energy.events_engine:
-    - name: {{ salt['energy.engine_file']() | json }}
+  energy_heal.events_engine:
+    - name: {{ salt['energy_heal.engine_file']() | json }}
     - enabled: False
-    - restart: False  {#- not in the middle of this run; energy.react ignores events without the file #}
+    - restart: False  {#- not in the middle of this run; energy_heal.react ignores events without the file #}
     - require:
       - schedule: energy-heal-schedule-absent
 

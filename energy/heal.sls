@@ -1,15 +1,15 @@
 {#- Self-healing on this minion: a health state per container of the plan (recreate what died or
     stopped answering, log it, fire energy/heal/<component>), two schedules (the light check
-    energy.heal_check every energy:heal:schedule:seconds, the full state run every full_seconds), and
+    energy_heal.heal_check every energy:heal:schedule:seconds, the full state run every full_seconds), and
     the docker_events engine whose die/destroy events the master's reactor turns into
-    energy.react. Containers in maintenance (energy.maintenance) are left alone. #}
+    energy_heal.react. Containers in maintenance (energy_heal.maintenance) are left alone. #}
 {%- from tpldir ~ "/plan.jinja" import energy, node with context %}
 {%- set heal = energy.heal %}
 include:
   - {{ tpldir.split('/')[0] }}.network  {#- a container recreated here joins the stack's network #}
 {%- for c in node.containers if c.component in heal.components %}
 energy-{{ c.component }}-health-healthy-{{ c.name }}:
-  energy.healthy:
+  energy_heal.healthy:
     - name: {{ c.name | json }}
     - component: {{ c.component }}
     - run: {{ c.run | json }}
@@ -18,22 +18,22 @@ energy-{{ c.component }}-health-healthy-{{ c.name }}:
     - timeout: {{ heal.timeout }}
     {#- the orch's last phase applies this file with the components' and runs with failhard: a
         container found unhealthy fails the run, but after the watches of what the run started
-        (energy.stays_up, order: last) and the schedules and engine below #}
+        (energy_heal.stays_up, order: last) and the schedules and engine below #}
     - failhard: False
     - require:
       - energy_network: energy-stack-network-present
 {% endfor %}
-{#- what energy.heal_check (the light check) reads: this minion's containers and their checks, kept
+{#- what energy_heal.heal_check (the light check) reads: this minion's containers and their checks, kept
     0600 in its cachedir (the checks hold the formula's MongoDB password) #}
 energy-heal-node-kept:
-  energy.node_kept:
-    - name: {{ salt['energy.node_kept_file']() | json }}
+  energy_heal.node_kept:
+    - name: {{ salt['energy_heal.node_kept_file']() | json }}
 
 {%- if heal.schedule.enabled %}
 energy-heal-schedule-present:
   schedule.present:
     - name: energy-heal
-    - function: energy.heal_check
+    - function: energy_heal.heal_check
     - seconds: {{ heal.schedule.seconds }}
     - splay: {{ heal.schedule.splay }}
     - maxrunning: 1
@@ -41,7 +41,7 @@ energy-heal-schedule-present:
         each module refresh (every orch refreshes the modules) #}
     - run_on_start: False
     - require:
-      - energy: energy-heal-node-kept
+      - energy_heal: energy-heal-node-kept
 {%- else %}
 energy-heal-schedule-absent:
   schedule.absent:
@@ -65,8 +65,8 @@ energy-heal-full-schedule-absent:
 {%- endif %}
 
 energy-heal-engine-managed:
-  energy.events_engine:
-    - name: {{ salt['energy.engine_file']() | json }}
+  energy_heal.events_engine:
+    - name: {{ salt['energy_heal.engine_file']() | json }}
     - enabled: {{ heal.events.enabled }}
     - restart: {{ heal.events.restart_minion }}
     - order: last

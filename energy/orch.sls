@@ -36,7 +36,7 @@ energy-orch-plan-check-function:
     sensors, formulas and Grafana; each minion applies only what the plan gives it. The last phase
     reaches every minion and applies energy.heal too (the health checks, heal schedules and engine),
     after the databases phase has put every database up; a container its own run started is left
-    to energy.stays_up by the health checks (a sensor that refuses its config is stopped, not
+    to energy_heal.stays_up by the health checks (a sensor that refuses its config is stopped, not
     recreated). #}
 {%- for phase in orch.phases %}
 

@@ -217,7 +217,7 @@ def wait_armed(timeout=180):
     while time.time() < deadline:
         reactor = salt_json("salt-run", "energy.reactor")
         if reactor.get("loaded"):
-            engines, everyone = minions_return("energy.engine_loaded")
+            engines, everyone = minions_return("energy_heal.engine_loaded")
             if everyone:
                 print(f"\nEvent-driven recovery armed: the master's reactor has {reactor['file']}, "
                       f"the docker_events engine runs on {', '.join(sorted(engines))}")

@@ -10,7 +10,7 @@ Every container of the plan is a mapping with exactly the keys of ``CONTAINER_KE
 ``run``         the arguments of ``docker_container.running`` (pillar ``options`` have the last word)
 ``volume``      its named data volume, or None
 ``url``         where it answers (``mongodb://a:p``, ``http://a:p``), or None
-``health``      what ``energy.healthy`` checks besides "running": ``{"mongo": "a:p"}``,
+``health``      what ``energy_heal.healthy`` checks besides "running": ``{"mongo": "a:p"}``,
                 ``{"http": url}``, ``{"backlog": {...}}`` or ``{"fresh": {...}}``, and for a
                 container with a data volume ``{"space": {"volume", "min_free_mb"}}``
 ``waits_for``   services that must answer before it starts: ``[{"service", "url", "component"}]``

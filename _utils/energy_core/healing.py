@@ -58,7 +58,7 @@ def reactor_config(main_reactions, enabled=True):
         main_reactions = [{k: v} for k, v in main_reactions.items()]
     kept = [r for r in main_reactions or [] if not (isinstance(r, dict) and names.REACTOR_EVENT in r)]
     return ("# managed by the energy formula (salt-run energy.reactor): the docker_events of the stack's\n"
-            "# containers -> energy.react on the minion; the reactions of the main config are kept here\n"
+            "# containers -> energy_heal.react on the minion; the reactions of the main config are kept here\n"
             + yaml.safe_dump({"reactor": kept + [{names.REACTOR_EVENT: [names.REACTOR_SLS]}]},
                              default_flow_style=False))
 

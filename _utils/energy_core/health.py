@@ -255,7 +255,7 @@ def diagnose(info, probe, grace, free_space=None, seen=None, clock=time.time):
 
 
 # --------------------------------------------------------------------------- the last check of each container
-# energy.healthy keeps what it last found per container (what `salt-run energy.summary` shows):
+# energy_heal.healthy keeps what it last found per container (what `salt-run energy.summary` shows):
 # ``{name: {"status": "healthy"|"recreated"|"unhealthy"|"held", "reason", "at"}}`` in the minion's
 # cachedir, mode 0600 (a reason may quote a server's answer).
 RECORDS = "energy/health.json"
@@ -307,7 +307,7 @@ def news(before, status, reason):
 
 
 def kept(node_part, heal):
-    """What the light check (``energy.heal_check``) reads of a minion's part of the plan: each
+    """What the light check (``energy_heal.heal_check``) reads of a minion's part of the plan: each
     container's name, component, run arguments and probe, and ``energy:heal``."""
     return {"containers": [{k: c[k] for k in ("name", "component", "run", "health")} for c in node_part["containers"]],
             "heal": heal}

@@ -69,14 +69,14 @@ def held_reason(entries, name, component, minion):
         entry = entries.get(what)
         if entry and entry.get("unreadable"):
             return (f"{entry['unreadable']}: every container it may hold is left alone until it is fixed. Fix: "
-                    f"correct the file, or end the window(s) with: salt {minion} energy.maintenance off {what}")
+                    f"correct the file, or end the window(s) with: salt {minion} energy_heal.maintenance off {what}")
         if entry:
             since = time.strftime("%Y-%m-%d %H:%M:%S", time.localtime(entry["since"]))
             until = (" until " + time.strftime("%Y-%m-%d %H:%M:%S", time.localtime(entry["until"]))
                      if entry.get("until") else "")
             reason = f" ({entry['reason']})" if entry.get("reason") else ""
             return (f"maintenance on {what} since {since}{until}{reason}"
-                    f"; resume with: salt {minion} energy.maintenance off {what}")
+                    f"; resume with: salt {minion} energy_heal.maintenance off {what}")
     return ""
 
 
@@ -87,19 +87,19 @@ def change(entries, action, what, reason, hours, now):
         action = "on" if action else "off"
     action, what, entries = str(action).lower(), str(what), dict(entries)
     if action not in ("on", "off"):
-        raise ValueError(f"energy.maintenance: bad action {action!r}. Fix: on, off or status.")
+        raise ValueError(f"energy_heal.maintenance: bad action {action!r}. Fix: on, off or status.")
     if not valid_target(what):
-        raise ValueError(f"energy.maintenance: bad target {what!r}. Fix: all, a component "
+        raise ValueError(f"energy_heal.maintenance: bad target {what!r}. Fix: all, a component "
                          f"({', '.join(names.COMPONENTS)}) or a container name of the stack (energy-...; see "
                          "salt-call energy.deployed).")
     bad = unreadable(entries)
     if bad and not (action == "off" and (what == "all" or what in bad)):
-        raise ValueError(f"energy.maintenance: {'; '.join(bad.values())}. Fix: correct the file, or end the "
-                         f"unreadable window(s) first: energy.maintenance off {'all' if 'all' in bad else sorted(bad)[0]} "
+        raise ValueError(f"energy_heal.maintenance: {'; '.join(bad.values())}. Fix: correct the file, or end the "
+                         f"unreadable window(s) first: energy_heal.maintenance off {'all' if 'all' in bad else sorted(bad)[0]} "
                          "(a file that is not JSON is kept as maintenance.json.corrupt)")
     if action == "on":
         if hours is not None and not (isinstance(hours, (int, float)) and not isinstance(hours, bool) and hours > 0):
-            raise ValueError(f"energy.maintenance: bad hours {hours!r}. Fix: a positive number.")
+            raise ValueError(f"energy_heal.maintenance: bad hours {hours!r}. Fix: a positive number.")
         entries[what] = {"reason": str(reason or ""), "since": now,
                          "until": now + float(hours) * 3600 if hours is not None else None}
         return action, entries, []

@@ -22,6 +22,11 @@ STRATEGIES = ("per_cpu", "shared", "dedicated")
 CLEAN_ORDER = ("grafana", "formula", "influxdb", "sensor", "mongo")
 # components whose data lives on a named volume
 DATA_COMPONENTS = ("mongo", "influxdb", "grafana")
+# the components whose (re)started containers energy_heal.stays_up watches (macros.jinja)
+WATCHED = ("sensor", "formula")
+# the states' __context__ key: the containers this state run (re)started (energy.container_running
+# notes them, energy_heal.healthy leaves them to energy_heal.stays_up)
+STARTED = "energy.started"
 
 # the fields of the energy grain, as the mine publishes them (energy.facts adds ``address``)
 FACT_KEYS = ("cpu_name", "cpu_vendor", "cpu_family", "cpu_model", "cpu_count", "cpu_base_freq_mhz",

@@ -47,7 +47,7 @@ _WHY = {
              "host uses it)",
     "restart": "set energy:restart_policy",
     "run": "the formula starts each container, replaces it when its configuration changes, and heal "
-           "recreates it; energy.maintenance holds one on purpose",
+           "recreates it; energy_heal.maintenance holds one on purpose",
     "host_config": "it would replace every host argument the formula sets; give the arguments one by one",
     "privileges": "the formula grants each container only what it needs (docs/security.md): a pillar may not "
                   "widen it",

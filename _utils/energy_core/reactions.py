@@ -1,5 +1,5 @@
 """The master's reactions to ``energy/docker/*``, bounded: the event is checked against the plan
-the master computes itself, and at most one ``energy.react`` per container goes out per interval.
+the master computes itself, and at most one ``energy_heal.react`` per container goes out per interval.
 
 A minion can send events stamped with another minion's id (Salt's batch form of
 ``_minion_event``), as often as it likes: nothing in the event proves who sent it. What bounds the

@@ -235,7 +235,7 @@ SCHEMA = Section({
         }, "key"),
         "events": Section({"enabled": BOOL, "restart_minion": BOOL, "restart_master": BOOL,
                            "interval": Rule(lambda v: is_number(v) and 1 <= v <= 3600,
-                                            "a number of seconds from 1 to 3600 (at most one energy.react "
+                                            "a number of seconds from 1 to 3600 (at most one energy_heal.react "
                                             "per container in that time).")}, "key"),
     }, "key"),
     "clean": Section({"purge_data": BOOL}, "key"),

@@ -11,6 +11,7 @@ benchmarks (README: Sizing). Pure: the plan and ``energy.sizing`` use it.
 """
 
 import math
+import os
 
 from .checks import duration_seconds
 
@@ -97,3 +98,17 @@ def human(size):
             return f"{size:.0f} {unit}" if unit == "B" else f"{size:.1f} {unit}"
         size /= 1024
     return f"{size:.1f} TB"
+
+
+def used_bytes(path):
+    """Disk use of the files under ``path`` (what ``du`` counts), or None when it cannot be read."""
+    if not path or not os.path.isdir(path):
+        return None
+    total = 0
+    for root, _dirs, files in os.walk(path):
+        for name in files:
+            try:
+                total += os.lstat(os.path.join(root, name)).st_blocks * 512
+            except OSError:
+                continue
+    return total

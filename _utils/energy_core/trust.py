@@ -305,7 +305,7 @@ def keep(directory, minion, source, name, got):
     size = os.lstat(source).st_size
     if size != got["size"]:
         os.remove(source)
-        raise Untrusted(f"minion {minion!r}: energy.backup_influxdb said {got['size']} bytes, {size} arrived")
+        raise Untrusted(f"minion {minion!r}: energy_archive.backup_influxdb said {got['size']} bytes, {size} arrived")
     free = shutil.disk_usage(directory.path).free
     if free < size:
         os.remove(source)
@@ -347,10 +347,10 @@ def copy_rows(box, name, header, minion, pushed, rows):
                 # a gzip of repeated bytes inflates a thousandfold: what arrives is bounded by the rows
                 # the minion claims, checked before each block is written
                 if lines > rows or written > rows * MAX_ROW_BYTES:
-                    raise Untrusted(f"minion {minion!r}: energy.export_influxdb said {rows} rows, more arrived "
+                    raise Untrusted(f"minion {minion!r}: energy_archive.export_influxdb said {rows} rows, more arrived "
                                     f"({lines} lines, {written} bytes so far): the export stops there")
                 out.write(block)
     finally:
         os.remove(pushed)
     if rows > lines:
-        raise Untrusted(f"minion {minion!r}: energy.export_influxdb said {rows} rows, {lines} lines arrived")
+        raise Untrusted(f"minion {minion!r}: energy_archive.export_influxdb said {rows} rows, {lines} lines arrived")

@@ -1,5 +1,5 @@
 """What is wrong with a container of the stack, and what to do: the one verdict that the heal
-schedule (``energy.heal_check``), the reactor (``energy.react``) and the ``energy.healthy`` state
+schedule (``energy_heal.heal_check``), the reactor (``energy_heal.react``) and the ``energy_heal.healthy`` state
 act on. Pure: it reads facts, it never fetches them.
 
 The Salt layer gathers the facts (Docker's inspection, the maintenance windows, the answers of the
@@ -33,7 +33,7 @@ when the reason is that the container's image is not on its host.
 
 from . import health, sensor_faults
 
-# the components whose (re)started containers energy.stays_up watches (macros.jinja): a state run
+# the components whose (re)started containers energy_heal.stays_up watches (macros.jinja): a state run
 # that just started one leaves it to that watch
 WATCHED = ("sensor", "formula")
 
@@ -81,10 +81,10 @@ def _judge(spec, fact, grace, now, started_here, minion):
         return _result("held", "none", held)
     if component in WATCHED and started_here:
         # the orch's last phase and the full schedule apply energy.heal with the components' SLS
-        # files: a container they just started is energy.stays_up's to judge (a sensor that
+        # files: a container they just started is energy_heal.stays_up's to judge (a sensor that
         # refuses its config is stopped there, not recreated here)
         return _result("watched", "none", f"{component} container {name} was started by this state run: "
-                                          "energy.stays_up watches it")
+                                          "energy_heal.stays_up watches it")
     reason, leave, keep = problem(spec.get("health") or {}, fact, grace, now, component == "sensor")
     if reason is None:
         return _result("healthy", "none", "", keep)

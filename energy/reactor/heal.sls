@@ -2,7 +2,7 @@
 """Master reaction to energy/docker/* (the docker_events engine energy.heal installs on each
 minion): hand the event, as data, to the runner energy.react_event, which checks it (a container
 of the stack, of the minion that sent it) and has that minion recreate the container with
-energy.react. Nothing of the event is rendered into text: a minion is not trusted to send it."""
+energy_heal.react. Nothing of the event is rendered into text: a minion is not trusted to send it."""
 
 
 def run():

@@ -50,7 +50,7 @@ def render(opts, conf, minion, component):
         "energy.config": lambda defaults=None, secrets=False: copy.deepcopy(conf),
         "energy.node": lambda conf, secrets=False: plan.node(full_plan, minion),
         "energy.empty_dir": lambda path: None,
-        "energy.held": lambda name, component: None,
+        "energy_heal.held": lambda name, component: None,
     }
     opts = dict(opts, id=minion, grains=opts.get("grains") or {"id": minion})
     renderers = salt.loader.render(opts, functions)

@@ -54,10 +54,10 @@ def render(opts, conf, sls, deployed=None):
         "energy.config": lambda defaults=None, secrets=False: copy.deepcopy(conf),
         "energy.node": lambda conf, secrets=False: plan.node(full_plan, ODD),
         "energy.empty_dir": lambda path: None,
-        "energy.held": lambda name, component: None,
+        "energy_heal.held": lambda name, component: None,
         "energy.deployed": lambda: deployed or {"containers": [], "volumes": [], "config_files": []},
-        "energy.node_kept_file": lambda: "/var/cache/salt/minion/energy/node.json",
-        "energy.engine_file": lambda: "/etc/salt/minion.d/energy-engine.conf",
+        "energy_heal.node_kept_file": lambda: "/var/cache/salt/minion/energy/node.json",
+        "energy_heal.engine_file": lambda: "/etc/salt/minion.d/energy-engine.conf",
     }
     opts = dict(opts, id=ODD, grains={"id": ODD})
     renderers = salt.loader.render(opts, functions)

@@ -81,3 +81,14 @@ def test_reachable_fails_naming_service_and_minion(loaders, closed_port):
     ret = loaders.states.energy.reachable(f"mongodb://127.0.0.1:{closed_port}", service="mongo for X", timeout=1)
     assert ret.result is False
     assert "mongo for X" in ret.comment and "func-minion" in ret.comment
+
+
+def test_the_split_modules_and_states_load_under_their_own_names(loaders):
+    # energy_heal and energy_archive were split from the energy module, the healing states from
+    # the energy states: each loads by itself, with the core, under its own name
+    assert loaders.modules.energy_heal.node_kept_file().endswith("energy/node.json")
+    assert loaders.modules.energy_heal.held("energy-func-minion-sensor", "sensor") == ""
+    assert "energy_archive.backup_influxdb" in loaders.modules
+    for name in ("healthy", "node_kept", "stays_up", "events_engine"):
+        assert f"energy_heal.{name}" in loaders.states, name
+    assert "energy.container_running" in loaders.states

@@ -2,7 +2,7 @@
 (``salt-call event.send energy/docker/die '{...}'``), so nothing of it may become YAML, Jinja or a
 state ID. The reaction (energy/reactor/heal.sls, rendered by Salt's py renderer as the reactor
 does) always gives one fixed runner chunk with the event as data; the runner it calls
-(energy.react_event) then runs nothing but energy.react on the sending minion, for a container name
+(energy.react_event) then runs nothing but energy_heal.react on the sending minion, for a container name
 of that minion's own, that the plan computed on the master places there (the plan is faked here:
 ``tests/integration/test_reactor.py`` has the real one), at most once per interval."""
 
@@ -114,5 +114,5 @@ def test_a_forged_minion_id_runs_nothing(minion):
 @pytest.mark.parametrize("action", ["die", "destroy"])
 def test_a_real_death_runs_energy_react_on_the_sending_minion_only(name, action):
     ret, calls = run_reaction(render("node-a", event(name, "node-a", action)))
-    assert calls == [mock.call(["node-a"], "energy.react", kwarg={"name": name, "action": action}, tgt_type="list")]
+    assert calls == [mock.call(["node-a"], "energy_heal.react", kwarg={"name": name, "action": action}, tgt_type="list")]
     assert ret["result"] is True

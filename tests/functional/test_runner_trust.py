@@ -2,7 +2,7 @@
 
 The plan is the master's own (``salt-run energy.plan``: defaults.yaml from its file server, its
 pillar compiled from pillar_roots, the mine as its cache answers); only the minions are faked: what
-``energy.live``, ``energy.backup_influxdb`` and ``energy.export_influxdb`` return (and what
+``energy.live``, ``energy_archive.backup_influxdb`` and ``energy_archive.export_influxdb`` return (and what
 ``cp.push`` leaves in the master's cachedir) is written here by a hostile minion."""
 
 import copy
@@ -111,7 +111,7 @@ def runners(master_opts, caplog):
 
 def export_answer(minions, rows=2, lines=2, **extra):
     def answer(minion, fun, kwarg):
-        assert fun == "energy.export_influxdb"
+        assert fun == "energy_archive.export_influxdb"
         minions.push(minion, kwarg["upload"], gzip.compress(b"".join(b"1,%d\n" % i for i in range(lines))))
         return dict({"database": "/etc/passwd", "rows": rows, "bytes": 1, "seconds": 0.1}, **extra)
     return answer
@@ -171,7 +171,7 @@ def test_export_refuses_a_malformed_answer(runners, tmp_path, bad):
     minions.answer = export_answer(minions, **bad)
     (tmp_path / "dest").mkdir()
     ret = loaded["energy.export"](dest=str(tmp_path / "dest"))
-    assert ret["result"] is False and ret["error"].startswith("minion ") and "energy.export_influxdb returned" in ret[
+    assert ret["result"] is False and ret["error"].startswith("minion ") and "energy_archive.export_influxdb returned" in ret[
         "error"]
     assert os.listdir(tmp_path / "dest") == []
 
@@ -198,7 +198,7 @@ def test_export_never_overwrites_nor_follows_what_is_in_dest(runners, tmp_path, 
 
 def backup_answer(minions, data=b"an influxd backup", **extra):
     def answer(minion, fun, kwarg):
-        assert fun == "energy.backup_influxdb"
+        assert fun == "energy_archive.backup_influxdb"
         minions.push(minion, kwarg["upload"], data)
         return dict({"database": "../../x", "container": "/abs", "size": len(data),
                      "sha256": hashlib.sha256(data).hexdigest(), "points": {"power_consumption": 7},
@@ -228,7 +228,7 @@ def test_backup_keeps_what_the_master_measured_inside_its_directory(runners, tmp
 
 
 @pytest.mark.parametrize("bad, message", [
-    ({"size": 5}, "energy.backup_influxdb said 5 bytes, 17 arrived"),
+    ({"size": 5}, "energy_archive.backup_influxdb said 5 bytes, 17 arrived"),
     ({"sha256": "0" * 64}, "arrived damaged on the master"),
     ({"sha256": "../../etc/shadow"}, "returned sha256 = '../../etc/shadow': not a SHA-256"),
     ({"points": {"power_consumption": "lots"}}, "returned points[power_consumption] = 'lots': not a count"),

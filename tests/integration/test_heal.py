@@ -87,7 +87,7 @@ def test_the_schedule_heals_with_nobody_acting(deployed, salt_cli, docker_engine
             schedule = salt_cli.run("schedule.list", "return_yaml=False", minion_tgt="test-ctl").data
             assert schedule["energy-heal"]["maxrunning"] == 1
             assert schedule["energy-heal"]["seconds"] == 10
-            assert schedule["energy-heal"]["function"] == "energy.heal_check"  # the light check
+            assert schedule["energy-heal"]["function"] == "energy_heal.heal_check"  # the light check
             assert schedule["energy-heal-full"]["function"] == "state.apply"
             assert schedule["energy-heal-full"]["seconds"] == 7200
             # neither runs when the minion (re)loads its schedule: every orch's module refresh
@@ -127,13 +127,13 @@ def test_the_schedule_heals_with_nobody_acting(deployed, salt_cli, docker_engine
 def test_the_light_check_recreates_only_what_fails_and_keeps_what_it_found(deployed, salt_cli, docker_engine):
     ret, _ = heal(salt_cli, "test-ctl")  # keeps this minion's containers for the light check
     assert ret.returncode == 0, ret.stdout
-    kept = salt_cli.run("energy.node_kept_file", minion_tgt="test-ctl").data
+    kept = salt_cli.run("energy_heal.node_kept_file", minion_tgt="test-ctl").data
     assert oct(os.stat(kept).st_mode & 0o777) == "0o600"  # the formula's probe holds its MongoDB password
     victim = one(docker_engine, "formula", XEON_E5)
     others = {c.name: c.id for c in containers(docker_engine, all=False, energy_minion="test-ctl")
               if c.name != victim.name}
     victim.kill()
-    ret = salt_cli.run("energy.heal_check", minion_tgt="test-ctl")
+    ret = salt_cli.run("energy_heal.heal_check", minion_tgt="test-ctl")
     assert ret.returncode == 0, ret.stdout
     assert list(ret.data["recreated"]) == [victim.name], ret.data
     assert "recreated formula container" in ret.data["recreated"][victim.name]
@@ -144,7 +144,7 @@ def test_the_light_check_recreates_only_what_fails_and_keeps_what_it_found(deplo
     for secret in MONGO_PASSWORDS.values():
         assert secret not in ret.stdout
     # a second check finds everything healthy and recreates nothing
-    again = salt_cli.run("energy.heal_check", minion_tgt="test-ctl").data
+    again = salt_cli.run("energy_heal.heal_check", minion_tgt="test-ctl").data
     assert again["recreated"] == {} and victim.name in again["healthy"]
 
 

@@ -24,11 +24,11 @@ def engine_state(ret):
 
 
 def react_returns(event_listener, salt_master, after, name=None):
-    """The returns of energy.react on test-ctl after ``after`` (for container ``name`` only: a
+    """The returns of energy_heal.react on test-ctl after ``after`` (for container ``name`` only: a
     container of an earlier test may die meanwhile, e.g. SmartWatts when its InfluxDB goes)."""
     return [e.data for e in event_listener.get_events([(salt_master.id, "salt/job/*/ret/test-ctl")],
                                                       after_time=after)
-            if e.data.get("fun") == "energy.react"
+            if e.data.get("fun") == "energy_heal.react"
             and (name is None or any(isinstance(a, dict) and a.get("name") == name
                                      for a in e.data.get("fun_args") or []))]
 
@@ -83,7 +83,7 @@ def engine_running(reactor_loaded, salt_minions, salt_cli):
     assert "needs a restart to start the docker_events engine" in before["comment"]
     assert "restart salt-minion on test-ctl" in " ".join(before.get("warnings", []))
 
-    path = salt_cli.run("energy.engine_file", minion_tgt="test-ctl").data
+    path = salt_cli.run("energy_heal.engine_file", minion_tgt="test-ctl").data
     with open(path, encoding="utf-8") as handle:
         engines = yaml.safe_load(handle)["engines"]
     names = [e if isinstance(e, str) else next(iter(e)) for e in engines]
@@ -96,7 +96,7 @@ def engine_running(reactor_loaded, salt_minions, salt_cli):
     minion.terminate()
     minion.start(start_timeout=120)
     assert wait_answering(salt_cli, ["test-ctl"], 60)
-    assert salt_cli.run("energy.engine_loaded", minion_tgt="test-ctl").data is True
+    assert salt_cli.run("energy_heal.engine_loaded", minion_tgt="test-ctl").data is True
     ret = salt_cli.run("state.apply", "energy.heal", minion_tgt="test-ctl")
     assert ret.returncode == 0, ret.stdout
     after = engine_state(ret)
@@ -162,14 +162,14 @@ def test_state_runs_trigger_no_reaction(engine_running, salt_cli, event_listener
     seen = event_listener.get_events([(salt_master.id, "energy/docker/destroy")], after_time=start)
     assert [e.data["data"]["Actor"]["Attributes"]["name"] for e in seen] == []
     started = [e for e in event_listener.get_events([(salt_master.id, "salt/job/*/new")], after_time=start)
-               if e.data.get("fun") == "energy.react"]
+               if e.data.get("fun") == "energy_heal.react"]
     assert started == []
 
 
 def test_maintenance_keeps_a_deliberate_stop(engine_running, salt_cli, docker_engine, event_listener,
                                              salt_master):
     victim = one(docker_engine, "formula", XEON_GOLD)
-    ret = salt_cli.run("energy.maintenance", "on", victim.name, "reason=moving the disk", minion_tgt="test-ctl")
+    ret = salt_cli.run("energy_heal.maintenance", "on", victim.name, "reason=moving the disk", minion_tgt="test-ctl")
     assert victim.name in ret.data, ret.stdout
     try:
         start = time.time()
@@ -189,10 +189,10 @@ def test_maintenance_keeps_a_deliberate_stop(engine_running, salt_cli, docker_en
         victim.reload()
         assert victim.status == "exited"
         assert not event_listener.get_events([(salt_master.id, "energy/heal/formula")], after_time=start)
-        status = salt_cli.run("energy.maintenance", minion_tgt="test-ctl").data
+        status = salt_cli.run("energy_heal.maintenance", minion_tgt="test-ctl").data
         assert status[victim.name]["reason"] == "moving the disk"
     finally:
-        ret = salt_cli.run("energy.maintenance", "off", victim.name, minion_tgt="test-ctl")
+        ret = salt_cli.run("energy_heal.maintenance", "off", victim.name, minion_tgt="test-ctl")
     assert ret.data == {}
     ret = salt_cli.run("state.apply", "energy.heal", minion_tgt="test-ctl")
     assert ret.returncode == 0, ret.stdout
@@ -200,9 +200,9 @@ def test_maintenance_keeps_a_deliberate_stop(engine_running, salt_cli, docker_en
 
 
 def test_maintenance_rejects_an_unknown_target(engine_running, salt_cli):
-    ret = salt_cli.run("energy.maintenance", "on", "nginx", minion_tgt="test-ctl")
+    ret = salt_cli.run("energy_heal.maintenance", "on", "nginx", minion_tgt="test-ctl")
     assert "bad target 'nginx'" in ret.stdout and "Fix:" in ret.stdout
-    assert salt_cli.run("energy.maintenance", minion_tgt="test-ctl").data == {}
+    assert salt_cli.run("energy_heal.maintenance", minion_tgt="test-ctl").data == {}
 
 
 # --------------------------------------------------------------------------- forged events
@@ -255,14 +255,14 @@ def test_a_batch_forged_event_runs_one_bounded_job_on_the_victim(quiet_stack, sa
     start = time.time()
     forge(salt_cli, "test-node-a", [stamped("test-ctl", victim.name)])
     (reaction,) = wait_reactions(event_listener, salt_master, start, 1)
-    assert reaction["return"]["comment"].startswith(f"energy.react {victim.name} die sent to test-ctl")
+    assert reaction["return"]["comment"].startswith(f"energy_heal.react {victim.name} die sent to test-ctl")
     deadline = time.time() + 60
     while not react_returns(event_listener, salt_master, start, victim.name) and time.time() < deadline:
         time.sleep(1)
     (react,) = react_returns(event_listener, salt_master, start, victim.name)
     # the victim looked at the container before anything else: Docker runs it, nothing to do
     assert react["return"]["comment"] == "still running: nothing to recreate"
-    assert [j["fun"] for j in jobs_started(event_listener, salt_master, start)] == ["energy.react"]
+    assert [j["fun"] for j in jobs_started(event_listener, salt_master, start)] == ["energy_heal.react"]
     assert settled(docker_engine, quiet=5) == quiet_stack
     assert not event_listener.get_events([(salt_master.id, "energy/heal/*")], after_time=start)
 
@@ -291,7 +291,7 @@ def test_a_flood_of_forged_events_is_bounded_and_nothing_else_runs(quiet_stack, 
     time.sleep(10)
     started = jobs_started(event_listener, salt_master, start)
     assert sorted((j["fun"], tuple(j["minions"]), j["arg"][0]["name"]) for j in started) == sorted(
-        [("energy.react", ("test-ctl",), victim.name), ("energy.react", ("test-ctl",), sensor)])
+        [("energy_heal.react", ("test-ctl",), victim.name), ("energy_heal.react", ("test-ctl",), sensor)])
     assert {r["return"]["comment"] for r in react_returns(event_listener, salt_master, start)} == {
         "still running: nothing to recreate"}
     assert settled(docker_engine, quiet=5) == quiet_stack  # no container recreated

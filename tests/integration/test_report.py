@@ -123,7 +123,7 @@ def test_a_stopped_formula_shows_as_a_gap_with_its_times(experiment, plan, salt_
     info = plan["cpus"][EPYC]
     (formula,) = [c["name"] for c in plan["hosts"][info["formula"]]["containers"]
                   if c["component"] == "formula" and c["cpu"] == EPYC]
-    ret = salt_cli.run("energy.maintenance", "on", formula, "reason=test_report gap", minion_tgt=info["formula"])
+    ret = salt_cli.run("energy_heal.maintenance", "on", formula, "reason=test_report gap", minion_tgt=info["formula"])
     assert ret.returncode == 0, ret.stdout
     try:
         docker_engine.containers.get(formula).stop(timeout=5)
@@ -132,7 +132,7 @@ def test_a_stopped_formula_shows_as_a_gap_with_its_times(experiment, plan, salt_
         doc = report_json(salt_run_cli, f"since={stopped - 40}", f"until={stopped + 20}", f"cpus={EPYC}")
     finally:
         docker_engine.containers.get(formula).start()
-        salt_cli.run("energy.maintenance", "off", formula, minion_tgt=info["formula"])
+        salt_cli.run("energy_heal.maintenance", "off", formula, minion_tgt=info["formula"])
     for found in doc["machines"]:
         assert found["coverage"] < 0.75, found
         (gap,) = [g for g in found["gaps"] if g["end"] == pytest.approx(stopped + 20, abs=0.01)]

@@ -190,7 +190,7 @@ def test_round_trip_backup_purge_deploy_restore_brings_every_point_back(
         assert series_digests(info, until_ns) == backup["digests"][cpu], cpu  # every point, same values
     formulas = containers(docker_engine, all=False, energy_component="formula")
     assert len(formulas) == len(plan["groups"])  # started again after the restore
-    maintenance = salt_cli.run("energy.maintenance", minion_tgt="test-ctl").data
+    maintenance = salt_cli.run("energy_heal.maintenance", minion_tgt="test-ctl").data
     assert not maintenance  # the restore's maintenance windows are over
 
     # restoring the same backup again merges: no duplicate, nothing changes

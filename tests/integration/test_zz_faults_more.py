@@ -55,18 +55,18 @@ def steps_run(orch_ret):
 
 @contextlib.contextmanager
 def held(salt_cli, minion, name):
-    salt_cli.run("energy.maintenance", "on", name, "reason=swapping its volume", minion_tgt=minion)
+    salt_cli.run("energy_heal.maintenance", "on", name, "reason=swapping its volume", minion_tgt=minion)
     try:
         yield
     finally:
-        salt_cli.run("energy.maintenance", "off", name, minion_tgt=minion)
+        salt_cli.run("energy_heal.maintenance", "off", name, minion_tgt=minion)
 
 
 def heal_everywhere(salt_cli, docker_engine):
     """What a broken database took down with it (its formula, its sensor) is back: the light check
     on every test minion (the reactor of test_reactor may not run), until the stack settles."""
     for _ in range(3):
-        salt_cli.run("energy.heal_check", minion_tgt="test-*")
+        salt_cli.run("energy_heal.heal_check", minion_tgt="test-*")
         try:
             return settled(docker_engine, timeout=60)
         except AssertionError:
@@ -131,28 +131,28 @@ def test_a_corrupted_maintenance_file_holds_everything_names_its_path_and_off_al
     path.parent.mkdir(parents=True, exist_ok=True)
     path.write_text('{"sensor": {"since": 17')  # cut short: a full disk, an editor, a crash
     try:
-        status = salt_cli.run("energy.maintenance", minion_tgt=minion)
+        status = salt_cli.run("energy_heal.maintenance", minion_tgt=minion)
         assert str(path) in status.data["all"]["unreadable"], status.stdout
-        on = salt_cli.run("energy.maintenance", "on", "formula", minion_tgt=minion)
-        assert str(path) in on.stdout and "energy.maintenance off all" in on.stdout, on.stdout
+        on = salt_cli.run("energy_heal.maintenance", "on", "formula", minion_tgt=minion)
+        assert str(path) in on.stdout and "energy_heal.maintenance off all" in on.stdout, on.stdout
         assert path.read_text() == '{"sensor": {"since": 17'  # a refused switch writes nothing
         sensor.kill()
-        check = salt_cli.run("energy.heal_check", minion_tgt=minion)
+        check = salt_cli.run("energy_heal.heal_check", minion_tgt=minion)
         assert sensor.name in check.data["held"] and not check.data["recreated"], check.stdout
         ret = salt_cli.run("state.apply", "energy.heal", minion_tgt=minion)
         (state,) = [r for sid, r in ret.data.items() if "health" in sid and sensor.name in sid]
         assert "left alone" in state["comment"] and str(path) in state["comment"] and not state["changes"]
         sensor.reload()
         assert sensor.status == "exited"  # the operator's hold may have been on it: left as it is
-        assert salt_cli.run("energy.maintenance", "off", "all", minion_tgt=minion).data == {}
+        assert salt_cli.run("energy_heal.maintenance", "off", "all", minion_tgt=minion).data == {}
         assert (path.parent / "maintenance.json.corrupt").read_text() == '{"sensor": {"since": 17'
-        check = salt_cli.run("energy.heal_check", minion_tgt=minion)
+        check = salt_cli.run("energy_heal.heal_check", minion_tgt=minion)
         assert list(check.data["recreated"]) == [sensor.name], check.stdout
     finally:
         with contextlib.suppress(FileNotFoundError):
             os.remove(path.parent / "maintenance.json.corrupt")
-        salt_cli.run("energy.maintenance", "off", "all", minion_tgt=minion)
-        salt_cli.run("energy.heal_check", minion_tgt=minion)
+        salt_cli.run("energy_heal.maintenance", "off", "all", minion_tgt=minion)
+        salt_cli.run("energy_heal.heal_check", minion_tgt=minion)
     assert one(docker_engine, "sensor", XEON_E5).status == "running"
 
 
@@ -175,13 +175,13 @@ def test_an_image_missing_during_a_heal_is_named_and_the_dead_container_and_its_
             assert state["result"] is False and not state["changes"], state
             assert f"its image {repository} (tag {tag}) is not on {minion}" in state["comment"]
             assert f"docker pull {image}" in state["comment"] and "left as they are" in state["comment"]
-            check = salt_cli.run("energy.heal_check", minion_tgt=minion)
+            check = salt_cli.run("energy_heal.heal_check", minion_tgt=minion)
             assert "is not on" in check.data["recreated"].get(mongo.name, ""), check.stdout
         assert one(docker_engine, "mongo", XEON_E5).id == mongo.id  # the dead container is kept
         assert docker_engine.volumes.get(volume)  # and so is its data
     finally:
         docker_engine.api.tag(image_id, repository, tag)
-    check = salt_cli.run("energy.heal_check", minion_tgt=minion)  # the image is back: healed
+    check = salt_cli.run("energy_heal.heal_check", minion_tgt=minion)  # the image is back: healed
     assert "recreated mongo container" in check.data["recreated"][mongo.name], check.stdout
     back = one(docker_engine, "mongo", XEON_E5)
     assert back.status == "running" and back.id != mongo.id
@@ -213,7 +213,7 @@ def test_a_full_mongodb_volume_is_reported_with_the_fix_and_not_recreated_in_a_l
             (state,) = [r for sid, r in ret.data.items() if "health" in sid and full.name in sid]
             assert state["result"] is False and f"its volume {volume} is full" in state["comment"], state
             assert "let its formula consume the sensor reports" in state["comment"] and not state["changes"]
-            check = salt_cli.run("energy.heal_check", minion_tgt=minion)
+            check = salt_cli.run("energy_heal.heal_check", minion_tgt=minion)
             assert "is full" in check.data["left"][full.name] and full.name not in check.data["recreated"]
         assert one(docker_engine, "mongo", XEON_E5).id == full.id
     finally:

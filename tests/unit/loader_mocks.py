@@ -1,6 +1,6 @@
 """Loader mocks shared by test_salt_modules.py and test_salt_states.py (pytest-salt-factories'
-``configure_loader_modules``): the three Salt-facing files, all called ``energy.py``, each imported
-under its own name, and the loader globals they get. Salt itself (the loader, the event bus,
+``configure_loader_modules``): the Salt-facing files (``energy.py`` of each kind and the
+``energy_heal.py``/``energy_archive.py`` split from them), each imported under its own name, and the loader globals they get. Salt itself (the loader, the event bus,
 Docker) is replaced by mocks; the pure core runs for real."""
 
 import datetime
@@ -13,8 +13,8 @@ import pytest
 from tests.conftest import ROOT
 
 
-def _import(kind):
-    spec = importlib.util.spec_from_file_location(f"energy_salt_{kind.strip('_')}", ROOT / kind / "energy.py")
+def _import(kind, name="energy"):
+    spec = importlib.util.spec_from_file_location(f"{name}_salt_{kind.strip('_')}", ROOT / kind / f"{name}.py")
     module = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(module)
     assert module.core is not None, module.CORE_ERROR
@@ -24,6 +24,10 @@ def _import(kind):
 energy_mod = _import("_modules")
 energy_state = _import("_states")
 energy_runner = _import("_runners")
+heal_mod = _import("_modules", "energy_heal")
+heal_state = _import("_states", "energy_heal")
+heal_runner = _import("_runners", "energy_heal")
+archive_mod = _import("_modules", "energy_archive")
 
 MINION = "node-a"
 CPU = "Intel(R) Xeon(R) CPU @ 2.10GHz"  # slug intel_xeon
@@ -48,7 +52,8 @@ def inspected(status="running", age=3600):
 def module_logs(caplog):
     """The modules' log records, kept out of Salt's deferred stderr handler (which would print
     them when the interpreter exits, after pytest has closed the stream it captured)."""
-    loggers = [logging.getLogger(m.__name__) for m in (energy_mod, energy_state, energy_runner)]
+    loggers = [logging.getLogger(m.__name__) for m in (energy_mod, energy_state, energy_runner, heal_mod, heal_state,
+                                                   heal_runner, archive_mod)]
     for logger in loggers:
         caplog.set_level(logging.INFO, logger=logger.name)
         logger.addHandler(caplog.handler)
@@ -98,7 +103,7 @@ def module_opts(conf_file, cachedir):
 def module_salt():
     return {
         "event.send": mock.MagicMock(return_value=True),
-        "energy_heal.healthy": mock.MagicMock(return_value={"energy_|-x_|-x_|-healthy": {"result": True, "changes": {}}}),
+        "energy_heal.healthy": mock.MagicMock(return_value={"energy_heal_|-x_|-x_|-healthy": {"result": True, "changes": {}}}),
         "cp.get_file_str": mock.MagicMock(return_value=DEFAULTS_TEXT),
         "mine.get": mock.MagicMock(side_effect=lambda tgt, fun, tgt_type=None: {MINION: dict(FACTS)}),
     }
@@ -115,8 +120,8 @@ STATE_SECRET = "a-mongo-password-in-the-env"
 @pytest.fixture
 def state_salt():
     return {
-        "energy.held": mock.MagicMock(return_value=""),
-        "energy.engine_loaded": mock.MagicMock(return_value=False),
+        "energy_heal.held": mock.MagicMock(return_value=""),
+        "energy_heal.engine_loaded": mock.MagicMock(return_value=False),
         "docker.inspect_container": mock.MagicMock(return_value=inspected()),
         "docker.rm": mock.MagicMock(return_value=True),
         "docker.inspect_image": mock.MagicMock(return_value={"Id": "sha256:0"}),
@@ -140,9 +145,29 @@ def configure_loader_modules(module_opts, module_salt, pillar, state_opts, state
     return {
         energy_mod: {"__opts__": module_opts, "__salt__": module_salt, "__pillar__": pillar, "__grains__": {},
                      "__context__": {}},
-        energy_state: {"__opts__": state_opts, "__salt__": state_salt, "__states__": state_states,
-                       "__grains__": {}, "__context__": {}},
         energy_runner: {"__opts__": runner_opts, "__salt__": {}, "__context__": {}},
+        **_split_modules(module_opts, module_salt, pillar, state_opts, state_salt, state_states, runner_opts),
+    }
+
+
+def _split_modules(module_opts, module_salt, pillar, state_opts, state_salt, state_states, runner_opts):
+    """The loader globals of the files split from the ``energy`` ones (``energy_heal``, ``energy_archive``):
+    the same opts and mocks; what they ask of ``energy`` through ``__salt__``/``__states__`` is its real
+    function, and the states of one run share ``__context__`` as Salt's loader does."""
+    module_salt.update({"energy.config": energy_mod.config, "energy.node": energy_mod.node,
+                        "energy.plan": energy_mod.plan})
+    state_states.setdefault("energy.container_running", energy_state.container_running)
+    context = {}
+    return {
+        heal_mod: {"__opts__": module_opts, "__salt__": module_salt, "__pillar__": pillar, "__grains__": {},
+                   "__context__": {}},
+        archive_mod: {"__opts__": module_opts, "__salt__": module_salt, "__pillar__": pillar, "__grains__": {},
+                      "__context__": {}},
+        energy_state: {"__opts__": state_opts, "__salt__": state_salt, "__states__": state_states,
+                       "__grains__": {}, "__context__": context},
+        heal_state: {"__opts__": state_opts, "__salt__": state_salt, "__states__": state_states,
+                     "__grains__": {}, "__context__": context},
+        heal_runner: {"__opts__": runner_opts, "__salt__": {}, "__context__": {}},
     }
 
 

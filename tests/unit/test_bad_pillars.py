@@ -36,7 +36,7 @@ BAD = [
     ({"mongo": {"options": {"port_bindings": {"27017": 27017}}}}, "mongo:options:port_bindings", "energy:mongo:port"),
     ({"influxdb": {"options": {"publish_all_ports": True}}}, "influxdb:options:publish_all_ports", "publishes"),
     ({"grafana": {"options": {"restart_policy": "no"}}}, "grafana:options:restart_policy", "energy:restart_policy"),
-    ({"grafana": {"options": {"start": False}}}, "grafana:options:start", "energy.maintenance"),
+    ({"grafana": {"options": {"start": False}}}, "grafana:options:start", "energy_heal.maintenance"),
     ({"formula": {"options": {"auto_remove": True}}}, "formula:options:auto_remove", "heal"),
     ({"formula": {"options": {"host_config": {}}}}, "formula:options:host_config", "one by one"),
     ({"sensor": {"options": {"stop_timout": 5}}}, "sensor:options:stop_timout", "did you mean stop_timeout?"),

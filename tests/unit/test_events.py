@@ -80,7 +80,7 @@ def test_held_reason_checks_the_container_then_its_component_then_all():
                "all": {"since": now, "until": None, "reason": ""}}
     reason = maintenance.held_reason(entries, "energy-node-a-formula-xeon", "formula", "node-a")
     assert reason.startswith("maintenance on formula since ") and " until " in reason
-    assert "(new model)" in reason and reason.endswith("salt node-a energy.maintenance off formula")
+    assert "(new model)" in reason and reason.endswith("salt node-a energy_heal.maintenance off formula")
     reason = maintenance.held_reason(entries, "energy-node-a-sensor", "sensor", "node-a")
     assert reason.startswith("maintenance on all since ") and " until " not in reason and "()" not in reason
     entries["energy-node-a-sensor"] = {"since": now, "until": None, "reason": "disk"}

@@ -57,3 +57,11 @@ def test_the_grain_is_the_digest_of_the_minion_s_extension_modules(tmp_path):
     assert grains.energy_extmods() == {"energy_extmods": extmods.digest(extmods.local_files(str(tmp_path)))}
     grains.__opts__ = {"extension_modules": str(tmp_path / "none")}  # nothing synced: no grain
     assert grains.energy_extmods() == {}
+
+
+def test_every_file_the_formula_syncs_to_a_minion_is_shipped():
+    # a module split off (energy_heal, energy_archive) must count in the digest, or the orch
+    # would not sync a minion whose copy of it is old
+    for kind in ("grains", "modules", "states"):
+        for path in sorted((ROOT / f"_{kind}").glob("*.py")):
+            assert extmods.shipped(f"{kind}/{path.name}"), f"_{kind}/{path.name} is missing from extmods.SHIPPED"

@@ -9,7 +9,7 @@ from salt.exceptions import CommandExecutionError
 from energy_core import maintenance
 from tests.unit.loader_mocks import (  # noqa: F401  the fixtures are used by name  pylint: disable=unused-import
     SENSOR, cachedir, conf_file, configure_loader_modules, energy_mod, energy_runner, energy_state, engine_on,
-    engine_path, module_logs, module_opts, module_salt, pillar, runner_opts, state_opts, state_salt, state_states)
+    engine_path, module_logs, module_opts, module_salt, pillar, runner_opts, state_opts, state_salt, state_states, heal_mod)
 
 NOW = 1_800_000_000.0
 
@@ -24,7 +24,7 @@ def test_an_unreadable_file_holds_everything_and_names_its_path(tmp_path, conten
     for name, component in (("energy-a-formula-x", "formula"), (SENSOR, "sensor")):
         reason = maintenance.held_reason(entries, name, component, "node-a")
         assert reason.startswith(f"the maintenance file {path} ")
-        assert "left alone until it is fixed" in reason and reason.endswith("salt node-a energy.maintenance off all")
+        assert "left alone until it is fixed" in reason and reason.endswith("salt node-a energy_heal.maintenance off all")
 
 
 def test_readable_windows_are_kept_and_only_the_bad_one_holds_by_its_error(tmp_path):
@@ -47,7 +47,7 @@ def test_a_new_window_is_refused_over_an_unreadable_file_but_off_ends_it(tmp_pat
     entries = maintenance.read(str(path), NOW)
     with pytest.raises(ValueError) as refused:
         maintenance.change(entries, "on", "formula", "", None, NOW)
-    assert str(path) in str(refused.value) and "energy.maintenance off all" in str(refused.value)
+    assert str(path) in str(refused.value) and "energy_heal.maintenance off all" in str(refused.value)
     with pytest.raises(ValueError):  # ending another window would write over it too
         maintenance.change(entries, "off", "formula", "", None, NOW)
     action, left, ended = maintenance.change(entries, "off", "all", "", None, NOW)
@@ -61,14 +61,14 @@ def test_the_module_shows_the_error_in_status_and_refuses_on(module_salt, cached
     path = cachedir / "energy" / "maintenance.json"
     path.parent.mkdir(parents=True, exist_ok=True)
     path.write_text('{"all": {"since": ')
-    status = energy_mod.maintenance("status")
+    status = heal_mod.maintenance("status")
     assert str(path) in status["all"]["unreadable"]
     with pytest.raises(CommandExecutionError) as refused:
-        energy_mod.maintenance("on", "formula")
+        heal_mod.maintenance("on", "formula")
     assert str(path) in str(refused.value)
     assert path.read_text() == '{"all": {"since": '  # untouched
-    assert energy_mod.held(SENSOR, "sensor").startswith(f"the maintenance file {path} cannot be read")
-    assert energy_mod.maintenance("off", "all") == {}
-    assert energy_mod.held(SENSOR, "sensor") == ""
-    energy_mod.maintenance("on", "formula")  # the window store is usable again
-    assert "formula" in energy_mod.maintenance("status")
+    assert heal_mod.held(SENSOR, "sensor").startswith(f"the maintenance file {path} cannot be read")
+    assert heal_mod.maintenance("off", "all") == {}
+    assert heal_mod.held(SENSOR, "sensor") == ""
+    heal_mod.maintenance("on", "formula")  # the window store is usable again
+    assert "formula" in heal_mod.maintenance("status")

@@ -1,4 +1,4 @@
-"""The execution module's commands with Salt's loader mocked: the maintenance switch, energy.react,
+"""The execution module's commands with Salt's loader mocked: the maintenance switch, energy_heal.react,
 and secrets kept out of every return."""
 
 import fcntl
@@ -13,58 +13,58 @@ from salt.exceptions import CommandExecutionError
 from tests.unit.loader_mocks import (  # noqa: F401  the fixtures are used by name  pylint: disable=unused-import
     CPU, DEFAULTS_TEXT, FACTS, FORMULA, MINION, RUN, SENSOR, cachedir, conf_file, configure_loader_modules, energy_mod,
     energy_runner, energy_state, engine_on, engine_path, inspected, module_logs, module_opts, module_salt, pillar,
-    runner_opts, state_opts, state_salt, state_states)
+    runner_opts, state_opts, state_salt, state_states, heal_mod, archive_mod)
 
 
-# --------------------------------------------------------------------------- energy.maintenance
+# --------------------------------------------------------------------------- energy_heal.maintenance
 
 
 def test_maintenance_on_writes_a_private_window_and_fires_the_event(module_salt, cachedir):
     before = time.time()
-    entries = energy_mod.maintenance("on", "formula", reason="moving the disk", hours=2)
+    entries = heal_mod.maintenance("on", "formula", reason="moving the disk", hours=2)
     window = entries["formula"]
     assert window["reason"] == "moving the disk"
     assert before <= window["since"] <= time.time()
     assert window["until"] == pytest.approx(window["since"] + 2 * 3600)
     path = cachedir / "energy" / "maintenance.json"
     assert stat.S_IMODE(os.stat(path).st_mode) == 0o600
-    assert energy_mod.maintenance("status") == entries  # what was written reads back
+    assert heal_mod.maintenance("status") == entries  # what was written reads back
     module_salt["event.send"].assert_called_once_with(
         "energy/maintenance/on", {"minion": MINION, "what": "formula", "reason": "moving the disk", "ended": []})
 
 
 def test_maintenance_without_hours_lasts_until_off(module_salt):
-    assert energy_mod.maintenance("on", "all")["all"]["until"] is None
+    assert heal_mod.maintenance("on", "all")["all"]["until"] is None
     assert module_salt["event.send"].call_args.args[0] == "energy/maintenance/on"
 
 
 def test_maintenance_cli_yaml_booleans_are_on_and_off():
-    # `salt node-a energy.maintenance on` gives True: the CLI's YAML reads a bare on as a boolean
-    assert "sensor" in energy_mod.maintenance(True, "sensor")
-    assert energy_mod.maintenance(False, "sensor") == {}
+    # `salt node-a energy_heal.maintenance on` gives True: the CLI's YAML reads a bare on as a boolean
+    assert "sensor" in heal_mod.maintenance(True, "sensor")
+    assert heal_mod.maintenance(False, "sensor") == {}
 
 
 def test_maintenance_off_ends_one_window_or_all(module_salt):
-    energy_mod.maintenance("on", "formula")
-    energy_mod.maintenance("on", SENSOR, reason="new kernel")
-    energy_mod.maintenance("on", "mongo")
+    heal_mod.maintenance("on", "formula")
+    heal_mod.maintenance("on", SENSOR, reason="new kernel")
+    heal_mod.maintenance("on", "mongo")
     module_salt["event.send"].reset_mock()
 
-    assert sorted(energy_mod.maintenance("off", "formula")) == sorted(["mongo", SENSOR])
+    assert sorted(heal_mod.maintenance("off", "formula")) == sorted(["mongo", SENSOR])
     module_salt["event.send"].assert_called_once_with(
         "energy/maintenance/off", {"minion": MINION, "what": "formula", "reason": "", "ended": ["formula"]})
 
     # a window that is not open ends nothing (the event still says what was asked)
-    energy_mod.maintenance("off", "grafana")
+    heal_mod.maintenance("off", "grafana")
     assert module_salt["event.send"].call_args.args[1]["ended"] == []
 
-    assert energy_mod.maintenance("off", "all") == {}
+    assert heal_mod.maintenance("off", "all") == {}
     assert module_salt["event.send"].call_args.args[1]["ended"] == sorted(["mongo", SENSOR])
-    assert energy_mod.maintenance("status") == {}
+    assert heal_mod.maintenance("status") == {}
 
 
 def test_maintenance_status_changes_nothing(module_salt, cachedir):
-    assert energy_mod.maintenance() == {}
+    assert heal_mod.maintenance() == {}
     assert not (cachedir / "energy" / "maintenance.json").exists()
     module_salt["event.send"].assert_not_called()
 
@@ -76,7 +76,7 @@ def test_maintenance_status_changes_nothing(module_salt, cachedir):
 ])
 def test_maintenance_rejects_bad_input_with_a_fix(args, bad, module_salt, cachedir):
     with pytest.raises(CommandExecutionError, match="Fix:") as info:
-        energy_mod.maintenance(*args)
+        heal_mod.maintenance(*args)
     assert bad in str(info.value)
     assert not (cachedir / "energy" / "maintenance.json").exists()
     module_salt["event.send"].assert_not_called()
@@ -85,40 +85,40 @@ def test_maintenance_rejects_bad_input_with_a_fix(args, bad, module_salt, cached
 @pytest.mark.parametrize("hours", [0, -1, "soon"])
 def test_maintenance_rejects_bad_hours_with_a_fix(hours, module_salt):
     with pytest.raises(CommandExecutionError, match=r"bad hours .*Fix: a positive number"):
-        energy_mod.maintenance("on", "formula", hours=hours)
+        heal_mod.maintenance("on", "formula", hours=hours)
     module_salt["event.send"].assert_not_called()
 
 
 def test_held_names_the_window_of_the_container_its_component_or_all():
-    assert energy_mod.held(FORMULA, "formula") == ""
+    assert heal_mod.held(FORMULA, "formula") == ""
 
-    energy_mod.maintenance("on", "all", reason="datacenter move")
-    reason = energy_mod.held(FORMULA, "formula")
+    heal_mod.maintenance("on", "all", reason="datacenter move")
+    reason = heal_mod.held(FORMULA, "formula")
     assert reason.startswith("maintenance on all since ") and "(datacenter move)" in reason
-    assert reason.endswith(f"resume with: salt {MINION} energy.maintenance off all")
+    assert reason.endswith(f"resume with: salt {MINION} energy_heal.maintenance off all")
 
-    energy_mod.maintenance("on", "formula", hours=1)
-    reason = energy_mod.held(FORMULA, "formula")
+    heal_mod.maintenance("on", "formula", hours=1)
+    reason = heal_mod.held(FORMULA, "formula")
     assert reason.startswith("maintenance on formula since ") and " until " in reason
-    assert energy_mod.held(SENSOR, "sensor").startswith("maintenance on all ")  # other components: 'all'
+    assert heal_mod.held(SENSOR, "sensor").startswith("maintenance on all ")  # other components: 'all'
 
-    energy_mod.maintenance("on", FORMULA, reason="debugging")
-    assert energy_mod.held(FORMULA, "formula").startswith(f"maintenance on {FORMULA} since ")
+    heal_mod.maintenance("on", FORMULA, reason="debugging")
+    assert heal_mod.held(FORMULA, "formula").startswith(f"maintenance on {FORMULA} since ")
 
-    energy_mod.maintenance("off", "all")
-    assert energy_mod.held(FORMULA, "formula") == ""
+    heal_mod.maintenance("off", "all")
+    assert heal_mod.held(FORMULA, "formula") == ""
 
 
 def test_held_ignores_an_ended_window(cachedir):
     now = time.time()
     energy_mod.core.maintenance.write(str(cachedir / "energy" / "maintenance.json"),
                                       {"formula": {"reason": "", "since": now - 7200, "until": now - 3600}})
-    assert energy_mod.held(FORMULA, "formula") == ""
-    assert energy_mod.maintenance("status") == {}
+    assert heal_mod.held(FORMULA, "formula") == ""
+    assert heal_mod.maintenance("status") == {}
 
 
 
-# --------------------------------------------------------------------------- energy.react
+# --------------------------------------------------------------------------- energy_heal.react
 
 
 def formula_spec():
@@ -126,16 +126,16 @@ def formula_spec():
 
 
 def test_react_skips_when_the_engine_file_is_absent(module_salt, engine_path):
-    ret = energy_mod.react(FORMULA, "die")
+    ret = heal_mod.react(FORMULA, "die")
     assert ret["result"] is True and ret["changes"] == {}
     assert ret["comment"] == f"event-driven healing is off on this minion ({engine_path} is absent)"
-    assert energy_mod.engine_file() == str(engine_path)
+    assert heal_mod.engine_file() == str(engine_path)
     module_salt["energy_heal.healthy"].assert_not_called()
 
 
 def test_react_skips_when_event_healing_is_off(module_salt, pillar, engine_on):
     pillar["energy"]["heal"] = {"events": {"enabled": False}}
-    ret = energy_mod.react(FORMULA, "die")
+    ret = heal_mod.react(FORMULA, "die")
     assert ret["result"] is True
     assert ret["comment"] == "energy:heal:events:enabled is false"
     module_salt["energy_heal.healthy"].assert_not_called()
@@ -143,7 +143,7 @@ def test_react_skips_when_event_healing_is_off(module_salt, pillar, engine_on):
 
 @pytest.mark.parametrize("name", ["energy-node-b-formula-intel_xeon", "energy-node-a-formula-amd_epyc", "nginx"])
 def test_react_skips_a_name_not_in_this_minions_plan(name, module_salt, engine_on):
-    ret = energy_mod.react(name, "destroy")
+    ret = heal_mod.react(name, "destroy")
     assert ret["result"] is True
     assert ret["comment"] == "not a container of this minion's plan: left alone"
     module_salt["energy_heal.healthy"].assert_not_called()
@@ -151,14 +151,14 @@ def test_react_skips_a_name_not_in_this_minions_plan(name, module_salt, engine_o
 
 def test_react_skips_a_component_not_healed(module_salt, pillar, engine_on):
     pillar["energy"]["heal"] = {"components": ["sensor", "mongo"]}
-    ret = energy_mod.react(FORMULA, "die")
+    ret = heal_mod.react(FORMULA, "die")
     assert ret["comment"] == "formula is not in energy:heal:components: left alone"
     module_salt["energy_heal.healthy"].assert_not_called()
 
 
 def test_react_leaves_a_container_in_maintenance_alone(module_salt, engine_on):
-    energy_mod.maintenance("on", "formula", reason="tuning")
-    ret = energy_mod.react(FORMULA, "die")
+    heal_mod.maintenance("on", "formula", reason="tuning")
+    ret = heal_mod.react(FORMULA, "die")
     assert ret["result"] is True
     assert ret["comment"].startswith("left alone: maintenance on formula since ") and "(tuning)" in ret["comment"]
     module_salt["energy_heal.healthy"].assert_not_called()
@@ -168,7 +168,7 @@ def test_react_leaves_a_container_in_maintenance_alone(module_salt, engine_on):
 def test_react_leaves_a_running_container_alone_before_computing_any_plan(status, module_salt, engine_on):
     # a forged or stale event: Docker still runs the container, so the minion does no more work
     module_salt["docker.inspect_container"] = mock.MagicMock(return_value=inspected(status))
-    ret = energy_mod.react(FORMULA, "die")
+    ret = heal_mod.react(FORMULA, "die")
     assert ret == {"result": True, "changes": {}, "comment": "still running: nothing to recreate"}
     module_salt["energy_heal.healthy"].assert_not_called()
     module_salt["mine.get"].assert_not_called()
@@ -180,24 +180,24 @@ def test_react_recreates_a_container_that_is_not_running_or_missing(status, modu
         module_salt["docker.inspect_container"] = mock.MagicMock(side_effect=Exception("No such container"))
     else:
         module_salt["docker.inspect_container"] = mock.MagicMock(return_value=inspected(status))
-    energy_mod.react(FORMULA, "destroy")
+    heal_mod.react(FORMULA, "destroy")
     module_salt["energy_heal.healthy"].assert_called_once()
 
 
 def test_react_recreates_with_energy_healthy(module_salt, engine_on):
     spec = formula_spec()
-    assert spec["health"]  # the formula's backlog probe: what energy.healthy must check
-    ret = energy_mod.react(FORMULA, "die")
+    assert spec["health"]  # the formula's backlog probe: what energy_heal.healthy must check
+    ret = heal_mod.react(FORMULA, "die")
     assert ret is module_salt["energy_heal.healthy"].return_value
     module_salt["energy_heal.healthy"].assert_called_once_with(
         FORMULA, component="formula", run=spec["run"], probe=spec["health"],
         grace=90, timeout=60, trigger="docker die event")
-    assert "retcode" not in energy_mod.__context__
+    assert "retcode" not in heal_mod.__context__
 
 
 def test_react_passes_the_action_and_pillar_timings_on(module_salt, pillar, engine_on):
     pillar["energy"]["heal"] = {"grace_seconds": 5, "timeout": 7}
-    energy_mod.react(SENSOR, "destroy")
+    heal_mod.react(SENSOR, "destroy")
     kwargs = module_salt["energy_heal.healthy"].call_args.kwargs
     assert module_salt["energy_heal.healthy"].call_args.args == (SENSOR,) and kwargs["component"] == "sensor"
     assert (kwargs["grace"], kwargs["timeout"], kwargs["trigger"]) == (5, 7, "docker destroy event")
@@ -205,9 +205,9 @@ def test_react_passes_the_action_and_pillar_timings_on(module_salt, pillar, engi
 
 
 def test_react_fails_the_job_when_the_recreation_fails(module_salt, engine_on):
-    module_salt["energy_heal.healthy"].return_value = {"energy_|-x_|-x_|-healthy": {"result": False, "changes": {}}}
-    energy_mod.react(FORMULA, "die")
-    assert energy_mod.__context__["retcode"] == 1
+    module_salt["energy_heal.healthy"].return_value = {"energy_heal_|-x_|-x_|-healthy": {"result": False, "changes": {}}}
+    heal_mod.react(FORMULA, "die")
+    assert heal_mod.__context__["retcode"] == 1
 
 
 def test_react_leaves_the_container_to_the_job_holding_its_lock(module_salt, cachedir, engine_on):
@@ -215,11 +215,11 @@ def test_react_leaves_the_container_to_the_job_holding_its_lock(module_salt, cac
     lock_path.parent.mkdir(parents=True, exist_ok=True)
     with open(lock_path, "w", encoding="utf-8") as held_lock:
         fcntl.flock(held_lock, fcntl.LOCK_EX | fcntl.LOCK_NB)  # the first job, recreating it
-        ret = energy_mod.react(FORMULA, "destroy")
+        ret = heal_mod.react(FORMULA, "destroy")
     assert ret == {"result": True, "changes": {}, "comment": "another job is recreating it already"}
     module_salt["energy_heal.healthy"].assert_not_called()
     # the lock is the container's, not the module's: once released, the next event recreates
-    energy_mod.react(FORMULA, "destroy")
+    heal_mod.react(FORMULA, "destroy")
     module_salt["energy_heal.healthy"].assert_called_once()
 
 
@@ -243,24 +243,24 @@ def test_no_secret_leaves_the_minion_in_a_return(engine_on):
 def test_react_waits_for_a_running_state_run_without_salt_s_state_queue(module_salt, engine_on, monkeypatch):
     # a nested state.single(queue=True) makes Salt queue a job with no function name, which then
     # breaks saltutil.is_running for every later state run: react retries on its own instead
-    monkeypatch.setattr(energy_mod, "REACT_RETRY_SECONDS", 0)
+    monkeypatch.setattr(heal_mod, "REACT_RETRY_SECONDS", 0)
     conflict = ['The function "state.apply" is running as PID 4242 and was started at ...']
-    done = {"energy_|-x_|-x_|-healthy": {"result": True, "changes": {}}}
+    done = {"energy_heal_|-x_|-x_|-healthy": {"result": True, "changes": {}}}
     module_salt["energy_heal.healthy"].side_effect = [conflict, conflict, done]
-    assert energy_mod.react(FORMULA, "die") == done
+    assert heal_mod.react(FORMULA, "die") == done
     assert module_salt["energy_heal.healthy"].call_count == 3
     assert all("queue" not in call.kwargs for call in module_salt["energy_heal.healthy"].call_args_list)
 
 
 def test_react_gives_up_at_its_deadline_and_fails_the_job(module_salt, engine_on, monkeypatch, pillar):
-    monkeypatch.setattr(energy_mod, "REACT_RETRY_SECONDS", 0)
+    monkeypatch.setattr(heal_mod, "REACT_RETRY_SECONDS", 0)
     pillar["energy"]["heal"] = {"grace_seconds": 0.01, "timeout": 0.01}
     module_salt["energy_heal.healthy"].return_value = ['The function "state.apply" is running as PID 4242']
-    ret = energy_mod.react(FORMULA, "die")
-    assert isinstance(ret, list) and energy_mod.__context__["retcode"] == 1
+    ret = heal_mod.react(FORMULA, "die")
+    assert isinstance(ret, list) and heal_mod.__context__["retcode"] == 1
 
 
-# --------------------------------------------------------------------------- energy.restore_influxdb
+# --------------------------------------------------------------------------- energy_archive.restore_influxdb
 
 
 def _answers(monkeypatch, *answers):
@@ -274,8 +274,8 @@ def _answers(monkeypatch, *answers):
             raise answer
         return answer
 
-    monkeypatch.setattr(energy_mod.core.influx, "counts", counts)
-    monkeypatch.setattr(energy_mod.time, "sleep", lambda seconds: None)
+    monkeypatch.setattr(archive_mod.core.influx, "counts", counts)
+    monkeypatch.setattr(archive_mod.time, "sleep", lambda seconds: None)
     return asked
 
 
@@ -283,21 +283,21 @@ def test_a_restored_copy_is_read_once_influxdb_shows_every_point_of_the_manifest
     # right after influxd restore, InfluxDB answers nothing, then "shard is disabled", then part
     asked = _answers(monkeypatch, {}, RuntimeError("shard is disabled"), TimeoutError("timed out"),
                      {"power_consumption": 4}, {"power_consumption": 10})
-    assert energy_mod._restored("http://x", "tmp", {"power_consumption": 10}, 60) == {"power_consumption": 10}
+    assert archive_mod._restored("http://x", "tmp", {"power_consumption": 10}, 60) == {"power_consumption": 10}
     assert asked == ["tmp"] * 5
 
 
 def test_a_restored_copy_that_never_shows_its_points_fails_naming_what_is_missing(monkeypatch):
     _answers(monkeypatch, {"power_consumption": 3})
     with pytest.raises(CommandExecutionError) as error:
-        energy_mod._restored("http://x", "power_e5_restore_1", {"power_consumption": 10}, 0)
+        archive_mod._restored("http://x", "power_e5_restore_1", {"power_consumption": 10}, 0)
     assert "power_e5_restore_1" in str(error.value) and "power_consumption: 3 of 10" in str(error.value)
     assert "nothing was copied" in str(error.value)
 
 
 def test_without_a_manifest_count_the_restore_waits_for_two_equal_answers(monkeypatch):
     asked = _answers(monkeypatch, {}, {"power_consumption": 5}, {"power_consumption": 7}, {"power_consumption": 7})
-    assert energy_mod._restored("http://x", "tmp", {}, 60) == {"power_consumption": 7}
+    assert archive_mod._restored("http://x", "tmp", {}, 60) == {"power_consumption": 7}
     assert len(asked) == 4
 
 

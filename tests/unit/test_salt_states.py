@@ -1,5 +1,5 @@
-"""The states and the runner with Salt's loader mocked: energy.healthy, energy.stays_up,
-energy.events_engine, and the reactor's energy.react_event."""
+"""The states and the runner with Salt's loader mocked: energy_heal.healthy, energy_heal.stays_up,
+energy_heal.events_engine, and the reactor's energy.react_event."""
 
 import logging
 import stat
@@ -11,10 +11,10 @@ import yaml
 from tests.unit.loader_mocks import (  # noqa: F401  the fixtures are used by name  pylint: disable=unused-import
     CPU, DEFAULTS_TEXT, FACTS, FORMULA, MINION, RUN, SENSOR, STATE_SECRET, cachedir, conf_file, configure_loader_modules, energy_mod,
     energy_runner, energy_state, engine_on, engine_path, inspected, module_logs, module_opts, module_salt, pillar,
-    runner_opts, state_opts, state_salt, state_states)
+    runner_opts, state_opts, state_salt, state_states, heal_state)
 
 
-# --------------------------------------------------------------------------- energy.healthy (state)
+# --------------------------------------------------------------------------- energy_heal.healthy (state)
 
 
 
@@ -31,18 +31,20 @@ def undigested(running):
 
 
 def test_healthy_container_is_left_as_it_is(state_salt, state_states):
-    ret = energy_state.healthy(FORMULA, "formula", RUN)
+    ret = heal_state.healthy(FORMULA, "formula", RUN)
     assert ret == {"name": FORMULA, "changes": {}, "result": True, "comment": f"formula container {FORMULA} is healthy"}
     state_salt["docker.inspect_container"].assert_called_once_with(FORMULA)
-    state_salt["energy.held"].assert_called_once_with(FORMULA, "formula")
+    state_salt["energy_heal.held"].assert_called_once_with(FORMULA, "formula")
     state_states["docker_container.running"].assert_not_called()
     state_salt["docker.rm"].assert_not_called()
     state_salt["event.send"].assert_not_called()
 
 
 def test_missing_container_is_recreated_and_the_heal_event_fired(state_salt, state_states, module_logs):
-    state_salt["docker.inspect_container"].side_effect = [Exception("No such container"), inspected(age=1)]
-    ret = energy_state.healthy(FORMULA, "formula", RUN, probe={}, trigger="docker die event")
+    # missing: to the check, then to energy.container_running (its shortcut looks first); then up
+    missing = Exception("No such container")
+    state_salt["docker.inspect_container"].side_effect = [missing, missing, inspected(age=1)]
+    ret = heal_state.healthy(FORMULA, "formula", RUN, probe={}, trigger="docker die event")
     assert ret["result"] is True
     assert ret["comment"].startswith(f"recreated formula container {FORMULA} because the container is missing")
     assert undigested(state_states["docker_container.running"]) == dict(name=FORMULA, force=False, **RUN)
@@ -63,7 +65,7 @@ def test_missing_container_is_recreated_and_the_heal_event_fired(state_salt, sta
 def test_stopped_container_is_replaced_by_docker_container_running_not_removed_first(state_salt, state_states):
     # docker_container.running (force) makes the new container before it removes the old one
     state_salt["docker.inspect_container"].side_effect = [inspected("exited"), inspected()]
-    ret = energy_state.healthy(SENSOR, "sensor", RUN)
+    ret = heal_state.healthy(SENSOR, "sensor", RUN)
     assert ret["result"] is True
     state_salt["docker.rm"].assert_not_called()
     assert undigested(state_states["docker_container.running"]) == dict(name=SENSOR, force=True, **RUN)
@@ -73,7 +75,7 @@ def test_stopped_container_is_replaced_by_docker_container_running_not_removed_f
 def test_an_unhealthy_container_whose_image_is_gone_is_left_as_it_is(state_salt, state_states):
     state_salt["docker.inspect_container"].return_value = inspected("exited")
     state_salt["docker.inspect_image"].side_effect = Exception("No such image")
-    ret = energy_state.healthy(SENSOR, "sensor", RUN)
+    ret = heal_state.healthy(SENSOR, "sensor", RUN)
     assert ret["result"] is False
     repository, _, tag = RUN["image"].rpartition(":")
     assert f"its image {repository} (tag {tag}) is not on {MINION}" in ret["comment"]
@@ -85,7 +87,7 @@ def test_an_unhealthy_container_whose_image_is_gone_is_left_as_it_is(state_salt,
 def test_a_check_that_cannot_run_is_unhealthy_with_its_reason_and_recreates_nothing(state_salt, state_states,
                                                                                     closed_port):
     probe = {"backlog": {"uri": f"mongodb://127.0.0.1:{closed_port}", "database": "d", "collection": "c", "max": 1}}
-    ret = energy_state.healthy(FORMULA, "formula", RUN, probe=probe, grace=0)
+    ret = heal_state.healthy(FORMULA, "formula", RUN, probe=probe, grace=0)
     assert ret["result"] is False
     assert ret["comment"].startswith(f"formula container {FORMULA} is unhealthy: cannot check: the formula's backlog")
     state_states["docker_container.running"].assert_not_called()
@@ -93,8 +95,8 @@ def test_a_check_that_cannot_run_is_unhealthy_with_its_reason_and_recreates_noth
 
 
 def test_recreation_that_does_not_heal_fails_and_says_so(state_salt, state_states):
-    state_salt["docker.inspect_container"].side_effect = [None, inspected("restarting")]
-    ret = energy_state.healthy(FORMULA, "formula", RUN, timeout=0)
+    state_salt["docker.inspect_container"].side_effect = [None, None, inspected("restarting")]
+    ret = heal_state.healthy(FORMULA, "formula", RUN, timeout=0)
     assert ret["result"] is False
     assert "still unhealthy: the container is restarting" in ret["comment"]
     assert state_salt["event.send"].call_args.args[1]["healed"] is False
@@ -104,7 +106,7 @@ def test_failed_docker_container_running_fails_the_state(state_salt, state_state
     state_salt["docker.inspect_container"].side_effect = Exception("No such container")
     state_states["docker_container.running"].return_value = {"result": False, "changes": {},
                                                               "comment": "image not found"}
-    ret = energy_state.healthy(FORMULA, "formula", RUN)
+    ret = heal_state.healthy(FORMULA, "formula", RUN)
     assert ret["result"] is False and ret["comment"].endswith("still unhealthy: image not found")
     assert state_salt["event.send"].call_args.args[1]["healed"] is False
 
@@ -112,7 +114,7 @@ def test_failed_docker_container_running_fails_the_state(state_salt, state_state
 def test_healthy_in_test_mode_only_says_what_it_would_do(state_opts, state_salt, state_states):
     state_opts["test"] = True
     state_salt["docker.inspect_container"].side_effect = Exception("No such container")
-    ret = energy_state.healthy(FORMULA, "formula", RUN)
+    ret = heal_state.healthy(FORMULA, "formula", RUN)
     assert ret["result"] is None
     assert ret["changes"] == {"recreate": {"reason": "the container is missing"}}
     assert ret["comment"] == f"would recreate formula container {FORMULA} because the container is missing"
@@ -122,9 +124,9 @@ def test_healthy_in_test_mode_only_says_what_it_would_do(state_opts, state_salt,
 
 
 def test_healthy_leaves_a_container_in_maintenance_alone(state_salt, state_states):
-    state_salt["energy.held"].return_value = "maintenance on formula since 2024-01-01 00:00:00 (tuning)"
+    state_salt["energy_heal.held"].return_value = "maintenance on formula since 2024-01-01 00:00:00 (tuning)"
     state_salt["docker.inspect_container"].side_effect = Exception("No such container")
-    ret = energy_state.healthy(FORMULA, "formula", RUN)
+    ret = heal_state.healthy(FORMULA, "formula", RUN)
     assert ret["result"] is True and ret["changes"] == {}
     assert ret["comment"] == (f"formula container {FORMULA} left alone: "
                               "maintenance on formula since 2024-01-01 00:00:00 (tuning)")
@@ -135,7 +137,7 @@ def test_healthy_leaves_a_container_in_maintenance_alone(state_salt, state_state
 
 
 
-# --------------------------------------------------------------------------- energy.events_engine (state)
+# --------------------------------------------------------------------------- energy_heal.events_engine (state)
 
 MAIN_ENGINES = [{"custom": {"interval": 5}}]
 
@@ -143,7 +145,7 @@ MAIN_ENGINES = [{"custom": {"interval": 5}}]
 @pytest.fixture
 def no_restart():
     """No test may restart a salt-minion: the detached restart is replaced, and must not be reached."""
-    with mock.patch.object(energy_state, "_restart_minion_later", side_effect=AssertionError("restart")) as later:
+    with mock.patch.object(heal_state, "_restart_minion_later", side_effect=AssertionError("restart")) as later:
         yield later
 
 
@@ -152,7 +154,7 @@ def wanted_engine_file():
 
 
 def test_events_engine_writes_the_config_keeping_the_main_engines(engine_path, state_salt, no_restart):
-    ret = energy_state.events_engine(str(engine_path), restart=False)
+    ret = heal_state.events_engine(str(engine_path), restart=False)
     assert engine_path.read_text() == wanted_engine_file()
     engines = yaml.safe_load(engine_path.read_text())["engines"]
     assert engines[0] == {"custom": {"interval": 5}} and "energy-docker-events" in engines[2]
@@ -166,7 +168,7 @@ def test_events_engine_writes_the_config_keeping_the_main_engines(engine_path, s
 def test_events_engine_warns_naming_the_minion_when_it_may_not_restart(engine_path, state_salt, no_restart):
     engine_path.parent.mkdir()
     engine_path.write_text(wanted_engine_file())
-    ret = energy_state.events_engine(str(engine_path), restart=False)
+    ret = heal_state.events_engine(str(engine_path), restart=False)
     assert ret["changes"] == {}
     assert ret["result"] is True
     assert len(ret["warnings"]) == 1
@@ -176,28 +178,28 @@ def test_events_engine_warns_naming_the_minion_when_it_may_not_restart(engine_pa
 
 def test_events_engine_without_a_way_to_restart_warns_too(engine_path, state_salt, no_restart):
     # no pidfile, no pid grain: this minion cannot be restarted by the formula
-    ret = energy_state.events_engine(str(engine_path))
+    ret = heal_state.events_engine(str(engine_path))
     assert engine_path.exists()
     assert "no systemd, minion_restart_command or daemon mode" in ret["warnings"][0]
     assert MINION in ret["warnings"][0]
 
 
 def test_events_engine_restarts_the_minion_once_it_can(engine_path, state_salt):
-    with mock.patch.object(energy_state, "_can_restart_minion", return_value="systemd"), \
-            mock.patch.object(energy_state, "_restart_minion_later", return_value="systemd") as later:
-        ret = energy_state.events_engine(str(engine_path))
+    with mock.patch.object(heal_state, "_can_restart_minion", return_value="systemd"), \
+            mock.patch.object(heal_state, "_restart_minion_later", return_value="systemd") as later:
+        ret = heal_state.events_engine(str(engine_path))
         later.assert_called_once_with("systemd")  # the way _can_restart_minion found
         assert ret["changes"]["minion"] == {"restart": "systemd", "to": "start the docker_events engine"}
         assert "warnings" not in ret
         later.return_value = None  # an earlier run scheduled it already
-        ret = energy_state.events_engine(str(engine_path))
+        ret = heal_state.events_engine(str(engine_path))
     assert "minion" not in ret["changes"]
     assert ret["comment"].endswith("(an earlier run scheduled it)")
 
 
 def test_events_engine_in_test_mode_writes_nothing(engine_path, state_opts, state_salt, no_restart):
     state_opts["test"] = True
-    ret = energy_state.events_engine(str(engine_path))
+    ret = heal_state.events_engine(str(engine_path))
     assert not engine_path.exists()
     assert ret["result"] is None  # the engine is not loaded: a restart would be needed
     assert ret["changes"]["config"] == {"old": None, "new": str(engine_path)}
@@ -207,8 +209,8 @@ def test_events_engine_in_test_mode_writes_nothing(engine_path, state_opts, stat
 def test_events_engine_in_test_mode_with_the_engine_loaded(engine_path, state_opts, state_salt, no_restart):
     # no restart needed, but a file would be written: a pending change is result None in test mode
     state_opts["test"] = True
-    state_salt["energy.engine_loaded"].return_value = True
-    ret = energy_state.events_engine(str(engine_path))
+    state_salt["energy_heal.engine_loaded"].return_value = True
+    ret = heal_state.events_engine(str(engine_path))
     assert not engine_path.exists()
     assert ret["result"] is None
     assert ret["changes"] == {"config": {"old": None, "new": str(engine_path)}}
@@ -216,10 +218,10 @@ def test_events_engine_in_test_mode_with_the_engine_loaded(engine_path, state_op
 
 
 def test_events_engine_in_place_and_loaded_changes_nothing(engine_path, state_salt, no_restart):
-    energy_state.events_engine(str(engine_path), restart=False)
+    heal_state.events_engine(str(engine_path), restart=False)
     written = engine_path.stat().st_mtime_ns
-    state_salt["energy.engine_loaded"].return_value = True
-    ret = energy_state.events_engine(str(engine_path))
+    state_salt["energy_heal.engine_loaded"].return_value = True
+    ret = heal_state.events_engine(str(engine_path))
     assert ret["changes"] == {}
     assert ret["result"] is True
     assert "warnings" not in ret
@@ -230,31 +232,31 @@ def test_events_engine_in_place_and_loaded_changes_nothing(engine_path, state_sa
 def test_events_engine_updates_an_old_config_and_needs_a_reload(engine_path, state_salt, no_restart):
     engine_path.parent.mkdir()
     engine_path.write_text("engines: []\n")
-    state_salt["energy.engine_loaded"].return_value = True
-    ret = energy_state.events_engine(str(engine_path), restart=False)
+    state_salt["energy_heal.engine_loaded"].return_value = True
+    ret = heal_state.events_engine(str(engine_path), restart=False)
     assert engine_path.read_text() == wanted_engine_file()
     assert ret["changes"]["config"] == {"old": "other content", "new": str(engine_path)}
     assert ret["warnings"][0].startswith(f"restart salt-minion on {MINION} to reload the docker_events engine")
 
 
 def test_events_engine_disabled_removes_the_config(engine_path, state_salt, no_restart):
-    energy_state.events_engine(str(engine_path), restart=False)
+    heal_state.events_engine(str(engine_path), restart=False)
     assert engine_path.exists()
-    ret = energy_state.events_engine(str(engine_path), enabled=False)
+    ret = heal_state.events_engine(str(engine_path), enabled=False)
     assert not engine_path.exists()
     assert ret["changes"] == {"config": {"old": str(engine_path), "new": None}}
     assert ret["comment"] == f"{engine_path} removed; the docker_events engine is off"
     assert ret["result"] is True
     # once removed, nothing left to do
-    again = energy_state.events_engine(str(engine_path), enabled=False)
+    again = heal_state.events_engine(str(engine_path), enabled=False)
     assert again["changes"] == {} and again["comment"] == "the docker_events engine is off"
 
 
 def test_events_engine_disabled_while_running_stops_with_the_next_restart(engine_path, state_salt, no_restart):
     engine_path.parent.mkdir()
     engine_path.write_text(wanted_engine_file())
-    state_salt["energy.engine_loaded"].return_value = True
-    ret = energy_state.events_engine(str(engine_path), enabled=False, restart=False)
+    state_salt["energy_heal.engine_loaded"].return_value = True
+    ret = heal_state.events_engine(str(engine_path), enabled=False, restart=False)
     assert not engine_path.exists()
     assert "warnings" not in ret
     assert ret["comment"].endswith("the docker_events engine stops with the next salt-minion restart")
@@ -326,17 +328,17 @@ def test_react_event_has_the_minion_recreate_its_container(local_client, runner_
     ret = energy_runner.react_event(minion=MINION, event=docker_event())
     local_client.assert_called_once_with(mopts=runner_opts)
     client = local_client.return_value.__enter__.return_value
-    client.cmd_async.assert_called_once_with([MINION], "energy.react", kwarg={"name": FORMULA, "action": "die"},
+    client.cmd_async.assert_called_once_with([MINION], "energy_heal.react", kwarg={"name": FORMULA, "action": "die"},
                                              tgt_type="list")
     assert ret == {"result": True,
-                   "comment": f"energy.react {FORMULA} die sent to {MINION} (job 20240101000000000000)"}
+                   "comment": f"energy_heal.react {FORMULA} die sent to {MINION} (job 20240101000000000000)"}
 
 
 def test_react_event_passes_destroy_on_and_reports_a_publish_failure(local_client):
     client = local_client.return_value.__enter__.return_value
     client.cmd_async.return_value = 0  # LocalClient's "could not publish"
     ret = energy_runner.react_event(minion=MINION, event=docker_event(name=SENSOR, action="destroy"))
-    client.cmd_async.assert_called_once_with([MINION], "energy.react", kwarg={"name": SENSOR, "action": "destroy"},
+    client.cmd_async.assert_called_once_with([MINION], "energy_heal.react", kwarg={"name": SENSOR, "action": "destroy"},
                                              tgt_type="list")
     assert ret["result"] is False
 
@@ -351,7 +353,7 @@ def test_react_event_sends_one_react_per_container_per_interval(local_client, mo
         clock[0] += 0.01
     assert client.cmd_async.call_count == 1
     assert rets[-1] == {"result": True, "dropped": 199,
-                        "comment": f"dropped: at most one energy.react per 10 s for {FORMULA} on {MINION}"}
+                        "comment": f"dropped: at most one energy_heal.react per 10 s for {FORMULA} on {MINION}"}
     dropped_lines = [r.getMessage() for r in module_logs.records if "dropped" in r.getMessage()]
     assert dropped_lines == [f"energy reactor: {MINION}/{FORMULA}: event(s) dropped (rate limit: one reaction per "
                              "10 s), 1 so far"]
@@ -423,7 +425,7 @@ def test_a_sensor_that_refuses_an_event_is_stopped_and_the_state_names_minion_ev
     state_salt["docker.logs"] = mock.MagicMock(
         return_value="pmu: found skylake 'Intel Skylake'\nconfig: json: Failed to add event 'BOGUS_EVENT' to group 'core'\n")
     state_salt["docker.stop"] = mock.MagicMock(return_value={"result": True})
-    ret = energy_state.stays_up(SENSOR, "sensor", seconds=5, cpu=CPU)
+    ret = heal_state.stays_up(SENSOR, "sensor", seconds=5, cpu=CPU)
     assert ret["result"] is False
     assert f"the hwpc-sensor on {MINION} refused its config" in ret["comment"]
     assert "'BOGUS_EVENT' (group core)" in ret["comment"] and "Fix: remove 'BOGUS_EVENT'" in ret["comment"]
@@ -435,20 +437,20 @@ def test_a_formula_that_exits_fails_with_its_last_output(state_salt):
     state_salt["docker.inspect_container"].side_effect = [inspected(), inspected("exited")]
     state_salt["docker.logs"] = mock.MagicMock(return_value="error: argument --cpu-tdp: invalid int value\n")
     state_salt["docker.stop"] = mock.MagicMock()
-    ret = energy_state.stays_up(FORMULA, "formula", seconds=5)
+    ret = heal_state.stays_up(FORMULA, "formula", seconds=5)
     assert ret["result"] is False and "does not stay up (exited" in ret["comment"]
     assert "invalid int value" in ret["comment"]
     state_salt["docker.stop"].assert_not_called()
 
 
 def test_a_container_that_stays_up_passes(state_salt):
-    ret = energy_state.stays_up(SENSOR, "sensor", seconds=0.6)
+    ret = heal_state.stays_up(SENSOR, "sensor", seconds=0.6)
     assert ret["result"] is True and ret["comment"].endswith("stays up (0.6 s since it started)")
 
 
 def test_stays_up_in_test_mode_watches_nothing(state_opts, state_salt):
     state_opts["test"] = True
-    ret = energy_state.stays_up(SENSOR, "sensor")
+    ret = heal_state.stays_up(SENSOR, "sensor")
     assert ret["result"] is None
     state_salt["docker.inspect_container"].assert_not_called()
 
@@ -458,7 +460,7 @@ def test_a_container_left_in_restart_back_off_is_restarted_then_watched(state_sa
     state_salt["docker.inspect_container"].side_effect = [{"State": {"Status": "restarting"}, "RestartCount": 7},
                                                           restarted, restarted, restarted, restarted]
     state_salt["docker.restart"] = mock.MagicMock(return_value={"result": True})
-    ret = energy_state.stays_up(FORMULA, "formula", seconds=0.6)
+    ret = heal_state.stays_up(FORMULA, "formula", seconds=0.6)
     assert ret["result"] is True
     state_salt["docker.restart"].assert_called_once_with(FORMULA, timeout=1)
 
@@ -475,14 +477,14 @@ def clock(monkeypatch):
 def test_a_watch_ends_its_seconds_after_the_container_started(state_salt, clock):
     # started 3 s before the watch (the run started other containers meanwhile): 2 s more to watch
     state_salt["docker.inspect_container"].return_value = inspected(age=3)
-    ret = energy_state.stays_up(FORMULA, "formula", seconds=5)
+    ret = heal_state.stays_up(FORMULA, "formula", seconds=5)
     assert ret["result"] is True and ret["comment"].endswith("stays up (5 s since it started)")
     assert 1.5 <= clock[0] - 1000 <= 2.5
 
 
 def test_a_container_up_longer_than_the_watch_is_looked_at_once(state_salt, clock):
     state_salt["docker.inspect_container"].return_value = inspected(age=60)
-    assert energy_state.stays_up(SENSOR, "sensor", seconds=5)["result"] is True
+    assert heal_state.stays_up(SENSOR, "sensor", seconds=5)["result"] is True
     assert clock[0] == 1000 and state_salt["docker.inspect_container"].call_count == 2
 
 
@@ -490,7 +492,7 @@ def test_a_restart_seen_as_a_new_start_time_fails_the_watch(state_salt, clock):
     # the restart count can read the same between two looks; the start time cannot
     state_salt["docker.inspect_container"].side_effect = [inspected(age=2), inspected(age=0)]
     state_salt["docker.logs"] = mock.MagicMock(return_value="error: cannot reach mongodb\n")
-    ret = energy_state.stays_up(FORMULA, "formula", seconds=5)
+    ret = heal_state.stays_up(FORMULA, "formula", seconds=5)
     assert ret["result"] is False and "does not stay up (running" in ret["comment"]
     assert "cannot reach mongodb" in ret["comment"]
 
@@ -520,18 +522,18 @@ def test_healthy_leaves_a_container_this_state_run_started_to_stays_up(state_sal
     state_states["docker_container.running"].reset_mock()
     state_salt["docker.inspect_container"].return_value = inspected("exited")
     state_salt["docker.inspect_container"].side_effect = None
-    ret = energy_state.healthy(SENSOR, "sensor", RUN)
+    ret = heal_state.healthy(SENSOR, "sensor", RUN)
     assert ret["result"] is True and "started by this state run" in ret["comment"]
     state_states["docker_container.running"].assert_not_called()
     state_salt["event.send"].assert_not_called()
     # a container the run left as it was is judged as always
     state_salt["docker.inspect_container"].side_effect = [inspected("exited"), inspected()]
-    assert energy_state.healthy(FORMULA, "formula", RUN)["changes"]["recreated"]["reason"] == "the container is exited"
-    # so is a started Grafana or database: no energy.stays_up watches those
+    assert heal_state.healthy(FORMULA, "formula", RUN)["changes"]["recreated"]["reason"] == "the container is exited"
+    # so is a started Grafana or database: no energy_heal.stays_up watches those
     grafana = "energy-node-a-grafana"
-    energy_state.__context__[energy_state.STARTED].add(grafana)
+    energy_state.__context__[energy_state.core.names.STARTED].add(grafana)
     state_salt["docker.inspect_container"].side_effect = [inspected("exited"), inspected()]
-    assert energy_state.healthy(grafana, "grafana", RUN)["changes"]["recreated"]["reason"] == "the container is exited"
+    assert heal_state.healthy(grafana, "grafana", RUN)["changes"]["recreated"]["reason"] == "the container is exited"
 
 
 def test_container_running_in_test_mode_marks_nothing_as_started(state_opts, state_salt, state_states):
@@ -539,14 +541,15 @@ def test_container_running_in_test_mode_marks_nothing_as_started(state_opts, sta
     state_states["docker_container.running"].return_value = {"name": SENSOR, "result": None, "comment": "",
                                                              "changes": {"container_id": {"added": "abc"}}}
     energy_state.container_running(SENSOR, image="x:1")
-    assert SENSOR not in energy_state.__context__.get(energy_state.STARTED, ())
+    assert SENSOR not in energy_state.__context__.get(energy_state.core.names.STARTED, ())
 
 
 def test_a_recreation_by_heal_masks_secrets_too(state_salt, state_states):
-    state_salt["docker.inspect_container"].side_effect = [Exception("No such container"), inspected(age=1)]
+    missing = Exception("No such container")
+    state_salt["docker.inspect_container"].side_effect = [missing, missing, inspected(age=1)]
     state_states["docker_container.running"].return_value = {"result": True, "changes": {}, "comment": STATE_SECRET}
     state_states["docker_container.running"].return_value["result"] = False
-    ret = energy_state.healthy(FORMULA, "formula", RUN, probe={})
+    ret = heal_state.healthy(FORMULA, "formula", RUN, probe={})
     assert ret["result"] is False and STATE_SECRET not in repr(ret) and "***" in ret["comment"]
 
 
@@ -616,7 +619,7 @@ def test_a_missing_image_gives_no_digest_and_leaves_the_pull_to_docker_container
 
 
 def test_heal_always_goes_to_docker_container(state_salt, state_states):
-    # a recreation by energy.healthy is never short-cut, even with a matching label
+    # a recreation by energy_heal.healthy is never short-cut, even with a matching label
     deploy({"A": "1"})
     made = state_states["docker_container.running"].call_args.kwargs["labels"]
     state_states["docker_container.running"].reset_mock()

@@ -15,7 +15,7 @@ GOOD_BACKUP = {"database": "power_x", "container": "energy-node-a-influxdb-x", "
 
 
 def test_a_good_backup_answer_is_kept_to_the_keys_the_runner_uses():
-    got = trust.answer(MINION, "energy.backup_influxdb", dict(GOOD_BACKUP, extra="x" * 10_000), trust.BACKUP)
+    got = trust.answer(MINION, "energy_archive.backup_influxdb", dict(GOOD_BACKUP, extra="x" * 10_000), trust.BACKUP)
     assert set(got) == {"size", "sha256", "points", "first", "last", "seconds"}
 
 
@@ -27,14 +27,14 @@ def test_a_good_backup_answer_is_kept_to_the_keys_the_runner_uses():
     ("first", "yesterday"), ("last", 17), ("seconds", float("nan")), ("seconds", -1),
 ])
 def test_a_malformed_backup_answer_is_refused_naming_the_minion(key, value):
-    with pytest.raises(trust.Untrusted, match=rf"^minion 'node-a': energy.backup_influxdb returned {key}"):
-        trust.answer(MINION, "energy.backup_influxdb", dict(GOOD_BACKUP, **{key: value}), trust.BACKUP)
+    with pytest.raises(trust.Untrusted, match=rf"^minion 'node-a': energy_archive.backup_influxdb returned {key}"):
+        trust.answer(MINION, "energy_archive.backup_influxdb", dict(GOOD_BACKUP, **{key: value}), trust.BACKUP)
 
 
 @pytest.mark.parametrize("value", ["not a mapping", None, ["rows", 3]])
 def test_a_return_that_is_not_a_mapping_is_refused(value):
-    with pytest.raises(trust.Untrusted, match="minion 'node-a': energy.export_influxdb returned its return"):
-        trust.answer(MINION, "energy.export_influxdb", value, trust.EXPORT)
+    with pytest.raises(trust.Untrusted, match="minion 'node-a': energy_archive.export_influxdb returned its return"):
+        trust.answer(MINION, "energy_archive.export_influxdb", value, trust.EXPORT)
 
 
 @pytest.mark.parametrize("path", ["relative/cache", "/var/cache/../../etc", "/var/cache\n/x", "/var/cache salt",
@@ -126,7 +126,7 @@ def test_keep_checks_size_and_digest_against_what_arrived(tmp_path):
     got = {"size": len(data), "sha256": hashlib.sha256(data).hexdigest()}
     assert trust.keep(box, MINION, pushed(tmp_path, data), "a.tar.gz", got) == len(data)
     assert (dest / "a.tar.gz").read_bytes() == data
-    with pytest.raises(trust.Untrusted, match=r"minion 'node-a': energy.backup_influxdb said 1 bytes, 13 arrived"):
+    with pytest.raises(trust.Untrusted, match=r"minion 'node-a': energy_archive.backup_influxdb said 1 bytes, 13 arrived"):
         trust.keep(box, MINION, pushed(tmp_path, data), "b.tar.gz", dict(got, size=1))
     with pytest.raises(ValueError, match="arrived damaged"):
         trust.keep(box, MINION, pushed(tmp_path, data), "c.tar.gz", dict(got, sha256="0" * 64))

@@ -45,7 +45,7 @@ MOVING = {"newest": NOW - 2, "seen": {"newest": NOW - 12, "at": NOW - 10}}
 CASES = [
     # component, facts, grace, started_here -> status, action, words of the reason, facts asked
     ("formula", {"held": "maintenance on formula since ..."}, 60, False, "held", "none", "maintenance", ["held"]),
-    ("sensor", {}, 60, True, "watched", "none", "energy.stays_up watches it", ["held"]),
+    ("sensor", {}, 60, True, "watched", "none", "energy_heal.stays_up watches it", ["held"]),
     ("mongo", {"info": None}, 60, True, "unhealthy", "recreate", "the container is missing", ["held", "info", "image"]),
     ("formula", {"info": None, "image": False}, 60, False, "unhealthy", "leave", "(tag 1) is not on node-a",
      ["held", "info", "image"]),

@@ -1,0 +1,345 @@
+"""
+States of the energy formula's self-healing:
+
+``energy_heal.healthy``        a container that runs and answers, recreated when it does not
+``energy_heal.node_kept``      this minion's part of the plan kept for the light health check
+``energy_heal.stays_up``       a container this run (re)started watched until it has run a while
+``energy_heal.events_engine``  the docker_events engine config of event-driven healing
+
+The decisions (what "healthy" means, the engine config) live in the pure core, ``energy_core``.
+"""
+
+import logging
+import os
+import time
+
+log = logging.getLogger(__name__)
+
+__virtualname__ = "energy_heal"
+
+try:
+    import energy_core
+
+    core = energy_core.load()
+    CORE_ERROR = None
+except ImportError as exc:  # the utils are not synced yet (saltutil.sync_utils)
+    core = None
+    CORE_ERROR = str(exc)
+
+
+def __virtual__():
+    if core is None:
+        return (False, f"the energy_heal states need the formula's energy_core utils ({CORE_ERROR}): "
+                       "run saltutil.sync_utils (energy.orch does)")
+    if "energy_heal.held" not in __salt__:
+        return (False, "the energy_heal states need the energy_heal execution module (saltutil.sync_modules)")
+    if "docker.inspect_container" not in __salt__:
+        return (False, "the energy_heal states need saltext-dockermod (pip install saltext.dockermod)")
+    return __virtualname__
+
+
+def _inspect(name):
+    """Docker's inspection of container ``name``, or None when it is missing (saltext-dockermod raises)."""
+    try:
+        return __salt__["docker.inspect_container"](name)
+    except Exception:  # pylint: disable=broad-except
+        return None
+
+
+def _free_space(volume):
+    """Free bytes of a Docker volume on this host, or None (``energy_heal.volume_free``)."""
+    return __salt__["energy_heal.volume_free"](volume)
+
+
+def healthy(name, component, run, probe=None, grace=60, timeout=60, trigger="health check"):
+    """
+    Make sure a container of the stack runs and answers; otherwise recreate it from ``run`` (the
+    docker_container.running arguments of the plan), log what was found and done, and fire
+    ``energy/heal/<component>`` with minion, container, reason and duration.
+
+    .. code-block:: yaml
+
+        energy-influxdb-health-healthy:
+          energy_heal.healthy:
+            - name: energy-ctl-influxdb-intel_xeon_gold_6130
+            - component: influxdb
+            - run: {image: 'influxdb:1.8.10', ...}
+            - probe: {http: 'http://10.0.0.5:8086/ping'}
+    """
+    ret = {"name": name, "changes": {}, "result": True, "comment": ""}
+    probe = probe or {}
+    held = __salt__["energy_heal.held"](name, component)
+    if held:
+        ret["comment"] = f"{component} container {name} left alone: {held}"
+        _note(name, "held", held)
+        return ret
+    if component in core.names.WATCHED and name in __context__.get(core.names.STARTED, ()):
+        # the orch's last phase and the full schedule apply energy.heal with the components' SLS
+        # files: a container they just started is energy_heal.stays_up's to judge (a sensor that
+        # refuses its config is stopped there, not recreated here)
+        ret["comment"] = f"{component} container {name} was started by this state run: energy_heal.stays_up watches it"
+        return ret
+    info = _inspect(name)
+    reason = core.health.diagnose(info, probe, grace, _free_space, core.health.Seen(core.health.seen_path(__opts__["cachedir"])))
+    if reason is None:
+        ret["comment"] = f"{component} container {name} is healthy"
+        _note(name, "healthy", "")
+        return ret
+    if reason.startswith(core.health.LEFT_AS_IS):
+        # recreating this container would not bring back the database its check reads through,
+        # nor free its volume
+        ret["result"] = False
+        ret["comment"] = f"{component} container {name} is unhealthy: {reason}; left as it is"
+        _note(name, "unhealthy", reason)
+        return ret
+    try:
+        __salt__["docker.inspect_image"](run["image"])
+    except Exception:  # pylint: disable=broad-except
+        ret["result"] = False
+        ret["comment"] = core.health.image_missing(component, name, reason, run["image"], __opts__.get("id"))
+        log.error("energy heal: %s", ret["comment"])
+        _note(name, "unhealthy", ret["comment"])
+        return ret
+    if __opts__.get("test"):
+        ret["result"] = None
+        ret["comment"] = f"would recreate {component} container {name} because {reason}"
+        ret["changes"] = {"recreate": {"reason": reason}}
+        return ret
+    started = time.monotonic()
+    log.warning("energy heal: %s container %s is unhealthy (%s; found by %s): recreating it", component, name,
+                reason, trigger)
+    # docker_container.running makes the new container before it removes the old one (force:
+    # even when the old one is configured as wanted): a failed creation leaves the old one there
+    created = __states__["energy.container_running"](name=name, force=info is not None, **run)
+    deadline = time.monotonic() + float(timeout)
+    after = None
+    while created.get("result"):
+        after = core.health.diagnose(_inspect(name), probe, grace=float("inf"), free_space=_free_space)
+        if after is None or time.monotonic() > deadline:
+            break
+        time.sleep(0.5)
+    duration = round(time.monotonic() - started, 2)
+    healed = bool(created.get("result")) and after is None
+    event = {"minion": __opts__.get("id"), "container": name, "component": component, "reason": reason,
+             "duration": duration, "healed": healed, "trigger": trigger}
+    __salt__["event.send"](f"{core.names.HEAL_EVENT}/{component}", event)
+    ret["changes"] = {"recreated": event}
+    _note(name, "recreated" if healed else "unhealthy", reason if healed else str(after or created.get("comment")))
+    if healed:
+        log.warning("energy heal: %s container %s recreated and answering in %.2f s", component, name, duration)
+        ret["comment"] = f"recreated {component} container {name} because {reason}; answering after {duration} s"
+    else:
+        log.error("energy heal: %s container %s still unhealthy after recreation: %s", component, name,
+                  after or created.get("comment"))
+        ret["result"] = False
+        ret["comment"] = (f"recreated {component} container {name} because {reason}, but it is still "
+                          f"unhealthy: {after or created.get('comment')}")
+    return ret
+
+
+def node_kept(name):
+    """
+    Keep this minion's part of the plan in file ``name`` (``energy_heal.node_kept_file``), mode 0600,
+    for the light health check ``energy_heal.heal_check`` that the heal schedule runs: it then needs
+    neither the mine nor a state run. The return says whether it changed, never what it holds
+    (the formula's check carries its MongoDB password).
+
+    .. code-block:: yaml
+
+        energy-heal-node-kept:
+          energy_heal.node_kept:
+            - name: /var/cache/salt/minion/energy/node.json
+    """
+    import json  # pylint: disable=import-outside-toplevel
+
+    ret = {"name": name, "changes": {}, "result": True, "comment": f"{name} is up to date"}
+    conf = __salt__["energy.config"](secrets=True)
+    content = json.dumps(core.health.kept(__salt__["energy.node"](conf, secrets=True), conf["heal"]), sort_keys=True)
+    if core.healing.read_text(name) == content:
+        return ret
+    if __opts__.get("test"):
+        ret.update(result=None, comment=f"{name} would be updated (this minion's containers and checks)",
+                   changes={"node": "would be updated"})
+        return ret
+    done = core.healing.write_atomic(name, content, mode=0o600)
+    ret.update(comment=f"{name} {done} (this minion's containers and checks)", changes={"node": done})
+    return ret
+
+
+def _note(name, status, reason):
+    """Keep what the health check found (``salt-run energy.summary`` shows it); not in test mode."""
+    if __opts__.get("test"):
+        return
+    try:
+        core.health.record(core.health.records_path(__opts__["cachedir"]), {name: (status, reason)}, time.time())
+    except OSError as exc:  # the check's result matters more than its record
+        log.warning("energy heal: cannot keep the health record of %s: %s", name, exc)
+
+
+def _restart_minion_later(how, delay=5):
+    """Restart this salt-minion (``how``: what ``_can_restart_minion`` said) from a detached process
+    once no job runs on it, this one included (restarting it from inside the job would wait on the
+    job itself). Returns how, or None when a restart is already on its way."""
+    import shlex  # pylint: disable=import-outside-toplevel
+    import subprocess  # pylint: disable=import-outside-toplevel
+    import sys  # pylint: disable=import-outside-toplevel
+
+    if how is None or core.healing.restart_pending(__opts__["cachedir"], time.time()):
+        return None
+    pid = _minion_pid()
+    command = __opts__.get("minion_restart_command") or sys.argv
+    # no job running (this one's proc file goes when it has returned): the restart cuts no orch
+    # phase or heal run short
+    procs = shlex.quote(os.path.join(__opts__["cachedir"], "proc"))
+    script = core.healing.restart_script(how, "salt-minion", pid, command,
+                                         wait_for=f'[ -n "$(ls -A {procs} 2>/dev/null)" ]')
+    subprocess.Popen(["sh", "-c", f"sleep {delay}; {script}"], start_new_session=True, close_fds=True,  # pylint: disable=consider-using-with
+                     stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    return how
+
+
+def stays_up(name, component, seconds=5, cpu=None):
+    """
+    Watch a container that this run (re)started until it has run ``seconds`` since it started
+    (Docker's ``State.StartedAt``): a container that exits or restarts before fails the state with
+    the end of its output, instead of looping on its restart policy. The SLS files run these last
+    (``order: last``), so the watches of the containers a run started overlap instead of adding
+    up: one already up that long is looked at once. An hwpc-sensor that refused an event of its
+    config is stopped, and the comment names the minion, the event and the fix.
+
+    .. code-block:: yaml
+
+        energy-sensor-container-settled-energy-node-a-sensor:
+          energy_heal.stays_up:
+            - name: energy-node-a-sensor
+            - component: sensor
+    """
+    ret = {"name": name, "changes": {}, "result": True, "comment": ""}
+    if __opts__.get("test"):
+        ret["result"] = None
+        ret["comment"] = f"would watch {component} container {name} for {seconds} s"
+        return ret
+    minion = __opts__.get("id")
+    first = _inspect(name) or {}
+    if (first.get("State") or {}).get("Status") == "restarting":
+        # left in Docker's restart back-off by an earlier failure (its database was away): what
+        # counts is whether it stays up now
+        try:
+            __salt__["docker.restart"](name, timeout=1)
+        except Exception:  # pylint: disable=broad-except
+            pass
+        first = _inspect(name) or {}
+    restarts = first.get("RestartCount", 0)
+    started = (first.get("State") or {}).get("StartedAt")
+    up_for = core.health.age(first)  # a restart moves StartedAt: up that long means up all along
+    wait = float(seconds) if up_for is None else min(float(seconds), max(0.0, float(seconds) - up_for))
+    deadline = time.monotonic() + wait
+    while True:
+        info = _inspect(name) or {}
+        state = info.get("State") or {}
+        status = state.get("Status")
+        if status != "running" or info.get("RestartCount", 0) > restarts or state.get("StartedAt") != started:
+            break
+        if time.monotonic() >= deadline:
+            ret["comment"] = f"{component} container {name} stays up ({seconds} s since it started)"
+            return ret
+        time.sleep(0.5)
+    try:
+        logs = __salt__["docker.logs"](name, tail=20) or ""
+    except Exception as exc:  # pylint: disable=broad-except
+        logs = f"(no output: {exc})"
+    ret["result"] = False
+    refused = core.health.sensor_refusal(logs) if component == "sensor" else None
+    if refused:
+        __salt__["docker.stop"](name, timeout=1)
+        ret["changes"] = {"stopped": name}
+        ret["comment"] = (
+            f"the hwpc-sensor on {minion} refused its config: this machine cannot count event "
+            f"'{refused['event']}' (group {refused['group']}), so the sensor exits; it is stopped rather than "
+            f"left restarting. Fix: remove '{refused['event']}' from energy:sensor:events / "
+            f"energy:sensor:extra_events for {cpu or 'this CPU name'} (salt {minion} grains.get energy:pmu_events "
+            "lists what it offers), or run the sensor on a machine that has it.")
+    else:
+        ret["comment"] = (f"{component} container {name} on {minion} does not stay up ({status or 'gone'}, "
+                          f"{info.get('RestartCount', 0) - restarts} restart(s)); its last output:\n{logs.strip()[-1500:]}")
+    log.error("energy: %s", ret["comment"])
+    return ret
+
+
+def _minion_pid():
+    return core.healing.pid_from(__opts__.get("pidfile")) or __grains__.get("pid")
+
+
+def _can_restart_minion():
+    """How this salt-minion can be restarted (``core.healing.how_to_restart``), or None."""
+    import sys  # pylint: disable=import-outside-toplevel
+
+    return core.healing.how_to_restart(_minion_pid(), sys.argv, os.path.isdir("/run/systemd/system"),
+                                       __opts__.get("minion_restart_command"))
+
+
+def events_engine(name, enabled=True, restart=True):
+    """
+    Install (or remove) the docker_events engine config of the formula at ``name``
+    (``minion.d/energy-events.conf``; see ``energy_core.healing.engine_config``) and make sure the running
+    salt-minion has loaded it: engines start with the minion, so when the file is new the minion
+    is restarted once no job runs on it (systemd, ``minion_restart_command`` or daemon mode).
+    With ``restart: False``, or when the minion cannot be restarted that way, the state says that
+    the minion needs a restart and the heal schedule covers the gap.
+
+    .. code-block:: yaml
+
+        energy-heal-engine-managed:
+          energy_heal.events_engine:
+            - name: /etc/salt/minion.d/energy-events.conf
+            - order: last
+    """
+    ret = {"name": name, "changes": {}, "result": True, "comment": ""}
+    main_engines = core.healing.main_config_key(__opts__["conf_file"], "engines")
+    wanted = core.healing.engine_content(__opts__["id"], main_engines) if enabled else None
+    current = core.healing.read_text(name)
+    loaded = __salt__["energy_heal.engine_loaded"]()
+    comments = []
+    if current != wanted:
+        verb = "would be " if __opts__.get("test") else ""
+        if wanted is None:
+            comments.append(f"{name} {verb}removed")
+            ret["changes"]["config"] = {"old": name, "new": None}
+        else:
+            comments.append(f"{name} {verb}{'written' if current is None else 'updated'}")
+            ret["changes"]["config"] = {"old": None if current is None else "other content", "new": name}
+        if __opts__.get("test"):
+            ret["result"] = None
+        else:
+            core.healing.write_atomic(name, wanted)
+    needs_restart = loaded != enabled or (enabled and current != wanted and current is not None)
+    if not needs_restart:
+        comments.append("the docker_events engine is " + ("running" if loaded else "off"))
+    else:
+        what = "start" if enabled and not loaded else "reload" if enabled else "stop"
+        how = _can_restart_minion() if restart else None
+        if __opts__.get("test"):
+            ret["result"] = None
+            comments.append(f"salt-minion would be restarted to {what} the docker_events engine"
+                            if how else f"salt-minion needs a restart to {what} the docker_events engine")
+        elif how:
+            if _restart_minion_later(how):
+                ret["changes"]["minion"] = {"restart": how, "to": f"{what} the docker_events engine"}
+                log.warning("energy: salt-minion restarts (%s) once no job runs, to %s the docker_events engine",
+                            how, what)
+                comments.append(f"salt-minion restarts ({how}) once no job runs on it, to {what} "
+                                "the docker_events engine")
+            else:
+                comments.append(f"salt-minion restarts to {what} the docker_events engine (an earlier run "
+                                "scheduled it)")
+        elif not enabled and not restart:  # energy.clean: without its file, energy_heal.react does nothing
+            comments.append("the docker_events engine stops with the next salt-minion restart")
+        else:
+            why = "energy:heal:events:restart_minion is false" if not restart else \
+                "no systemd, minion_restart_command or daemon mode to restart it with"
+            ret.setdefault("warnings", []).append(
+                f"restart salt-minion on {__opts__['id']} to {what} the docker_events engine ({why}); "
+                "until then the heal schedule recreates what dies")
+            comments.append(f"salt-minion needs a restart to {what} the docker_events engine ({why})")
+    ret["comment"] = "; ".join(comments)
+    return ret
