@@ -29,10 +29,10 @@ __virtualname__ = "energy_names"
 try:
     import energy_core
 
-    core = energy_core.load()
+    energy_core.load()  # afresh from disk, before the names below are bound (energy_core.load)
+    from energy_core import checks, healing, report_names
     CORE_ERROR = None
 except ImportError as exc:  # the utils are not synced yet (saltutil.sync_utils)
-    core = None
     CORE_ERROR = str(exc)
 
 try:
@@ -44,17 +44,15 @@ except ImportError:
 
 
 def __virtual__():
-    if core is None:
+    if CORE_ERROR is not None:
         return (False, f"the energy_names engine needs the formula's energy_core utils ({CORE_ERROR})")
-    if not HAS_DOCKER_SDK:
-        return (False, "the energy_names engine needs the Docker SDK for Python (pip install docker)")
-    return __virtualname__
+    return energy_core.virtual(__virtualname__, "the energy_names engine", docker_sdk=HAS_DOCKER_SDK)
 
 
 def _keep_seconds():
     """How long a start is kept: the experiment's duration from pillar (14 days when unset)."""
     try:
-        return core.checks.duration_seconds(__salt__["config.get"]("energy:experiment:duration", "14d"))
+        return checks.duration_seconds(__salt__["config.get"]("energy:experiment:duration", "14d"))
     except Exception:  # pylint: disable=broad-except  (a bad value: the schema names it elsewhere)
         return 14 * 86400
 
@@ -62,8 +60,8 @@ def _keep_seconds():
 def _rewrite(path):
     """The record with only what it keeps; returns its line count."""
     with open(path, encoding="utf-8") as handle:
-        kept = core.report_names.kept(handle, time.time(), _keep_seconds(), core.report_names.MAX_RECORDS)
-    core.healing.write_atomic(path, "".join(line + "\n" for line in kept), mode=0o600)
+        kept = report_names.kept(handle, time.time(), _keep_seconds(), report_names.MAX_RECORDS)
+    healing.write_atomic(path, "".join(line + "\n" for line in kept), mode=0o600)
     return len(kept)
 
 
@@ -71,26 +69,26 @@ def _append(path, line, lines):
     with open(path, "a", encoding="utf-8") as handle:
         handle.write(line + "\n")
     lines += 1
-    return _rewrite(path) if lines > 2 * core.report_names.MAX_RECORDS else lines
+    return _rewrite(path) if lines > 2 * report_names.MAX_RECORDS else lines
 
 
 def _watch(client, path, lines):
     """Record what runs now, then every start Docker reports, until the stream ends."""
     for found in client.containers():
-        lines = _append(path, core.report_names.record(found["Id"], (found.get("Names") or ["/"])[0],
+        lines = _append(path, report_names.record(found["Id"], (found.get("Names") or ["/"])[0],
                                                        found.get("Labels"), time.time()), lines)
     for event in client.events(filters={"type": "container", "event": "start"}, decode=True):
         actor = event.get("Actor") or {}
         attributes = actor.get("Attributes") or {}
         if isinstance(actor.get("ID"), str) and attributes.get("name"):
-            lines = _append(path, core.report_names.record(actor["ID"], attributes["name"], attributes,
+            lines = _append(path, report_names.record(actor["ID"], attributes["name"], attributes,
                                                            event.get("time") or time.time()), lines)
     return lines
 
 
 def start(docker_url="unix://var/run/docker.sock", retry=10):
     """Run until the minion stops: a Docker daemon that restarts is watched again ``retry`` s later."""
-    path = os.path.join(__opts__["cachedir"], core.report_names.RECORD_FILE)
+    path = os.path.join(__opts__["cachedir"], report_names.RECORD_FILE)
     os.makedirs(os.path.dirname(path), mode=0o700, exist_ok=True)
     lines = _rewrite(path) if os.path.exists(path) else 0
     while True:

@@ -46,13 +46,15 @@ ARM_PARTS = {"0xd03": "Cortex-A53", "0xd04": "Cortex-A35", "0xd07": "Cortex-A57"
 try:
     import energy_core
 
-    core = energy_core.load()
-except ImportError:  # the utils are not synced yet: the grain waits for saltutil.sync_all
-    core = None
+    energy_core.load()  # afresh from disk, before the names below are bound (energy_core.load)
+    from energy_core import events, extmods, names as names_core, sensor
+    CORE_ERROR = None
+except ImportError as exc:  # the utils are not synced yet: the grain waits for saltutil.sync_all
+    CORE_ERROR = str(exc)
 
 
 def __virtual__():
-    if core is None:
+    if CORE_ERROR is not None:
         return (False, "the energy grain needs the formula's energy_core utils (saltutil.sync_all)")
     return "energy"
 
@@ -258,10 +260,10 @@ def _collect(root="/", overrides=None, hostname=None):
     pmu_dir = _path(root, "/sys/bus/event_source/devices/cpu")
     facts["pmu_name"] = (_read(os.path.join(pmu_dir, "caps", "pmu_name"), "") or "").strip() or None
     has_core_pmu = os.path.isdir(pmu_dir)
-    family = core.events.family(facts["cpu_vendor"], facts.get("cpu_family"), facts.get("cpu_model"),
+    family = events.family(facts["cpu_vendor"], facts.get("cpu_family"), facts.get("cpu_model"),
                                 facts["pmu_name"])
     facts["pmu_family"] = family if has_core_pmu and not facts["virtual"] else None
-    facts["pmu_events"] = list(core.events.FAMILIES.get(facts["pmu_family"], ()))
+    facts["pmu_events"] = list(events.FAMILIES.get(facts["pmu_family"], ()))
     paranoid = (_read(_path(root, "/proc/sys/kernel/perf_event_paranoid"), "") or "").strip()
     facts["perf_event_paranoid"] = int(paranoid) if re.fullmatch(r"-?[0-9]+", paranoid) else None
     facts["kernel"] = (_read(_path(root, "/proc/sys/kernel/osrelease"), "") or "").strip()
@@ -269,13 +271,13 @@ def _collect(root="/", overrides=None, hostname=None):
     if hostname is None:
         hostname = _read(_path(root, "/proc/sys/kernel/hostname"), "") or ""
     facts["cluster"] = _cluster(hostname)
-    facts["sensor_support"] = core.sensor.support(facts, has_core_pmu)
+    facts["sensor_support"] = sensor.support(facts, has_core_pmu)
     if root == "/":  # what libpfm4 says of this machine, not of a recorded one
         names = _libpfm4_core_events()
         if names:
             facts["pmu_event_names"] = names
     for key, value in (overrides or {}).items():
-        if key in core.names.FACT_KEYS:
+        if key in names_core.FACT_KEYS:
             facts[key] = value
     return facts
 
@@ -292,5 +294,5 @@ def energy_extmods():
     Salt loads grains at start and at each module refresh, which every sync the orch makes ends
     with."""
     root = __opts__.get("extension_modules")  # pylint: disable=undefined-variable
-    found = core.extmods.digest(core.extmods.local_files(root)) if root else None
-    return {core.extmods.GRAIN: found} if found else {}
+    found = extmods.digest(extmods.local_files(root)) if root else None
+    return {extmods.GRAIN: found} if found else {}

@@ -27,10 +27,11 @@ except ImportError:
 try:
     import energy_core
 
-    core = energy_core.load()
+    energy_core.load()  # afresh from disk, before the names below are bound (energy_core.load)
+    from energy_core import (  # noqa: E402
+        health as health_core, inventory, maintenance, names as names_core, plan as plan_core, schema, sensor, sizing as sizing_core, topology as topology_core, trust)
     CORE_ERROR = None
 except ImportError as exc:  # the utils are not synced yet (saltutil.sync_utils)
-    core = None
     CORE_ERROR = str(exc)
 
 try:
@@ -49,15 +50,11 @@ except ImportError:  # pragma: no cover
 
 
 def __virtual__():
-    if core is None:
+    if CORE_ERROR is not None:
         return (False, f"the energy module needs the formula's energy_core utils ({CORE_ERROR}): "
                        "run saltutil.sync_utils (energy.orch does)")
-    if not HAS_DOCKER_SDK:
-        return (False, "the energy module needs the Docker SDK for Python (pip install docker)")
-    if "docker.ps" not in __salt__:
-        return (False, "the energy module needs saltext-dockermod (pip install saltext.dockermod): "
-                       "Salt 3008 has no docker modules of its own")
-    return __virtualname__
+    return energy_core.virtual(__virtualname__, "the energy module",
+                               __salt__, needs=("docker.ps",), docker_sdk=HAS_DOCKER_SDK)
 
 
 def _job_id():
@@ -90,7 +87,7 @@ def _job_id():
 
 def _per_job(name, inputs, compute):
     """``compute()`` once per job: every SLS of a state run renders the plan."""
-    return core.plan.once_per_job(__context__, f"energy.{name}", _job_id(), inputs, compute)
+    return plan_core.once_per_job(__context__, f"energy.{name}", _job_id(), inputs, compute)
 
 
 def _fail(exc):
@@ -114,7 +111,7 @@ def facts():
         result.update(__salt__["energy_engine.facts"]())
     pillar = __pillar__.get("energy")
     overrides = (pillar.get("facts") if isinstance(pillar, dict) else None) or {}
-    result.update({k: v for k, v in overrides.items() if k in core.names.FACT_KEYS})
+    result.update({k: v for k, v in overrides.items() if k in names_core.FACT_KEYS})
     if not result.get("address"):
         candidates = [ip for ip in (__grains__.get("fqdn_ip4") or []) + (__grains__.get("ipv4") or [])
                       if not ip.startswith("127.")]
@@ -134,7 +131,7 @@ def _defaults():
 def _masked(value, conf, secrets):
     """``value`` as it may leave the minion: secrets replaced by ``***`` unless ``secrets`` (the
     formula's own SLS files, which render in the job and return nothing of it)."""
-    return value if secrets else core.schema.mask(value, core.schema.secrets(conf))
+    return value if secrets else schema.mask(value, schema.secrets(conf))
 
 
 def config(defaults=None, secrets=False):
@@ -154,10 +151,10 @@ def config(defaults=None, secrets=False):
 
     def compute():
         try:
-            core.schema.check_rendered(__pillar__.get("_errors"))  # a pillar file Salt could not render
-            merged = core.schema.merge(defaults if defaults is not None else _defaults(), pillar)  # merge copies
-            core.schema.check(merged)
-        except core.schema.PlanError as exc:
+            schema.check_rendered(__pillar__.get("_errors"))  # a pillar file Salt could not render
+            merged = schema.merge(defaults if defaults is not None else _defaults(), pillar)  # merge copies
+            schema.check(merged)
+        except schema.PlanError as exc:
             _fail(exc)
         return merged
 
@@ -168,8 +165,8 @@ def config(defaults=None, secrets=False):
 def _role_facts(conf):
     """{role: {minion: facts}} from the mine (``energy_core.trust.role_facts``: the queries the
     master's ``energy.plan`` makes too). Each call is a round trip to the master."""
-    return core.trust.role_facts(
-        conf, lambda target: __salt__["mine.get"](target, core.names.MINE_FUNCTION, tgt_type="compound"))
+    return trust.role_facts(
+        conf, lambda target: __salt__["mine.get"](target, names_core.MINE_FUNCTION, tgt_type="compound"))
 
 
 def _plan(conf):
@@ -177,9 +174,9 @@ def _plan(conf):
 
     def compute():
         try:
-            core.schema.check(conf)
-            return core.plan.build(conf, _role_facts(conf))
-        except core.schema.PlanError as exc:
+            schema.check(conf)
+            return plan_core.build(conf, _role_facts(conf))
+        except schema.PlanError as exc:
             return _fail(exc)
 
     return _per_job("plan", conf, compute)
@@ -202,7 +199,7 @@ def plan(conf=None, secrets=False):
     return _masked(_plan(conf), conf, secrets)
 
 
-PlanError = core.schema.PlanError if core else ValueError  # what sensor_events raises (a ValueError)
+PlanError = schema.PlanError if CORE_ERROR is None else ValueError  # what sensor_events raises (a ValueError)
 
 
 def sensor_events(cpu_facts, mode="best", extra=None):
@@ -219,7 +216,7 @@ def sensor_events(cpu_facts, mode="best", extra=None):
 
         salt-call energy.sensor_events '{"Xeon": {"cpu_vendor": "intel", "cpu_family": 6, "cpu_model": 85}}' common
     """
-    return core.sensor.sensor_events(cpu_facts, mode, extra)
+    return sensor.sensor_events(cpu_facts, mode, extra)
 
 
 def node(conf=None, secrets=False):
@@ -238,10 +235,10 @@ def node(conf=None, secrets=False):
     conf = conf if conf is not None else config(secrets=True)
     full_plan = _plan(conf)
     try:
-        core.plan.check_secrets(conf, full_plan, __opts__["id"])
-    except core.schema.PlanError as exc:
+        plan_core.check_secrets(conf, full_plan, __opts__["id"])
+    except schema.PlanError as exc:
         _fail(exc)
-    return _masked(core.plan.node(full_plan, __opts__["id"]), conf, secrets)
+    return _masked(plan_core.node(full_plan, __opts__["id"]), conf, secrets)
 
 
 def orphans(conf=None):
@@ -258,11 +255,11 @@ def orphans(conf=None):
     """
     conf = conf if conf is not None else config(secrets=True)
     minion = __opts__["id"]
-    part = core.plan.node(_plan(conf), minion)
+    part = plan_core.node(_plan(conf), minion)
 
     def compute():
-        found = __salt__["docker.ps"](all=True, filters={"label": [f"{core.names.LABEL_MINION}={minion}"]})
-        return core.inventory.orphans(found, part, minion)
+        found = __salt__["docker.ps"](all=True, filters={"label": [f"{names_core.LABEL_MINION}={minion}"]})
+        return inventory.orphans(found, part, minion)
 
     # once per job: a state run asks for each component's orphans_absent
     return _per_job("orphans", part, compute)
@@ -272,17 +269,17 @@ def _space_problem(conf, node_part):
     """Why this minion lacks the room its new database volumes need (energy:experiment), or None."""
     if not conf["experiment"].get("check_space", True):
         return None
-    sizes = core.sizing.estimate(conf, _plan(conf)).get(__opts__["id"], {})
+    sizes = sizing_core.estimate(conf, _plan(conf)).get(__opts__["id"], {})
     existing = {v.get("Name") for v in (__salt__["docker.volumes"]() or {}).get("Volumes") or []}
     new = {volume: size for volume, size in sizes.items() if volume not in existing}
     if not new:
         return None
     root = (__salt__["docker.info"]() or {}).get("DockerRootDir") or "/var/lib/docker"
-    free = core.health.free_bytes(root)
+    free = health_core.free_bytes(root)
     need = sum(new.values())
     if need <= free:
         return None
-    h = core.sizing.human
+    h = sizing_core.human
     return (f"energy:experiment: {__opts__['id']} needs {h(need)} for its new database volumes "
             f"({', '.join(f'{v} {h(n)}' for v, n in sorted(new.items()))}) and {root} has {h(free)} free. Fix: a "
             "shorter energy:experiment:duration or energy:influxdb:retention, a longer energy:sensor:frequency_ms, "
@@ -307,9 +304,9 @@ def check(conf=None):
     conf = conf if conf is not None else config(secrets=True)
     part = node(conf)
     found = orphans(conf)
-    problems = [p for p in (core.inventory.orphan_problem(conf, __opts__["id"], found), _space_problem(conf, part)) if p]
+    problems = [p for p in (inventory.orphan_problem(conf, __opts__["id"], found), _space_problem(conf, part)) if p]
     if problems:
-        _fail(core.schema.PlanError("\n".join(problems)))
+        _fail(schema.PlanError("\n".join(problems)))
     return dict(part, leaving=[o["name"] for o in found])
 
 
@@ -327,17 +324,17 @@ def sizing(conf=None):
     """
     conf = conf if conf is not None else config(secrets=True)
     full_plan = _plan(conf)
-    sizes = core.sizing.estimate(conf, full_plan)
+    sizes = sizing_core.estimate(conf, full_plan)
     return {
-        "hosts": {host: {volume: core.sizing.human(size) for volume, size in sorted(volumes.items())}
+        "hosts": {host: {volume: sizing_core.human(size) for volume, size in sorted(volumes.items())}
                   for host, volumes in sorted(sizes.items())},
-        "total": {host: core.sizing.human(sum(volumes.values())) for host, volumes in sorted(sizes.items())},
-        "retention": core.sizing.retention(conf),
-        "max_sensors": core.plan.max_sensors(conf),
+        "total": {host: sizing_core.human(sum(volumes.values())) for host, volumes in sorted(sizes.items())},
+        "retention": sizing_core.retention(conf),
+        "max_sensors": plan_core.max_sensors(conf),
         "experiment": dict(conf["experiment"]),
         "frequency_ms": conf["sensor"]["frequency_ms"],
-        "constants": {"bytes_per_point": core.sizing.BYTES_PER_POINT, "bytes_per_report": core.sizing.BYTES_PER_REPORT,
-                      "formula_reports_per_s": core.sizing.FORMULA_REPORTS_PER_S},
+        "constants": {"bytes_per_point": sizing_core.BYTES_PER_POINT, "bytes_per_report": sizing_core.BYTES_PER_REPORT,
+                      "formula_reports_per_s": sizing_core.FORMULA_REPORTS_PER_S},
     }
 
 
@@ -352,7 +349,7 @@ def summary(conf=None):
         salt-call energy.summary
     """
     conf = conf if conf is not None else config(secrets=True)
-    return _masked(core.plan.summary(_plan(conf)), conf, False)
+    return _masked(plan_core.summary(_plan(conf)), conf, False)
 
 
 def live(topology=False):
@@ -371,11 +368,11 @@ def live(topology=False):
     """
     minion = __opts__["id"]
     now = time.time()
-    found = __salt__["docker.ps"](all=True, filters={"label": [f"{core.names.LABEL_MINION}={minion}"]})
-    health = core.health.read_records(core.health.records_path(__opts__["cachedir"]))
-    windows = core.maintenance.read(core.maintenance.path_in(__opts__["cachedir"]), now)
+    found = __salt__["docker.ps"](all=True, filters={"label": [f"{names_core.LABEL_MINION}={minion}"]})
+    health = health_core.read_records(health_core.records_path(__opts__["cachedir"]))
+    windows = maintenance.read(maintenance.path_in(__opts__["cachedir"]), now)
     containers = []
-    for entry in core.inventory.containers(found):
+    for entry in inventory.containers(found):
         try:
             info = __salt__["docker.inspect_container"](entry["name"])
         except Exception:  # pylint: disable=broad-except
@@ -388,15 +385,15 @@ def live(topology=False):
             "name": entry["name"], "component": entry["component"], "cpu": entry["cpu"],
             "state": (info.get("State") or {}).get("Status"),
             "health": health.get(entry["name"]),
-            "maintenance": core.maintenance.held_reason(windows, entry["name"], entry["component"], minion) or None,
+            "maintenance": maintenance.held_reason(windows, entry["name"], entry["component"], minion) or None,
             "published": published[0] if published else None,
             "volume": volume.get("Name") if volume else None,
-            "volume_bytes": core.sizing.used_bytes(volume.get("Source")) if volume else None,
+            "volume_bytes": sizing_core.used_bytes(volume.get("Source")) if volume else None,
         })
     result = {"minion": minion, "containers": containers, "time": now}
     if topology:
         try:
-            result["topology"] = core.topology.planned(_plan(config(secrets=True)))
+            result["topology"] = topology_core.planned(_plan(config(secrets=True)))
         except Exception as exc:  # pylint: disable=broad-except
             result["topology_error"] = str(exc)[:2000]
     return result
@@ -416,7 +413,7 @@ def hostname_to_influx(conf=None):
 
         salt-call energy.hostname_to_influx
     """
-    return core.plan.influx_by_minion(plan(conf))
+    return plan_core.influx_by_minion(plan(conf))
 
 
 def deployed(conf=None):
@@ -435,11 +432,11 @@ def deployed(conf=None):
 
     conf = conf if conf is not None else config()
     minion = __opts__["id"]
-    found = __salt__["docker.ps"](all=True, filters={"label": [f"{core.names.LABEL_MINION}={minion}"]})
+    found = __salt__["docker.ps"](all=True, filters={"label": [f"{names_core.LABEL_MINION}={minion}"]})
     volumes = [v.get("Name", "") for v in (__salt__["docker.volumes"]() or {}).get("Volumes") or []]
-    files = glob.glob(core.names.sensor_config_file(conf["config_dir"], minion))
-    files += glob.glob(core.names.grafana_dir(conf["config_dir"], minion))
-    return {"containers": core.inventory.containers(found), "volumes": core.inventory.volumes(minion, volumes),
+    files = glob.glob(names_core.sensor_config_file(conf["config_dir"], minion))
+    files += glob.glob(names_core.grafana_dir(conf["config_dir"], minion))
+    return {"containers": inventory.containers(found), "volumes": inventory.volumes(minion, volumes),
             "config_files": sorted(files)}
 
 

@@ -30,10 +30,10 @@ __virtualname__ = "energy_heal"
 try:
     import energy_core
 
-    core = energy_core.load()
+    energy_core.load()  # afresh from disk, before the names below are bound (energy_core.load)
+    from energy_core import healing, health, maintenance as maintenance_core, names
     CORE_ERROR = None
 except ImportError as exc:  # the utils are not synced yet (saltutil.sync_utils)
-    core = None
     CORE_ERROR = str(exc)
 
 try:
@@ -45,7 +45,7 @@ except ImportError:  # pragma: no cover
 
 
 def __virtual__():
-    if core is None:
+    if CORE_ERROR is not None:
         return (False, f"the energy_heal module needs the formula's energy_core utils ({CORE_ERROR}): "
                        "run saltutil.sync_utils (energy.orch does)")
     return __virtualname__
@@ -111,7 +111,7 @@ def engine_file():
 
         salt-call energy_heal.engine_file
     """
-    return os.path.join(os.path.dirname(__opts__["conf_file"]), "minion.d", core.healing.ENGINE_FILE)
+    return os.path.join(os.path.dirname(__opts__["conf_file"]), "minion.d", healing.ENGINE_FILE)
 
 
 def engine_loaded():
@@ -124,11 +124,11 @@ def engine_loaded():
 
         salt '*' energy_heal.engine_loaded
     """
-    return any(core.healing.engine_name(e) == core.names.ENGINE_NAME for e in __opts__.get("engines") or [])
+    return any(healing.engine_name(e) == names.ENGINE_NAME for e in __opts__.get("engines") or [])
 
 
 def _maintenance_file():
-    return core.maintenance.path_in(__opts__["cachedir"])
+    return maintenance_core.path_in(__opts__["cachedir"])
 
 
 def held(name, component):
@@ -141,8 +141,8 @@ def held(name, component):
 
         salt-call energy_heal.held energy-node-a-sensor sensor
     """
-    entries = core.maintenance.read(_maintenance_file(), time.time())
-    return core.maintenance.held_reason(entries, name, component, __opts__["id"])
+    entries = maintenance_core.read(_maintenance_file(), time.time())
+    return maintenance_core.held_reason(entries, name, component, __opts__["id"])
 
 
 def maintenance(action="status", what="all", reason="", hours=None):
@@ -172,16 +172,16 @@ def maintenance(action="status", what="all", reason="", hours=None):
         salt '*' energy_heal.maintenance
     """
     now = time.time()
-    entries = core.maintenance.read(_maintenance_file(), now)
+    entries = maintenance_core.read(_maintenance_file(), now)
     if str(action).lower() == "status":
         return entries
     try:
-        action, entries, ended = core.maintenance.change(entries, action, what, reason, hours, now)
+        action, entries, ended = maintenance_core.change(entries, action, what, reason, hours, now)
     except ValueError as exc:
         _fail(exc)
-    core.maintenance.write(_maintenance_file(), entries)
+    maintenance_core.write(_maintenance_file(), entries)
     log.warning("energy maintenance %s for %s on %s%s", action, what, __opts__["id"], f" ({reason})" if reason else "")
-    __salt__["event.send"](f"{core.names.MAINTENANCE_EVENT}/{action}",
+    __salt__["event.send"](f"{names.MAINTENANCE_EVENT}/{action}",
                            {"minion": __opts__["id"], "what": str(what), "reason": str(reason or ""), "ended": ended})
     return entries
 
@@ -296,7 +296,7 @@ def volume_free(volume):
         salt-call energy_heal.volume_free energy-ctl-influxdb-intel_xeon_gold_6130
     """
     mountpoint = __salt__["docker.inspect_volume"](volume).get("Mountpoint")
-    return core.health.free_bytes(mountpoint) if mountpoint else None
+    return health.free_bytes(mountpoint) if mountpoint else None
 
 
 def heal_check(trigger="heal schedule"):
@@ -321,9 +321,9 @@ def heal_check(trigger="heal schedule"):
             kept = json.load(handle)
     except (OSError, ValueError):
         conf = __salt__["energy.config"](secrets=True)  # not kept yet (the energy.heal SLS keeps it): from the plan
-        kept = core.health.kept(__salt__["energy.node"](conf, secrets=True), conf["heal"])
+        kept = health.kept(__salt__["energy.node"](conf, secrets=True), conf["heal"])
     settings = kept["heal"]
-    checked, seen = {}, core.health.Seen(core.health.seen_path(__opts__["cachedir"]))  # freshness across checks
+    checked, seen = {}, health.Seen(health.seen_path(__opts__["cachedir"]))  # freshness across checks
     found = {"healthy": [], "held": [], "left": {}, "recreated": {}}
     for spec in kept["containers"]:
         name = spec["name"]
@@ -338,11 +338,11 @@ def heal_check(trigger="heal schedule"):
             info = __salt__["docker.inspect_container"](name)
         except Exception:  # pylint: disable=broad-except
             info = None  # saltext-dockermod raises for a missing container
-        reason = core.health.diagnose(info, spec["health"], settings["grace_seconds"], volume_free, seen)
+        reason = health.diagnose(info, spec["health"], settings["grace_seconds"], volume_free, seen)
         if reason is None:
             checked[name] = ("healthy", "")
             found["healthy"].append(name)
-        elif reason.startswith(core.health.LEFT_AS_IS):
+        elif reason.startswith(health.LEFT_AS_IS):
             checked[name] = ("unhealthy", reason)
             log.error("energy heal: %s container %s is unhealthy: %s; left as it is", spec["component"], name, reason)
             found["left"][name] = reason
@@ -351,5 +351,5 @@ def heal_check(trigger="heal schedule"):
             found["recreated"][name] = "; ".join(
                 str(r.get("comment")) for r in (ret.values() if isinstance(ret, dict) else [])) or str(ret)
     if checked:
-        core.health.record(core.health.records_path(__opts__["cachedir"]), checked, time.time())
+        health.record(health.records_path(__opts__["cachedir"]), checked, time.time())
     return found

@@ -34,10 +34,10 @@ __virtualname__ = "energy_health"
 try:
     import energy_core
 
-    core = energy_core.load()
+    energy_core.load()  # afresh from disk, before the names below are bound (energy_core.load)
+    from energy_core import hardening, health, maintenance, names, sensor_faults, verdict
     CORE_ERROR = None
 except ImportError as exc:  # the utils are not synced yet (saltutil.sync_utils)
-    core = None
     CORE_ERROR = str(exc)
 
 RETRY_SECONDS = 2  # how often a recreation asks again while another state run holds the minion
@@ -45,12 +45,11 @@ SENSOR_CONFIG = "/etc/hwpc-sensor/config.json"  # where the sensor's container r
 
 
 def __virtual__():
-    if core is None:
+    if CORE_ERROR is not None:
         return (False, f"the energy_health module needs the formula's energy_core utils ({CORE_ERROR}): "
                        "run saltutil.sync_utils (energy.orch does)")
-    if "docker.inspect_container" not in __salt__:
-        return (False, "the energy_health module needs saltext-dockermod (pip install saltext.dockermod)")
-    return __virtualname__
+    return energy_core.virtual(__virtualname__, "the energy_health module",
+                               __salt__, needs=("docker.inspect_container",))
 
 
 def plan_part():
@@ -67,11 +66,11 @@ def plan_part():
         salt-call energy_health.plan_part
     """
     try:
-        with open(os.path.join(__opts__["cachedir"], core.health.NODE_KEPT), encoding="utf-8") as handle:
+        with open(os.path.join(__opts__["cachedir"], health.NODE_KEPT), encoding="utf-8") as handle:
             return json.load(handle)
     except (OSError, ValueError):
         conf = __salt__["energy.config"](secrets=True)
-        return core.health.kept(__salt__["energy.node"](conf, secrets=True), conf["heal"])
+        return health.kept(__salt__["energy.node"](conf, secrets=True), conf["heal"])
 
 
 def volume_free(volume):
@@ -86,7 +85,7 @@ def volume_free(volume):
         salt-call energy_health.volume_free energy-ctl-influxdb-intel_xeon_gold_6130
     """
     mountpoint = __salt__["docker.inspect_volume"](volume).get("Mountpoint")
-    return core.health.free_bytes(mountpoint) if mountpoint else None
+    return health.free_bytes(mountpoint) if mountpoint else None
 
 
 def _inspect(name):
@@ -118,7 +117,7 @@ def _sensor_host(spec):
                        None)
     config = _read(config_file, json.load) if config_file else None
     basepath = config.get("cgroup_basepath") if isinstance(config, dict) else None
-    return core.sensor_faults.host_facts(
+    return sensor_faults.host_facts(
         config, _try(lambda: __salt__["docker.logs"](spec["name"], tail=100), ""),
         2 if os.path.exists("/sys/fs/cgroup/cgroup.controllers") else 1, _read("/proc/mounts"),
         bool(basepath) and os.path.isdir(basepath), len(_try(lambda: __salt__["docker.ps"](), {}) or {}))
@@ -131,8 +130,8 @@ def _gather(spec, seen):
 
     def gather(name, _facts):
         if name == "held":
-            entries = core.maintenance.read(core.maintenance.path_in(__opts__["cachedir"]), time.time())
-            return core.maintenance.held_reason(entries, spec["name"], spec["component"], __opts__["id"])
+            entries = maintenance.read(maintenance.path_in(__opts__["cachedir"]), time.time())
+            return maintenance.held_reason(entries, spec["name"], spec["component"], __opts__["id"])
         if name == "info":
             return _inspect(spec["name"])
         if name == "free":
@@ -140,10 +139,10 @@ def _gather(spec, seen):
         if name == "image":
             return _try(lambda: bool(__salt__["docker.inspect_image"](spec["run"]["image"])), False)
         if name == "seen":
-            return seen.get(core.verdict.fresh_key(probe["fresh"]))
+            return seen.get(verdict.fresh_key(probe["fresh"]))
         if name == "sensor":
             return _sensor_host(spec)
-        return core.health.network_fact(name, probe)
+        return health.network_fact(name, probe)
 
     return gather
 
@@ -153,14 +152,14 @@ def _record(spec, status, reason, trigger, test):
     and left as it is fires ``energy/unhealthy/<component>`` when that is news."""
     if test:
         return
-    path = core.health.records_path(__opts__["cachedir"])
-    before = core.health.read_records(path).get(spec["name"])
+    path = health.records_path(__opts__["cachedir"])
+    before = health.read_records(path).get(spec["name"])
     try:
-        core.health.record(path, {spec["name"]: ("unhealthy" if status == "left" else status, reason)}, time.time())
+        health.record(path, {spec["name"]: ("unhealthy" if status == "left" else status, reason)}, time.time())
     except OSError as exc:  # the check's result matters more than its record
         log.warning("energy heal: cannot keep the health record of %s: %s", spec["name"], exc)
-    if status == "left" and core.health.news(before, "unhealthy", reason):
-        __salt__["event.send"](f"{core.health.UNHEALTHY_EVENT}/{spec['component']}", {
+    if status == "left" and health.news(before, "unhealthy", reason):
+        __salt__["event.send"](f"{health.UNHEALTHY_EVENT}/{spec['component']}", {
             "minion": __opts__.get("id"), "container": spec["name"], "component": spec["component"],
             "reason": reason, "trigger": trigger})
 
@@ -192,7 +191,7 @@ def _recreate(name, run, force, wait=60):
     opts = salt.utils.state.get_sls_opts(__opts__)
     opts["test"] = False  # check says what it would do under test=True and recreates nothing
     state = salt.state.State(opts, initial_pillar=_held_pillar())
-    network = core.hardening.stack_network(run)
+    network = hardening.stack_network(run)
     lows = ([{"state": "energy_network", "fun": "present", "__id__": network, "name": network}] if network else []) + [
         dict(run, state="energy", fun="container_running", __id__=name, name=name, force=force)]
     ret = {"result": True, "changes": {}, "comment": ""}
@@ -220,7 +219,7 @@ def _settle(spec, created, timeout):
                 facts[name] = gather(name, facts)
             return facts[name]
 
-        after = core.verdict.problem(spec.get("health") or {}, fact, float("inf"), time.time(),
+        after = verdict.problem(spec.get("health") or {}, fact, float("inf"), time.time(),
                                      spec["component"] == "sensor")[0]
         if after is None or time.monotonic() > deadline:
             break
@@ -242,7 +241,7 @@ def _recreated(spec, found, exists, settings, recreate):
     healed = bool(created.get("result")) and after is None
     event = {"minion": __opts__.get("id"), "container": name, "component": component, "reason": reason,
              "duration": duration, "healed": healed, "trigger": trigger}
-    __salt__["event.send"](f"{core.names.HEAL_EVENT}/{component}", event)
+    __salt__["event.send"](f"{names.HEAL_EVENT}/{component}", event)
     _record(spec, "recreated" if healed else "unhealthy", reason if healed else str(after), trigger, False)
     if healed:
         log.warning("energy heal: %s container %s recreated and answering in %.2f s", component, name, duration)
@@ -273,8 +272,8 @@ def check(name, component, run, probe=None, grace=60, timeout=60, trigger="healt
     """
     spec = {"name": name, "component": component, "run": run, "health": probe or {}}
     test = bool(__opts__.get("test") if test is None else test)
-    seen = core.health.Seen(core.health.seen_path(__opts__["cachedir"]))  # a sensor's freshness across checks
-    found, facts = core.verdict.judge(spec, _gather(spec, seen), float(grace), time.time(), started_here,
+    seen = health.Seen(health.seen_path(__opts__["cachedir"]))  # a sensor's freshness across checks
+    found, facts = verdict.judge(spec, _gather(spec, seen), float(grace), time.time(), started_here,
                                       __opts__.get("id"))
     for key, value in (found.get("keep") or {}).items():
         seen[key] = value

@@ -27,10 +27,10 @@ except ImportError:
 try:
     import energy_core
 
-    core = energy_core.load()
+    energy_core.load()  # afresh from disk, before the names below are bound (energy_core.load)
+    from energy_core import experiment, influx, report, report_names, report_view
     CORE_ERROR = None
 except ImportError as exc:  # the utils are not synced yet (saltutil.sync_utils)
-    core = None
     CORE_ERROR = str(exc)
 
 try:
@@ -42,7 +42,7 @@ except ImportError:  # pragma: no cover
 
 
 def __virtual__():
-    if core is None:
+    if CORE_ERROR is not None:
         return (False, f"the energy_report module needs the formula's energy_core utils ({CORE_ERROR}): "
                        "run saltutil.sync_utils (energy.orch does)")
     return __virtualname__
@@ -78,12 +78,12 @@ def read(database, since, until, period_s, buckets=0):
     """
     url = _url_of(database)
     try:
-        found = core.report.Accumulator(int(since), int(until), float(period_s), int(buckets))
-        for start, end in core.report.slices(int(since), int(until)):
-            for series in core.influx.stream(url, core.report.statement(start, end), db=database, epoch="ns"):
+        found = report.Accumulator(int(since), int(until), float(period_s), int(buckets))
+        for start, end in report.slices(int(since), int(until)):
+            for series in influx.stream(url, report.statement(start, end), db=database, epoch="ns"):
                 found.feed(series)
             found.close_slice()
-    except (core.report.ReportError, RuntimeError, OSError, ValueError) as exc:
+    except (report.ReportError, RuntimeError, OSError, ValueError) as exc:
         raise CommandExecutionError(f"reading {database} at {url}: {exc}") from exc
     return found.result()
 
@@ -102,13 +102,13 @@ def mark(database, name, phase, note="", time_ns=None):
     import time  # pylint: disable=import-outside-toplevel
 
     try:
-        name, phase, note = core.experiment.check_mark(name, phase, note)
-    except core.experiment.MarkError as exc:
+        name, phase, note = experiment.check_mark(name, phase, note)
+    except experiment.MarkError as exc:
         raise CommandExecutionError(str(exc)) from exc
     stamp = int(time_ns) if time_ns is not None else time.time_ns()
     url = _url_of(database)
     params = urllib.parse.urlencode({"db": database, "precision": "ns"})
-    body = core.experiment.line(name, phase, note, stamp).encode()
+    body = experiment.line(name, phase, note, stamp).encode()
     request = urllib.request.Request(f"{url}/write?{params}", data=body, method="POST")
     try:
         with urllib.request.urlopen(request, timeout=10) as resp:
@@ -134,10 +134,10 @@ def marks(database):
     """
     url = _url_of(database)
     try:
-        series = list(core.influx.stream(url, core.experiment.LIST_STATEMENT, db=database, epoch="ns"))
+        series = list(influx.stream(url, experiment.LIST_STATEMENT, db=database, epoch="ns"))
     except (RuntimeError, OSError, ValueError) as exc:
         raise CommandExecutionError(f"reading the marks of {database} at {url}: {exc}") from exc
-    return core.experiment.marks_of(series)
+    return experiment.marks_of(series)
 
 
 def _docker_containers():
@@ -164,17 +164,17 @@ def names(targets):
 
         salt node-a energy_report.names '["/docker/4f1c...", "web-1"]'
     """
-    if not isinstance(targets, list) or len(targets) > core.report_view.MAX_TARGETS:
-        raise CommandExecutionError(f"targets: a list of at most {core.report_view.MAX_TARGETS} target names")
+    if not isinstance(targets, list) or len(targets) > report_view.MAX_TARGETS:
+        raise CommandExecutionError(f"targets: a list of at most {report_view.MAX_TARGETS} target names")
     try:
         live = _docker_containers()
     except Exception as exc:  # pylint: disable=broad-except  (no Docker here: the record alone)
         log.warning("energy: Docker did not list its containers (%s): names from the record only", exc)
         live = []
-    path = os.path.join(__opts__["cachedir"], core.report_names.RECORD_FILE)
+    path = os.path.join(__opts__["cachedir"], report_names.RECORD_FILE)
     try:
         with open(path, encoding="utf-8") as handle:
-            records = core.report_names.read_records(handle)
+            records = report_names.read_records(handle)
     except OSError:
         records = ({}, {})
-    return core.report_names.resolve([str(t) for t in targets], live, records)
+    return report_names.resolve([str(t) for t in targets], live, records)

@@ -29,15 +29,15 @@ except ImportError:
 try:
     import energy_core
 
-    core = energy_core.load()
+    energy_core.load()  # afresh from disk, before the names below are bound (energy_core.load)
+    from energy_core import parts
     CORE_ERROR = None
 except ImportError as exc:
-    core = None
     CORE_ERROR = str(exc)
 
 
 def __virtual__():
-    if core is None:
+    if CORE_ERROR is not None:
         return (False, f"the energy_plan ext_pillar needs the formula's energy_core utils on the master ({CORE_ERROR}): "
                        "run salt-run saltutil.sync_all (energy.orch does)")
     return __virtualname__
@@ -45,5 +45,5 @@ def __virtual__():
 
 def ext_pillar(minion_id, pillar, *args, **kwargs):  # pylint: disable=unused-argument
     """``{"energy_plan": part}`` for ``minion_id`` when the master keeps a part for it, else ``{}``."""
-    found = core.parts.read(os.path.join(__opts__["cachedir"], "energy"), minion_id)
-    return {core.parts.PILLAR_KEY: found} if found else {}
+    found = parts.read(os.path.join(__opts__["cachedir"], "energy"), minion_id)
+    return {parts.PILLAR_KEY: found} if found else {}

@@ -34,15 +34,15 @@ __virtualname__ = "energy"
 try:
     import energy_core
 
-    core = energy_core.load()
+    energy_core.load()  # afresh from disk, before the names below are bound (energy_core.load)
+    from energy_core import extmods, names, placement, plan as plan_core, reactions, schema, trust
     CORE_ERROR = None
 except ImportError as exc:  # the utils are not synced to the master yet (saltutil.sync_utils)
-    core = None
     CORE_ERROR = str(exc)
 
 
 def __virtual__():
-    if core is None:
+    if CORE_ERROR is not None:
         return (False, f"the energy runner needs the formula's energy_core utils on the master ({CORE_ERROR}): "
                        "run salt-run saltutil.sync_utils (energy.orch does)")
     return __virtualname__
@@ -58,11 +58,11 @@ def _served_extmods(saltenv="base"):
         server = salt.fileserver.Fileserver(__opts__)
         files = {}
         for path in server.file_list({"saltenv": saltenv}):
-            if path.startswith("_") and core.extmods.shipped(path[1:]):
+            if path.startswith("_") and extmods.shipped(path[1:]):
                 found = server.find_file(path, saltenv)
                 if found.get("path"):
-                    files[path[1:]] = core.extmods.file_sha256(found["path"])
-        return core.extmods.digest(files)
+                    files[path[1:]] = extmods.file_sha256(found["path"])
+        return extmods.digest(files)
     except Exception as exc:  # pylint: disable=broad-except  (no file server here: sync everyone)
         log.warning("energy: cannot read the formula's modules from the file server (%s): every minion is synced", exc)
         return None
@@ -78,8 +78,8 @@ def _to_sync(every):
         return every
     cached = __salt__["cache.grains"](tgt=every, tgt_type="compound") or {}
     # an id with a comma or a space would change the target: such a minion is synced, always
-    synced = sorted(m for m, grains in cached.items() if core.names.plain_id(m) and isinstance(grains, dict)
-                    and grains.get(core.extmods.GRAIN) == served)
+    synced = sorted(m for m, grains in cached.items() if names.plain_id(m) and isinstance(grains, dict)
+                    and grains.get(extmods.GRAIN) == served)
     if not synced:
         return every
     # cache.grains names every minion its target matches ({} without cached data): those left
@@ -109,19 +109,19 @@ def orch_targets(defaults, pillar=None, ping_timeout=None):
         salt-run energy.orch_targets "$(python3 -c 'import yaml,json;print(json.dumps(yaml.safe_load(open("energy/defaults.yaml"))["energy"]))')"
     """
     try:
-        conf = core.schema.merge(defaults or {}, pillar)
-    except core.schema.PlanError:
+        conf = schema.merge(defaults or {}, pillar)
+    except schema.PlanError:
         conf = dict(defaults or {})
-    targets = core.placement.role_targets(conf)
+    targets = placement.role_targets(conf)
     every = " or ".join(f"( {t} )" for t in dict.fromkeys(targets.values()))
     timeout = ping_timeout or conf.get("ping_timeout")
-    if not core.schema.is_positive(timeout):
+    if not schema.is_positive(timeout):
         timeout = 10
     # an explicit timeout: the master's (or salt-run -t's) could make a down minion cost minutes
     status = __salt__["manage.status"](tgt=every, tgt_type="compound", timeout=timeout,
                                        gather_job_timeout=timeout) if every else {}
     down = sorted((status or {}).get("down") or [])
-    odd = [m for m in down if not core.names.plain_id(m)]
+    odd = [m for m in down if not names.plain_id(m)]
     if odd:  # 'x,ctl' or 'x or *' spliced into 'and not L@...' would leave out minions that answer
         raise CommandExecutionError(
             f"minion(s) {', '.join(repr(m) for m in odd)} did not answer, and their ids cannot be left out of a "
@@ -139,7 +139,7 @@ def orch_targets(defaults, pillar=None, ping_timeout=None):
     events = heal.get("events") if isinstance(heal.get("events"), dict) else {}
     return {"targets": targets, "all": every, "down": down, "roles_down": roles_down,
             "sync": _to_sync(every) if every else "",
-            "phases": core.placement.orch_phases(targets, roles_down, every),
+            "phases": placement.orch_phases(targets, roles_down, every),
             "events_enabled": events.get("enabled", True) is True,
             "restart_master": events.get("restart_master", False) is True}
 
@@ -163,21 +163,21 @@ def react_event(minion=None, event=None):
     """
     import time  # pylint: disable=import-outside-toplevel
 
-    refused = core.names.reaction_refused(minion, event)
+    refused = names.reaction_refused(minion, event)
     name = "" if refused else event["Actor"]["Attributes"]["name"]
-    with core.reactions.locked(os.path.join(__opts__["cachedir"], "energy", core.reactions.STATE_FILE)) as state:
-        kept = core.reactions.planned(state, time.time()) if refused else _planned(state, time.time())
+    with reactions.locked(os.path.join(__opts__["cachedir"], "energy", reactions.STATE_FILE)) as state:
+        kept = reactions.planned(state, time.time()) if refused else _planned(state, time.time())
         now = time.time()  # after the plan: the interval starts when the reaction is sent
-        interval = (kept or {}).get("interval") or core.reactions.DEFAULT_INTERVAL
-        refused = refused or core.reactions.refused(kept, minion, name)
+        interval = (kept or {}).get("interval") or reactions.DEFAULT_INTERVAL
+        refused = refused or reactions.refused(kept, minion, name)
         if refused:
             admitted, key = False, f"minion {str(minion)[:80]!r}"
-            note = core.reactions.drop(state, key, now, interval, refused, section="refused")
-            dropped = core.reactions.dropped(state, key, "refused")
+            note = reactions.drop(state, key, now, interval, refused, section="refused")
+            dropped = reactions.dropped(state, key, "refused")
         else:
             key = f"{minion}/{name}"
-            admitted, note = core.reactions.admit(state, key, now, interval)
-            dropped = core.reactions.dropped(state, key)
+            admitted, note = reactions.admit(state, key, now, interval)
+            dropped = reactions.dropped(state, key)
     if note:
         log.warning("energy reactor: %s", note)
     if not admitted:
@@ -195,16 +195,16 @@ def _planned(state, now):
     """The plan's containers per minion as ``energy_core.reactions`` keeps them: computed on the
     master (``_master_plan``) once per interval at most; a plan that cannot be computed is kept
     as such for an interval too (every reaction is dropped until then: the heal schedule remains)."""
-    kept = core.reactions.planned(state, now)
+    kept = reactions.planned(state, now)
     if kept:
         return kept
     try:
         conf, full = _master_plan()
     except Exception as exc:  # pylint: disable=broad-except  (a pillar, file server or mine failure)
         log.error("energy reactor: no plan on the master, reactions are dropped: %s", exc)
-        return core.reactions.keep_plan(state, now, {}, core.reactions.DEFAULT_INTERVAL, error=str(exc)[:500])
-    interval = conf["heal"]["events"].get("interval") or core.reactions.DEFAULT_INTERVAL
-    return core.reactions.keep_plan(state, now, core.trust.containers_of(full), interval)
+        return reactions.keep_plan(state, now, {}, reactions.DEFAULT_INTERVAL, error=str(exc)[:500])
+    interval = conf["heal"]["events"].get("interval") or reactions.DEFAULT_INTERVAL
+    return reactions.keep_plan(state, now, trust.containers_of(full), interval)
 
 
 # --------------------------------------------------------------------------- the plan, on the master
@@ -217,7 +217,7 @@ def _master_defaults():
 
     found = salt.fileserver.Fileserver(__opts__).find_file("energy/defaults.yaml", "base")
     if not found.get("path"):
-        raise core.schema.PlanError("salt://energy/defaults.yaml is not on the master's file server. Fix: put the "
+        raise schema.PlanError("salt://energy/defaults.yaml is not on the master's file server. Fix: put the "
                                     "energy formula in file_roots (or a gitfs remote)")
     with open(found["path"], encoding="utf-8") as handle:
         return yaml.safe_load(handle)["energy"]
@@ -236,7 +236,7 @@ def _master_pillar():
                                   pillarenv=__opts__.get("pillarenv")).compile_pillar()
     if compiled.get("_errors"):
         errors = "; ".join(map(str, compiled["_errors"]))[:2000]
-        raise core.schema.PlanError(f"the master's pillar did not render: {errors}. Fix: the pillar file named there")
+        raise schema.PlanError(f"the master's pillar did not render: {errors}. Fix: the pillar file named there")
     return compiled.get("energy", {})
 
 
@@ -244,10 +244,10 @@ def _master_plan():
     """``(conf, plan)`` computed on this master: defaults.yaml of its file server, its own pillar,
     and the energy facts of the mine in its cache (``energy_core.trust.role_facts``, the same
     queries a minion makes). Both hold secrets: never return them. Raises PlanError."""
-    conf = core.schema.merge(_master_defaults(), _master_pillar())
-    core.schema.check(conf)
-    facts = core.trust.role_facts(conf, lambda target: mine(target, tgt_type="compound"))
-    return conf, core.plan.build(conf, facts)
+    conf = schema.merge(_master_defaults(), _master_pillar())
+    schema.check(conf)
+    facts = trust.role_facts(conf, lambda target: mine(target, tgt_type="compound"))
+    return conf, plan_core.build(conf, facts)
 
 
 def mine(tgt="*", tgt_type="glob"):
@@ -267,7 +267,7 @@ def mine(tgt="*", tgt_type="glob"):
 
     api = salt.daemons.masterapi.RemoteFuncs(__opts__)
     try:
-        return api._mine_get({"id": __opts__["id"], "fun": core.names.MINE_FUNCTION, "tgt": tgt,  # pylint: disable=protected-access
+        return api._mine_get({"id": __opts__["id"], "fun": names.MINE_FUNCTION, "tgt": tgt,  # pylint: disable=protected-access
                               "tgt_type": tgt_type}, skip_verify=True) or {}
     finally:
         helper = api.mminion
@@ -294,9 +294,9 @@ def plan():
     """
     try:
         conf, full = _master_plan()
-    except core.schema.PlanError as exc:
+    except schema.PlanError as exc:
         raise CommandExecutionError(str(exc)) from exc
-    return core.schema.mask(full, core.schema.secrets(conf))
+    return schema.mask(full, schema.secrets(conf))
 
 
 # --------------------------------------------------------------------------- operate (energy_summary, energy_archive)

@@ -25,15 +25,15 @@ __virtualname__ = "energy_archive"
 try:
     import energy_core
 
-    core = energy_core.load()
+    energy_core.load()  # afresh from disk, before the names below are bound (energy_core.load)
+    from energy_core import archive as archive_core, names, trust
     CORE_ERROR = None
 except ImportError as exc:  # the utils are not synced to the master yet (saltutil.sync_utils)
-    core = None
     CORE_ERROR = str(exc)
 
 
 def __virtual__():
-    if core is None:
+    if CORE_ERROR is not None:
         return (False, f"the {__virtualname__} runner needs the formula's energy_core utils on the master "
                        f"({CORE_ERROR}): run salt-run saltutil.sync_utils (energy.orch does)")
     return __virtualname__
@@ -64,7 +64,7 @@ def _client():
 def _ask(minions, fun, timeout, **kwarg):
     """``fun`` on each of ``minions`` (a list): ``energy_core.trust.asked`` of the returns."""
     with _client() as client:
-        return core.trust.asked(client.cmd(list(minions), fun, kwarg=kwarg, tgt_type="list", timeout=timeout,
+        return trust.asked(client.cmd(list(minions), fun, kwarg=kwarg, tgt_type="list", timeout=timeout,
                                            full_return=True))
 
 
@@ -80,7 +80,7 @@ def _pushed(minion, upload):
 
 def _check_file_recv():
     if not __opts__.get("file_recv"):
-        raise core.archive.ArchiveError(
+        raise archive_core.ArchiveError(
             "file_recv: bad value False in the master config: archives come back from the minions with cp.push. "
             "Fix: file_recv: True and file_recv_max_size (MB, default 100) above the largest database, in "
             "/etc/salt/master.d/, then restart salt-master")
@@ -117,22 +117,22 @@ def backup(dest=None, cpus=None, since=None, until=None, tgt="*", timeout=3600):
     stamp = time.strftime("%Y%m%dT%H%M%SZ", time.gmtime(now))
     try:
         _check_file_recv()
-        since_ns = core.archive.parse_time(since, now, "since")
-        until_ns = core.archive.parse_time(until, now, "until") if until not in (None, "") else int(now * 1e9)
+        since_ns = archive_core.parse_time(since, now, "since")
+        until_ns = archive_core.parse_time(until, now, "until") if until not in (None, "") else int(now * 1e9)
         if since_ns is not None and since_ns >= until_ns:
-            raise core.archive.ArchiveError(f"since: bad value {since!r}: it is not before until. Fix: an earlier "
+            raise archive_core.ArchiveError(f"since: bad value {since!r}: it is not before until. Fix: an earlier "
                                             "since, or a later until")
         facts = _facts(tgt)
         if "plan" in facts["differences"]["errors"]:
-            raise core.archive.ArchiveError(f"no plan to back up: {facts['differences']['errors']['plan']}")
-        chosen = core.archive.cpu_list(cpus, facts["cpus"])
-        targets = [(cpu, t) for cpu in chosen for t in core.archive.influx_targets(facts, cpu)]
+            raise archive_core.ArchiveError(f"no plan to back up: {facts['differences']['errors']['plan']}")
+        chosen = archive_core.cpu_list(cpus, facts["cpus"])
+        targets = [(cpu, t) for cpu in chosen for t in archive_core.influx_targets(facts, cpu)]
         down = sorted({m for _c, (m, _n, _d) in targets} & set(facts["differences"]["no_answer"]))
         if down:
-            raise core.archive.ArchiveError(f"minion {down[0]} holds an InfluxDB to back up and did not answer. Fix: "
+            raise archive_core.ArchiveError(f"minion {down[0]} holds an InfluxDB to back up and did not answer. Fix: "
                                             "bring it back (salt-run manage.status), or leave its CPU names out (cpus=)")
-        box = core.trust.outbox(dest, os.path.join(__opts__["cachedir"], "energy", "backups"))
-    except core.archive.ArchiveError as exc:
+        box = trust.outbox(dest, os.path.join(__opts__["cachedir"], "energy", "backups"))
+    except archive_core.ArchiveError as exc:
         return _failed(str(exc))
     try:
         directory = box.subdir(f"energy-backup-{stamp}")
@@ -143,11 +143,11 @@ def backup(dest=None, cpus=None, since=None, until=None, tgt="*", timeout=3600):
     try:
         entries = _back_up(directory, targets, stamp, timeout, since=since_ns, until=until_ns)
         if not entries:
-            raise core.archive.ArchiveError("nothing to back up: the plan has no InfluxDB for these CPU names")
-        manifest = core.archive.manifest(entries, since_ns, until_ns, facts["strategy"], time.monotonic() - started,
+            raise archive_core.ArchiveError("nothing to back up: the plan has no InfluxDB for these CPU names")
+        manifest = archive_core.manifest(entries, since_ns, until_ns, facts["strategy"], time.monotonic() - started,
                                          now)
-        directory.create(core.archive.MANIFEST, mode=0o644).write(json.dumps(manifest, indent=2, sort_keys=True).encode())
-    except (core.archive.ArchiveError, core.trust.Untrusted, OSError) as exc:
+        directory.create(archive_core.MANIFEST, mode=0o644).write(json.dumps(manifest, indent=2, sort_keys=True).encode())
+    except (archive_core.ArchiveError, trust.Untrusted, OSError) as exc:
         directory.remove_created()  # no half backup that looks whole
         box.remove_created()
         return _failed(str(exc))
@@ -164,16 +164,16 @@ def _back_up(directory, targets, stamp, timeout, **span):
     manifest's entries, from checked answers."""
     entries = []
     for i, (cpu, (minion, container, database)) in enumerate(targets, start=1):
-        name = core.trust.file_name(f"influxdb-{core.names.safe_minion(minion)}-{database}.tar.gz")
+        name = trust.file_name(f"influxdb-{names.safe_minion(minion)}-{database}.tar.gz")
         upload = f"energy-backup/{stamp}/{name}"
         _progress(f"backup {i}/{len(targets)}: {database} ({cpu}) on {minion}")
         answers, errors = _ask([minion], "energy_archive.backup_influxdb", timeout, database=database, upload=upload,
                                job=stamp, **span)
         if minion not in answers:
-            raise core.archive.ArchiveError(f"backup of {database} on {minion} failed: "
+            raise archive_core.ArchiveError(f"backup of {database} on {minion} failed: "
                                             f"{errors.get(minion, 'no answer')}")
-        got = core.trust.answer(minion, "energy_archive.backup_influxdb", answers[minion], core.trust.BACKUP)
-        size = core.trust.keep(directory, minion, _pushed(minion, upload), name, got)
+        got = trust.answer(minion, "energy_archive.backup_influxdb", answers[minion], trust.BACKUP)
+        size = trust.keep(directory, minion, _pushed(minion, upload), name, got)
         entries.append({"kind": "influxdb", "cpu": cpu, "database": database, "host": minion,
                         "container": container, "file": name, "size": size, "sha256": got["sha256"],
                         "points": got["points"], "first": got["first"], "last": got["last"],
@@ -197,7 +197,7 @@ def _send(minion, source, dest):
             ret = client.cmd([minion], "cp.recv_chunked", [dest, base64.b64encode(block), index > 0, False, 0o600],
                              tgt_type="list", timeout=120)
             if (ret or {}).get(minion) is not True:
-                raise core.archive.ArchiveError(f"sending {os.path.basename(source)} to {minion} failed: "
+                raise archive_core.ArchiveError(f"sending {os.path.basename(source)} to {minion} failed: "
                                                 f"{(ret or {}).get(minion, 'no answer')}")
             index += 1
 
@@ -228,23 +228,23 @@ def restore(src, cpus=None, tgt="*", stop_formulas=False, timeout=3600):
 
     started = time.monotonic()
     try:
-        manifest = core.archive.check(src)
+        manifest = archive_core.check(src)
         facts = _facts(tgt)
         if "plan" in facts["differences"]["errors"]:
-            raise core.archive.ArchiveError(f"no plan to restore into: {facts['differences']['errors']['plan']}")
+            raise archive_core.ArchiveError(f"no plan to restore into: {facts['differences']['errors']['plan']}")
         in_backup = sorted({e["cpu"] for e in manifest["entries"]})
-        chosen = core.archive.cpu_list(cpus, in_backup)
+        chosen = archive_core.cpu_list(cpus, in_backup)
         entries = [e for e in manifest["entries"] if e["cpu"] in chosen]
-        plan = [(entry, core.archive.restore_target(facts, entry)) for entry in entries]
+        plan = [(entry, archive_core.restore_target(facts, entry)) for entry in entries]
         formulas = sorted(n for n, b in facts["boxes"].items() if b["component"] == "formula" and b["cpu"] in chosen)
         running = [n for n in formulas if facts["boxes"][n]["state"] == "running"]
         if running and not stop_formulas:
-            raise core.archive.ArchiveError(
+            raise archive_core.ArchiveError(
                 f"SmartWatts {running[0]} is running and writes into a database to restore. Fix: stop_formulas=True "
                 "(the restore stops them in a maintenance window and starts them again), or stop them yourself: "
                 f"salt {facts['boxes'][running[0]]['minion']} energy_heal.maintenance on {running[0]}, then "
                 f"salt {facts['boxes'][running[0]]['minion']} docker.stop {running[0]}")
-    except core.archive.ArchiveError as exc:
+    except archive_core.ArchiveError as exc:
         return _failed(str(exc))
     stopped = []
     results = []
@@ -260,21 +260,21 @@ def restore(src, cpus=None, tgt="*", stop_formulas=False, timeout=3600):
             _progress(f"restore {i}/{len(plan)}: {entry['file']} ({entry['size']} bytes) to {database} on {minion}")
             cachedir, _ = _ask([minion], "config.get", 30, key="cachedir")
             if minion not in cachedir:
-                raise core.archive.ArchiveError(f"minion {minion} did not answer")
-            remote = core.trust.remote_path(minion, "config.get", "cachedir", cachedir[minion])
+                raise archive_core.ArchiveError(f"minion {minion} did not answer")
+            remote = trust.remote_path(minion, "config.get", "cachedir", cachedir[minion])
             remote = f"{remote}/energy/transfer/restore-{job}-{i}.tar.gz"
             _send(minion, os.path.join(src, entry["file"]), remote)
             answers, errors = _ask([minion], "energy_archive.restore_influxdb", timeout, archive=remote, database=database,
                                    sha256=entry["sha256"], source_database=entry["database"], job=f"{job}_{i}",
-                                   points=core.archive.points_of(entry.get("points")))
+                                   points=archive_core.points_of(entry.get("points")))
             if minion not in answers:
-                raise core.archive.ArchiveError(f"restore of {entry['file']} into {database} on {minion} failed: "
+                raise archive_core.ArchiveError(f"restore of {entry['file']} into {database} on {minion} failed: "
                                                 f"{errors.get(minion, 'no answer')}")
-            got = core.trust.answer(minion, "energy_archive.restore_influxdb", answers[minion], core.trust.RESTORE)
+            got = trust.answer(minion, "energy_archive.restore_influxdb", answers[minion], trust.RESTORE)
             results.append({"file": entry["file"], "cpu": entry["cpu"], "host": minion, "database": database,
                             "backed_up": entry["points"], "written": got["written"], "seconds": got["seconds"]})
             _progress(f"restore {i}/{len(plan)}: {database} done, {got['written']} points written in {got['seconds']} s")
-    except (core.archive.ArchiveError, core.trust.Untrusted) as exc:
+    except (archive_core.ArchiveError, trust.Untrusted) as exc:
         return _failed(str(exc) + (f" (restored before the failure: {[r['database'] for r in results]})"
                                    if results else ""))
     finally:
@@ -307,40 +307,40 @@ def export(dest, since=None, until=None, cpus=None, format="csv", per_cpu=True, 
     job = time.strftime("%Y%m%dT%H%M%SZ", time.gmtime(now))
     try:
         _check_file_recv()
-        if format not in core.archive.FORMATS:
-            raise core.archive.ArchiveError(f"format: bad value {format!r}: one of {', '.join(core.archive.FORMATS)}")
-        since_ns = core.archive.parse_time(since, now, "since")
-        until_ns = core.archive.parse_time(until, now, "until")
-        box = core.trust.outbox(dest)
-    except core.archive.ArchiveError as exc:
+        if format not in archive_core.FORMATS:
+            raise archive_core.ArchiveError(f"format: bad value {format!r}: one of {', '.join(archive_core.FORMATS)}")
+        since_ns = archive_core.parse_time(since, now, "since")
+        until_ns = archive_core.parse_time(until, now, "until")
+        box = trust.outbox(dest)
+    except archive_core.ArchiveError as exc:
         return _failed(str(exc))
     files = {}
     try:
         facts = _facts(tgt)
         if "plan" in facts["differences"]["errors"]:
-            raise core.archive.ArchiveError(f"no plan to export from: {facts['differences']['errors']['plan']}")
-        targets = [(cpu, t) for cpu in core.archive.cpu_list(cpus, facts["cpus"])
-                   for t in core.archive.influx_targets(facts, cpu)]
+            raise archive_core.ArchiveError(f"no plan to export from: {facts['differences']['errors']['plan']}")
+        targets = [(cpu, t) for cpu in archive_core.cpu_list(cpus, facts["cpus"])
+                   for t in archive_core.influx_targets(facts, cpu)]
         for i, (cpu, (minion, _container, database)) in enumerate(targets, start=1):
-            name = core.trust.file_name(f"{database}.{'csv' if format == 'csv' else 'lp'}" if per_cpu
+            name = trust.file_name(f"{database}.{'csv' if format == 'csv' else 'lp'}" if per_cpu
                                         else f"power.{'csv' if format == 'csv' else 'lp'}")
             _progress(f"export {i}/{len(targets)}: {database} ({cpu}) on {minion}")
             answers, errors = _ask([minion], "energy_archive.export_influxdb", timeout, database=database, cpu=cpu,
                                    since=since_ns, until=until_ns, fmt=format, upload=f"energy-export/{job}/{i}.gz",
                                    job=f"{job}_{i}")
             if minion not in answers:
-                raise core.archive.ArchiveError(f"export of {database} on {minion} failed: "
+                raise archive_core.ArchiveError(f"export of {database} on {minion} failed: "
                                                 f"{errors.get(minion, 'no answer')}")
-            got = core.trust.answer(minion, "energy_archive.export_influxdb", answers[minion], core.trust.EXPORT)
-            header = ",".join(core.archive.CSV_COLUMNS) + "\n" if format == "csv" else ""
-            core.trust.copy_rows(box, name, header, minion, _pushed(minion, f"energy-export/{job}/{i}.gz"), got["rows"])
+            got = trust.answer(minion, "energy_archive.export_influxdb", answers[minion], trust.EXPORT)
+            header = ",".join(archive_core.CSV_COLUMNS) + "\n" if format == "csv" else ""
+            trust.copy_rows(box, name, header, minion, _pushed(minion, f"energy-export/{job}/{i}.gz"), got["rows"])
             final = os.path.join(box.path, name)
             files[final] = files.get(final, 0) + got["rows"]
             _progress(f"export {i}/{len(targets)}: {got['rows']} rows of {database}")
     except FileExistsError as exc:
         return _failed(f"dest: {exc.filename} exists in {box.path}, and an export never overwrites a file. Fix: an "
                        "empty directory as dest=, or move the file away")
-    except (core.archive.ArchiveError, core.trust.Untrusted, OSError) as exc:
+    except (archive_core.ArchiveError, trust.Untrusted, OSError) as exc:
         return _failed(str(exc))
     finally:
         box.close()

@@ -20,22 +20,22 @@ __virtualname__ = "energy_heal"
 try:
     import energy_core
 
-    core = energy_core.load()
+    energy_core.load()  # afresh from disk, before the names below are bound (energy_core.load)
+    from energy_core import healing, names
     CORE_ERROR = None
 except ImportError as exc:  # the utils are not synced to the master yet (saltutil.sync_utils)
-    core = None
     CORE_ERROR = str(exc)
 
 
 def __virtual__():
-    if core is None:
+    if CORE_ERROR is not None:
         return (False, f"the energy_heal runner needs the formula's energy_core utils on the master ({CORE_ERROR}): "
                        "run salt-run saltutil.sync_utils (energy.orch does)")
     return __virtualname__
 
 
 def _reactor_file():
-    return os.path.join(os.path.dirname(__opts__["conf_file"]), "master.d", core.healing.REACTOR_FILE)
+    return os.path.join(os.path.dirname(__opts__["conf_file"]), "master.d", healing.REACTOR_FILE)
 
 
 def _running_reactions(wait):
@@ -63,7 +63,7 @@ def _restart_master_later(how, pid, command):
     import shlex  # pylint: disable=import-outside-toplevel
 
     pidfile = shlex.quote(__opts__["pidfile"])
-    script = core.healing.restart_script(how, "salt-master", pid, command,
+    script = healing.restart_script(how, "salt-master", pid, command,
                                          wait_for=f"kill -0 {os.getpid()} 2>/dev/null",
                                          guard=f"sleep 1; [ \"$(cat {pidfile} 2>/dev/null)\" = {pid} ]")
     try:
@@ -100,13 +100,13 @@ def reactor(enabled=True, restart=False, wait=5):
         salt-run energy_heal.reactor enabled=False
     """
     path = _reactor_file()
-    main = core.healing.main_config_key(__opts__["conf_file"], "reactor")
-    written = core.healing.write_atomic(path, core.healing.reactor_config(main, enabled))
+    main = healing.main_config_key(__opts__["conf_file"], "reactor")
+    written = healing.write_atomic(path, healing.reactor_config(main, enabled))
     result = {"config": f"{path} {written}" if written else None, "file": path, "restart": None}
     reactions = _running_reactions(wait)
-    pid = core.healing.pid_from(__opts__.get("pidfile"))
-    started = core.healing.started_at(pid) if pid else None
-    event = core.names.REACTOR_EVENT
+    pid = healing.pid_from(__opts__.get("pidfile"))
+    started = healing.started_at(pid) if pid else None
+    event = names.REACTOR_EVENT
     result["running"] = reactions is not None
     listed = reactions is not None and event in reactions
     # the file is what the running master read when it started before the file last changed
@@ -116,8 +116,8 @@ def reactor(enabled=True, restart=False, wait=5):
                              else f"reaction {event} absent from {path} and from the running reactor")
         return result
 
-    command = core.healing.command_of(pid) if pid else []
-    how = core.healing.how_to_restart(pid, command, os.path.isdir("/run/systemd/system")) if restart else None
+    command = healing.command_of(pid) if pid else []
+    how = healing.how_to_restart(pid, command, os.path.isdir("/run/systemd/system")) if restart else None
     need = (f"to load {path} (reaction {event})" if enabled
             else f"to drop reaction {event} (harmless until then: energy_heal.react skips when events are off)")
     if how:

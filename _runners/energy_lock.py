@@ -24,15 +24,15 @@ __virtualname__ = "energy_lock"
 try:
     import energy_core
 
-    core = energy_core.load()
+    energy_core.load()  # afresh from disk, before the names below are bound (energy_core.load)
+    from energy_core import orch_lock
     CORE_ERROR = None
 except ImportError as exc:  # the utils are not synced to the master yet (saltutil.sync_utils)
-    core = None
     CORE_ERROR = str(exc)
 
 
 def __virtual__():
-    if core is None:
+    if CORE_ERROR is not None:
         return (False, f"the energy_lock runner needs the formula's energy_core utils on the master ({CORE_ERROR}): "
                        "run salt-run saltutil.sync_utils (energy.orch does)")
     return __virtualname__
@@ -47,12 +47,12 @@ def _running():
 
 def _me(running, what):
     own = globals().get("__jid__", "")  # Salt sets it for each runner call
-    return {"jid": core.orch_lock.holder_of(running, os.getpid(), own), "pid": os.getpid(), "what": str(what),
+    return {"jid": orch_lock.holder_of(running, os.getpid(), own), "pid": os.getpid(), "what": str(what),
             "since": round(time.time(), 1)}
 
 
 def _path():
-    return core.orch_lock.path_in(__opts__["cachedir"])
+    return orch_lock.path_in(__opts__["cachedir"])
 
 
 def take(what="energy.orch"):
@@ -69,21 +69,21 @@ def take(what="energy.orch"):
         salt-run energy_lock.take what=energy.orch
     """
     path = _path()
-    with core.orch_lock.guarded(path):
+    with orch_lock.guarded(path):
         running = _running()
         me = _me(running, what)
-        held, problem = core.orch_lock.read(path)
+        held, problem = orch_lock.read(path)
         if problem:
-            log.warning("energy: %s; taken over by %s", problem, core.orch_lock.describe(me))
-        verdict, message = core.orch_lock.decide(held, me, [job.get("jid") for job in running], path)
+            log.warning("energy: %s; taken over by %s", problem, orch_lock.describe(me))
+        verdict, message = orch_lock.decide(held, me, [job.get("jid") for job in running], path)
         if verdict == "refuse":
             __context__["retcode"] = 1
             log.error("energy: %s", message)
             return {"result": False, "error": message, "holder": held}
         if message:
             log.warning("energy: %s", message)
-        core.orch_lock.write(path, me)
-    return {"result": True, "holder": me, "comment": message or problem or f"{path} taken by {core.orch_lock.describe(me)}"}
+        orch_lock.write(path, me)
+    return {"result": True, "holder": me, "comment": message or problem or f"{path} taken by {orch_lock.describe(me)}"}
 
 
 def release(force=False):
@@ -100,19 +100,19 @@ def release(force=False):
         salt-run energy_lock.release force=True
     """
     path = _path()
-    with core.orch_lock.guarded(path):
-        held, problem = core.orch_lock.read(path)
+    with orch_lock.guarded(path):
+        held, problem = orch_lock.read(path)
         me = _me(_running(), "release")
         if held is None and not problem:
             return {"result": True, "comment": f"{path}: no lock"}
         if force or (held and str(held.get("jid")) == me["jid"]):
-            core.orch_lock.remove(path)
+            orch_lock.remove(path)
             if force:
                 log.warning("energy: %s cleared by hand (held by %s)", path,
-                            core.orch_lock.describe(held) if held else "nobody")
+                            orch_lock.describe(held) if held else "nobody")
             return {"result": True, "comment": f"{path} released", "holder": held}
-    return {"result": True, "comment": f"{path} is held by {core.orch_lock.describe(held)}, not by this job: left "
-                                       f"as it is (clear it with {core.orch_lock.RELEASE})", "holder": held}
+    return {"result": True, "comment": f"{path} is held by {orch_lock.describe(held)}, not by this job: left "
+                                       f"as it is (clear it with {orch_lock.RELEASE})", "holder": held}
 
 
 def status():
@@ -126,9 +126,9 @@ def status():
         salt-run energy_lock.status
     """
     path = _path()
-    held, problem = core.orch_lock.read(path)
+    held, problem = orch_lock.read(path)
     if held is None:
         return {"held": False, "path": path, "comment": problem or "no lock"}
     alive = str(held.get("jid")) in {str(job.get("jid")) for job in _running()}
     return {"held": True, "path": path, "holder": held, "running": alive,
-            "comment": core.orch_lock.describe(held) + (" runs" if alive else " no longer runs: the next orch takes it")}
+            "comment": orch_lock.describe(held) + (" runs" if alive else " no longer runs: the next orch takes it")}

@@ -27,10 +27,10 @@ __virtualname__ = "energy_plan"
 try:
     import energy_core
 
-    core = energy_core.load()
+    energy_core.load()  # afresh from disk, before the names below are bound (energy_core.load)
+    from energy_core import names as names_core, parts, placement, plan as plan_core, schema, trust
     CORE_ERROR = None
 except ImportError as exc:  # the utils are not synced to the master yet (saltutil.sync_utils)
-    core = None
     CORE_ERROR = str(exc)
 
 EXT_PILLAR = "energy_plan"
@@ -38,7 +38,7 @@ ALLOW_FILE = "allow_moves.json"
 
 
 def __virtual__():
-    if core is None:
+    if CORE_ERROR is not None:
         return (False, f"the energy_plan runner needs the formula's energy_core utils on the master ({CORE_ERROR}): "
                        "run salt-run saltutil.sync_utils (energy.orch does)")
     return __virtualname__
@@ -55,7 +55,7 @@ def _master_defaults():
 
     found = salt.fileserver.Fileserver(__opts__).find_file("energy/defaults.yaml", "base")
     if not found.get("path"):
-        raise core.schema.PlanError("salt://energy/defaults.yaml is not on the master's file server. Fix: put the "
+        raise schema.PlanError("salt://energy/defaults.yaml is not on the master's file server. Fix: put the "
                                     "energy formula in file_roots (or a gitfs remote)")
     with open(found["path"], encoding="utf-8") as handle:
         return yaml.safe_load(handle)["energy"]
@@ -74,7 +74,7 @@ def _master_pillar():
                                   pillarenv=__opts__.get("pillarenv")).compile_pillar()
     if compiled.get("_errors"):
         errors = "; ".join(map(str, compiled["_errors"]))[:2000]
-        raise core.schema.PlanError(f"the master's pillar did not render: {errors}. Fix: the pillar file named there")
+        raise schema.PlanError(f"the master's pillar did not render: {errors}. Fix: the pillar file named there")
     return compiled.get("energy", {})
 
 
@@ -82,15 +82,15 @@ def _master_conf():
     """defaults.yaml merged with the master's pillar and validated: the one configuration path
     (``energy_core.schema``), once per runner job. Holds secrets: never return it unmasked."""
     if "energy_conf" not in __context__:
-        conf = core.schema.merge(_master_defaults(), _master_pillar())
-        core.schema.check(conf)
+        conf = schema.merge(_master_defaults(), _master_pillar())
+        schema.check(conf)
         __context__["energy_conf"] = conf
     return __context__["energy_conf"]
 
 
 def _role_facts(conf):
-    return core.trust.role_facts(
-        conf, lambda target: __salt__["mine.get"](target, core.names.MINE_FUNCTION, tgt_type="compound"))
+    return trust.role_facts(
+        conf, lambda target: __salt__["mine.get"](target, names_core.MINE_FUNCTION, tgt_type="compound"))
 
 
 def _master_plan(current=True):
@@ -98,8 +98,8 @@ def _master_plan(current=True):
     (``current``), or from scratch (``current=False``: the canonical placement). Holds secrets."""
     conf = _master_conf()
     facts = _role_facts(conf)
-    kept = core.parts.read_placement(_kept_dir()) if current else None
-    return conf, core.plan.build(conf, facts, kept), facts
+    kept = parts.read_placement(_kept_dir()) if current else None
+    return conf, plan_core.build(conf, facts, kept), facts
 
 
 def _failed(message):
@@ -122,11 +122,11 @@ def config(lenient=False):
     """
     try:
         conf = _master_conf()
-    except core.schema.PlanError as exc:
+    except schema.PlanError as exc:
         if not lenient:
             raise CommandExecutionError(str(exc)) from exc
         conf = _master_defaults()
-    return core.schema.mask(conf, core.schema.secrets(conf))
+    return schema.mask(conf, schema.secrets(conf))
 
 
 def plan():
@@ -144,9 +144,9 @@ def plan():
     """
     try:
         conf, full, _facts = _master_plan()
-    except core.schema.PlanError as exc:
+    except schema.PlanError as exc:
         raise CommandExecutionError(str(exc)) from exc
-    return core.schema.mask(full, core.schema.secrets(conf))
+    return schema.mask(full, schema.secrets(conf))
 
 
 def _allowed():
@@ -184,23 +184,23 @@ def prepare():
                        "and restart salt-master")
     try:
         conf, full, facts = _master_plan()
-    except core.schema.PlanError as exc:
+    except schema.PlanError as exc:
         return _failed(str(exc))
     stamp = time.strftime("%Y%m%dT%H%M%SZ", time.gmtime())
     minions = {m for members in facts.values() for m in members}
-    handed = core.parts.parts(conf, full, minions, stamp)
+    handed = parts.parts(conf, full, minions, stamp)
     allowed = _allowed()
     for minion, part in handed.items():
         if allowed.get(minion):
             part["leave"] = allowed[minion]
     directory = _kept_dir()
-    core.parts.write(directory, handed)
-    core.parts.write_placement(directory, full["placement"])
+    parts.write(directory, handed)
+    parts.write_placement(directory, full["placement"])
     local = sorted(m for m, p in handed.items() if "local" in p)
     for minion in local:
         log.warning("energy: %s builds its own part (%s)", minion, handed[minion]["local"])
-    hidden = core.schema.secrets(conf)
-    return core.schema.mask({
+    hidden = schema.secrets(conf)
+    return schema.mask({
         "result": True, "stamp": stamp, "minions": len(handed), "local": local,
         "moves": full["placement"]["moves"], "warnings": full["warnings"],
         "placement": {cpu: {k: e[k] for k in ("mongo", "influxdb", "formula")} for cpu, e in full["placement"]["cpus"].items()},
@@ -213,11 +213,11 @@ def _layout(placed):
 
 def _leaving(current, canonical, strategy):
     """``{minion: [database containers]}`` that moving ``current`` to ``canonical`` leaves behind."""
-    slugs = core.names.cpu_slugs(canonical["cpus"])
+    slugs = names_core.cpu_slugs(canonical["cpus"])
     leaving = {}
-    for move in core.placement.moves(current, canonical):
+    for move in placement.moves(current, canonical):
         suffix = slugs[move["cpu"]] if strategy == "per_cpu" else None
-        leaving.setdefault(move["from"], []).append(core.names.container_name(move["from"], move["component"], suffix))
+        leaving.setdefault(move["from"], []).append(names_core.container_name(move["from"], move["component"], suffix))
     return leaving
 
 
@@ -255,13 +255,13 @@ def rebalance(apply=False, timeout=3600):
     """
     try:
         conf, full, facts = _master_plan()
-        canonical = core.plan.build(conf, facts, None)["placement"]
-    except core.schema.PlanError as exc:
+        canonical = plan_core.build(conf, facts, None)["placement"]
+    except schema.PlanError as exc:
         return _failed(str(exc))
     current, layout = full["placement"], _layout(canonical)
     differs = {cpu: {"current": where, "canonical": layout[cpu]} for cpu, where in _layout(current).items()
                if where != layout[cpu]}
-    moves = core.placement.moves(current, canonical)
+    moves = placement.moves(current, canonical)
     result = {"result": True, "differs": differs, "moves": moves, "strategy": full["strategy"]}
     if not apply or not differs:
         result["comment"] = ("the current placement is the canonical one" if not differs else
@@ -281,7 +281,7 @@ def rebalance(apply=False, timeout=3600):
         if not backup.get("result"):
             return _failed(f"the backup of {cpus} failed, nothing moved: {backup.get('error')}") | {"steps": steps}
     _write_allowed(_leaving(current, canonical, full["strategy"]))
-    core.parts.write_placement(_kept_dir(), dict(canonical, moves=[]))
+    parts.write_placement(_kept_dir(), dict(canonical, moves=[]))
     try:
         orch = __salt__["state.orchestrate"]("energy.orch")
     finally:

@@ -27,15 +27,16 @@ __virtualname__ = "energy_report"
 try:
     import energy_core
 
-    core = energy_core.load()
+    energy_core.load()  # afresh from disk, before the names below are bound (energy_core.load)
+    from energy_core import (  # noqa: E402
+        archive, experiment as experiment_core, report as report_core, report_names, report_plot, report_view, trust)
     CORE_ERROR = None
 except ImportError as exc:  # the utils are not synced to the master yet (saltutil.sync_utils)
-    core = None
     CORE_ERROR = str(exc)
 
 
 def __virtual__():
-    if core is None:
+    if CORE_ERROR is not None:
         return (False, f"the {__virtualname__} runner needs the formula's energy_core utils on the master "
                        f"({CORE_ERROR}): run salt-run saltutil.sync_utils (energy.orch does)")
     return __virtualname__
@@ -61,7 +62,7 @@ def _ask(minion, fun, timeout, **kwarg):
 
     with salt.client.get_local_client(mopts=__opts__) as client:
         found = client.cmd([minion], fun, kwarg=kwarg, tgt_type="list", timeout=timeout, full_return=True)
-    answers, errors = core.trust.asked(found)
+    answers, errors = trust.asked(found)
     if minion not in answers:
         raise _Refused(f"{fun} on {minion} failed: {errors.get(minion, 'no answer')}")
     return answers[minion]
@@ -77,13 +78,13 @@ def _plan():
 def _all_marks(plan, timeout):
     """The marks of every InfluxDB database of the plan, merged (a database that fails is logged)."""
     found = []
-    for entry in core.report_view.databases(plan):
+    for entry in report_view.databases(plan):
         try:
-            found.append(core.experiment.checked(_ask(entry["minion"], "energy_report.marks", timeout,
+            found.append(experiment_core.checked(_ask(entry["minion"], "energy_report.marks", timeout,
                                                       database=entry["database"])))
         except _Refused as exc:
             log.warning("energy: %s", exc)
-    return core.experiment.merged(*found)
+    return experiment_core.merged(*found)
 
 
 def _window(plan, since, until, experiment, timeout):
@@ -92,14 +93,14 @@ def _window(plan, since, until, experiment, timeout):
 
     now = time.time()
     if experiment:
-        start, end, running = core.experiment.window(_all_marks(plan, timeout), str(experiment), int(now * 1e9))
+        start, end, running = experiment_core.window(_all_marks(plan, timeout), str(experiment), int(now * 1e9))
         return start, end, [f"experiment {experiment} has no end mark yet: reported up to now"] if running else []
     if since in (None, ""):
-        raise core.report.ReportError("since: missing: a report needs a window. Fix: since=20m (or an RFC 3339 time, "
+        raise report_core.ReportError("since: missing: a report needs a window. Fix: since=20m (or an RFC 3339 time, "
                                       "or seconds since the epoch), or experiment=<name>")
-    start = core.archive.parse_time(since, now, "since")
-    end = core.archive.parse_time(until, now, "until") if until not in (None, "") else int(now * 1e9)
-    core.report.slices(start, end)  # raises on an empty window
+    start = archive.parse_time(since, now, "since")
+    end = archive.parse_time(until, now, "until") if until not in (None, "") else int(now * 1e9)
+    report_core.slices(start, end)  # raises on an empty window
     return start, end, []
 
 
@@ -107,11 +108,11 @@ def _read(plan, entries, window, buckets, timeout):
     """``{sensor: (cpu, machine sums, target sums, period_s)}`` from each database's minion, checked."""
     found = {}
     for entry in entries:
-        config = core.experiment.cpu_config(plan, entry["cpu"])
+        config = experiment_core.cpu_config(plan, entry["cpu"])
         period_s = (config["frequency_ms"] or 1000) / 1000
         answer = _ask(entry["minion"], "energy_report.read", timeout, database=entry["database"], since=window[0],
                       until=window[1], period_s=period_s, buckets=buckets)
-        sums = core.report_view.checked(entry["minion"], answer, entry["sensors"], window[0], window[1], period_s,
+        sums = report_view.checked(entry["minion"], answer, entry["sensors"], window[0], window[1], period_s,
                                         buckets)
         for sensor, machine in sums["machines"].items():
             found[sensor] = (entry["cpu"], machine, sums["targets"].get(sensor) or {}, period_s)
@@ -120,13 +121,13 @@ def _read(plan, entries, window, buckets, timeout):
 
 def _names(minion, targets, timeout):
     """The names ``minion`` gives its targets, checked; {} (all unresolved) when it fails."""
-    asked = sorted(t for t in targets if t not in core.report.SPECIAL)
+    asked = sorted(t for t in targets if t not in report_core.SPECIAL)
     try:
         answer = _ask(minion, "energy_report.names", timeout, targets=asked)
     except _Refused as exc:
         log.warning("energy: %s: its targets keep their cgroup paths", exc)
         return {}
-    found, problems = core.report_names.checked(minion, asked, answer)
+    found, problems = report_names.checked(minion, asked, answer)
     for problem in problems:
         log.warning("energy: %s", problem)
     return found
@@ -136,26 +137,26 @@ def _document(plan, window, read, patterns, experiment, notes, timeout):
     machines, per_cpu = [], {}
     for sensor, (cpu, sums, targets, period_s) in sorted(read.items()):
         named = _names(sensor, targets, timeout)
-        found = core.report_view.machine(sensor, cpu, sums, targets, named, core.report_view.monitor_names(plan, sensor),
+        found = report_view.machine(sensor, cpu, sums, targets, named, report_view.monitor_names(plan, sensor),
                                          window, period_s, patterns)
         machines.append(found)
         per_cpu.setdefault(cpu, []).append(found)
-    cpus = [core.report_view.cpu_entry(cpu, found, plan["cpus"][cpu]["sensor"].get("mode"),
-                                       core.experiment.cpu_config(plan, cpu)) for cpu, found in sorted(per_cpu.items())]
-    return core.report_view.document(window[0], window[1], machines, cpus, experiment, notes)
+    cpus = [report_view.cpu_entry(cpu, found, plan["cpus"][cpu]["sensor"].get("mode"),
+                                       experiment_core.cpu_config(plan, cpu)) for cpu, found in sorted(per_cpu.items())]
+    return report_view.document(window[0], window[1], machines, cpus, experiment, notes)
 
 
 def _plot(doc, path, buckets):
     """Write the picture to ``path`` (a new file); a note saying what happened."""
     fmt = os.path.splitext(str(path))[1].lstrip(".").lower()
     if fmt not in ("png", "svg"):
-        raise core.report.ReportError(f"plot: bad value {path!r}: a .png or .svg file name. Fix: plot=/tmp/run.png")
+        raise report_core.ReportError(f"plot: bad value {path!r}: a .png or .svg file name. Fix: plot=/tmp/run.png")
     directory, name = os.path.split(os.path.abspath(str(path)))
     try:
-        picture = core.report_plot.draw(doc, buckets, fmt)
+        picture = report_plot.draw(doc, buckets, fmt)
     except ImportError:
-        return core.report_plot.INSTALL.format(python=sys.executable)
-    box = core.trust.outbox(directory)
+        return report_plot.INSTALL.format(python=sys.executable)
+    box = trust.outbox(directory)
     try:
         box.create(name, mode=0o644).write(picture)
     except FileExistsError:
@@ -205,29 +206,29 @@ def report(since=None, until=None, experiment=None, cpus=None, minions=None, con
     """
     try:
         if out not in OUTS:
-            raise core.report.ReportError(f"out: bad value {out!r}: one of {', '.join(OUTS)}")
+            raise report_core.ReportError(f"out: bad value {out!r}: one of {', '.join(OUTS)}")
         before = _earlier(compare)
         plan = _plan()
-        entries = core.report_view.databases(plan, cpus, minions)
+        entries = report_view.databases(plan, cpus, minions)
         since_ns, until_ns, notes = _window(plan, since, until, experiment, timeout)
-        buckets = core.report.MAX_BUCKETS // 4 if plot else 0
+        buckets = report_core.MAX_BUCKETS // 4 if plot else 0
         read = _read(plan, entries, (since_ns, until_ns), buckets, timeout)
-        patterns = core.report_view._names(containers, "containers")  # pylint: disable=protected-access
+        patterns = report_view._names(containers, "containers")  # pylint: disable=protected-access
         doc = _document(plan, (since_ns, until_ns), read, patterns, experiment, notes, timeout)
         if before is not None:
-            doc["compare"] = core.experiment.compare(before, doc)
+            doc["compare"] = experiment_core.compare(before, doc)
             doc["notes"] += [f"compared with {compare}: {line}" for line in doc["compare"]]
         if plot:
             doc["notes"].append(_plot(doc, plot, buckets))
-    except (core.report.ReportError, core.archive.ArchiveError, core.experiment.MarkError, core.trust.Untrusted,
+    except (report_core.ReportError, archive.ArchiveError, experiment_core.MarkError, trust.Untrusted,
             _Refused) as exc:
         return _failed(str(exc))
     doc = _public(doc)
     if out == "json":
         return json.dumps(doc, indent=1, sort_keys=True)
     if out == "csv":
-        return core.report_view.tidy_csv(doc)
-    return core.report_view.text(doc, core.archive.rfc3339)
+        return report_view.tidy_csv(doc)
+    return report_view.text(doc, archive.rfc3339)
 
 
 def _earlier(compare):
@@ -237,10 +238,10 @@ def _earlier(compare):
         with open(compare, encoding="utf-8") as handle:
             found = json.load(handle)
     except (OSError, ValueError) as exc:
-        raise core.report.ReportError(f"compare: bad value {compare!r}: not a readable JSON report ({exc}). Fix: a "
+        raise report_core.ReportError(f"compare: bad value {compare!r}: not a readable JSON report ({exc}). Fix: a "
                                       "file written from salt-run energy.report out=json") from exc
     if not isinstance(found, dict) or not isinstance(found.get("cpus"), list):
-        raise core.report.ReportError(f"compare: bad value {compare!r}: not a report of salt-run energy.report "
+        raise report_core.ReportError(f"compare: bad value {compare!r}: not a report of salt-run energy.report "
                                       "out=json (no cpus list)")
     return found
 
@@ -261,19 +262,19 @@ def mark(name, phase, note="", timeout=60):
     import time  # pylint: disable=import-outside-toplevel
 
     try:
-        name, phase, note = core.experiment.check_mark(name, phase, note)
+        name, phase, note = experiment_core.check_mark(name, phase, note)
         plan = _plan()
         stamp = time.time_ns()
         written = []
-        for entry in core.report_view.databases(plan):
+        for entry in report_view.databases(plan):
             _ask(entry["minion"], "energy_report.mark", timeout, database=entry["database"], name=name, phase=phase,
                  note=note, time_ns=stamp)
             written.append(f"{entry['minion']}/{entry['database']}")
-    except (core.experiment.MarkError, core.report.ReportError, _Refused) as exc:
+    except (experiment_core.MarkError, report_core.ReportError, _Refused) as exc:
         return _failed(str(exc))
     if not written:
         return _failed("the plan has no InfluxDB to mark: deploy the stack first (salt-run state.orchestrate energy.orch)")
-    return {"result": True, "mark": f"{name} {phase}", "time": core.archive.rfc3339(stamp), "written": written}
+    return {"result": True, "mark": f"{name} {phase}", "time": archive.rfc3339(stamp), "written": written}
 
 
 def marks(timeout=60):
@@ -291,9 +292,9 @@ def marks(timeout=60):
     now = time.time_ns()
     try:
         found = _all_marks(_plan(), timeout)
-    except (core.report.ReportError, _Refused) as exc:
+    except (report_core.ReportError, _Refused) as exc:
         return _failed(str(exc))
-    return [{"name": run["name"], "since": core.archive.rfc3339(run["since"]),
-             "until": core.archive.rfc3339(run["until"]) if run["until"] else None,
+    return [{"name": run["name"], "since": archive.rfc3339(run["since"]),
+             "until": archive.rfc3339(run["until"]) if run["until"] else None,
              "seconds": round(((run["until"] or now) - run["since"]) / 1e9, 3), "note": run["note"]}
-            for run in core.experiment.experiments(found)]
+            for run in experiment_core.experiments(found)]

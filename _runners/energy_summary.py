@@ -26,15 +26,15 @@ __virtualname__ = "energy_summary"
 try:
     import energy_core
 
-    core = energy_core.load()
+    energy_core.load()  # afresh from disk, before the names below are bound (energy_core.load)
+    from energy_core import archive, topology as topology_core, trust
     CORE_ERROR = None
 except ImportError as exc:  # the utils are not synced to the master yet (saltutil.sync_utils)
-    core = None
     CORE_ERROR = str(exc)
 
 
 def __virtual__():
-    if core is None:
+    if CORE_ERROR is not None:
         return (False, f"the {__virtualname__} runner needs the formula's energy_core utils on the master "
                        f"({CORE_ERROR}): run salt-run saltutil.sync_utils (energy.orch does)")
     return __virtualname__
@@ -59,7 +59,7 @@ def _combined(tgt, timeout):
     is left out and logged naming the minion). The minions with energy facts in the mine are the
     ones expected to answer."""
     try:
-        topology, error = core.topology.planned(__salt__["energy.plan"]()), None
+        topology, error = topology_core.planned(__salt__["energy.plan"]()), None
     except CommandExecutionError as exc:
         topology, error = None, str(exc)
     expected = sorted(__salt__["energy.mine"](tgt).keys())
@@ -67,10 +67,10 @@ def _combined(tgt, timeout):
         found = client.cmd(tgt, "energy.live", timeout=timeout, full_return=True)
     lives = {}
     for minion, ret in sorted((found or {}).items()):
-        lives[minion], problems = core.trust.live(minion, ret.get("ret") if isinstance(ret, dict) else ret)
+        lives[minion], problems = trust.live(minion, ret.get("ret") if isinstance(ret, dict) else ret)
         for problem in problems:
             log.warning("energy: %s: refused", problem)
-    summary = core.topology.combine(topology, lives, expected)
+    summary = topology_core.combine(topology, lives, expected)
     if topology is None:
         summary["differences"]["errors"]["plan"] = error
     return summary
@@ -90,22 +90,22 @@ def _picture(facts, format, path):  # pylint: disable=redefined-builtin
             os.unlink(path)  # the master's own file: a link there is removed, not followed
     directory, name = os.path.split(os.path.abspath(path))
     if not os.path.isdir(directory):
-        raise core.archive.ArchiveError(f"path: bad value {path!r}: directory {directory} does not exist. Fix: "
+        raise archive.ArchiveError(f"path: bad value {path!r}: directory {directory} does not exist. Fix: "
                                         "create it, or leave path out")
-    source = (core.topology.svg(facts) if format == "svg" else core.topology.dot(facts)).encode()
+    source = (topology_core.svg(facts) if format == "svg" else topology_core.dot(facts)).encode()
     if format == "png":
         try:
             source = subprocess.run(["dot", "-Tpng"], input=source, check=True, timeout=60, capture_output=True).stdout
         except FileNotFoundError as exc:
-            raise core.archive.ArchiveError("format: png needs Graphviz's dot on the master. Fix: apt-get install "
+            raise archive.ArchiveError("format: png needs Graphviz's dot on the master. Fix: apt-get install "
                                             "graphviz, or format=svg (drawn without it)") from exc
         except subprocess.CalledProcessError as exc:
-            raise core.archive.ArchiveError(f"dot -Tpng failed: {exc.stderr.decode(errors='replace')[-500:]}") from exc
-    box = core.trust.Outbox(directory)
+            raise archive.ArchiveError(f"dot -Tpng failed: {exc.stderr.decode(errors='replace')[-500:]}") from exc
+    box = trust.Outbox(directory)
     try:
         box.create(name, mode=0o644).write(source)
     except FileExistsError as exc:
-        raise core.archive.ArchiveError(f"path: bad value {path!r}: it exists, and the summary never overwrites a "
+        raise archive.ArchiveError(f"path: bad value {path!r}: it exists, and the summary never overwrites a "
                                         "file. Fix: a new name, or remove it first") from exc
     finally:
         box.close()
@@ -148,8 +148,8 @@ def summary(tgt="*", format="text", path=None, timeout=30):  # pylint: disable=r
     if format in PICTURES:
         try:
             drawn = _picture(facts, format, path)
-        except core.archive.ArchiveError as exc:
+        except archive.ArchiveError as exc:
             return _failed(str(exc))
     if format == "json" or __opts__.get("output") in DATA_OUTPUTTERS:
         return dict(facts, picture=drawn)
-    return core.topology.text(facts) + (f"\nPicture: {drawn}\n" if drawn else "")
+    return topology_core.text(facts) + (f"\nPicture: {drawn}\n" if drawn else "")

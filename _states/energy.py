@@ -27,22 +27,20 @@ __virtualname__ = "energy"
 try:
     import energy_core
 
-    core = energy_core.load()
+    energy_core.load()  # afresh from disk, before the names below are bound (energy_core.load)
+    from energy_core import (  # noqa: E402
+        components, influx, inventory, masking, mongo_users as mongo_users_core, mongo_wire, names, schema)
     CORE_ERROR = None
 except ImportError as exc:  # the utils are not synced yet (saltutil.sync_utils)
-    core = None
     CORE_ERROR = str(exc)
 
 
 def __virtual__():
-    if core is None:
+    if CORE_ERROR is not None:
         return (False, f"the energy states need the formula's energy_core utils ({CORE_ERROR}): "
                        "run saltutil.sync_utils (energy.orch does)")
-    if "energy.plan" not in __salt__:
-        return (False, "the energy states need the energy execution module (saltutil.sync_modules)")
-    if "docker.inspect_container" not in __salt__:
-        return (False, "the energy states need saltext-dockermod (pip install saltext.dockermod)")
-    return __virtualname__
+    return energy_core.virtual(__virtualname__, "the energy states",
+                               __salt__, needs=("energy.plan", "docker.inspect_container"))
 
 
 def _host_port(uri):
@@ -142,7 +140,7 @@ def influxdb_database(name, url, retention="30d", service=None, timeout=60, warn
         ret["warnings"] = [warning]
     label = service or f"influxdb {url}"
     try:
-        core.schema.duration_seconds(retention)
+        schema.duration_seconds(retention)
     except ValueError as exc:
         ret["comment"] = f"{label}: {exc}"
         return ret
@@ -155,14 +153,14 @@ def influxdb_database(name, url, retention="30d", service=None, timeout=60, warn
         # the port opens a moment before the HTTP API answers: retry a query until the deadline
         while True:
             try:
-                return core.influx.query(url, statement, method)
+                return influx.query(url, statement, method)
             except OSError:
                 if time.monotonic() >= deadline:
                     raise
                 time.sleep(0.5)
 
     try:
-        ret["result"], ret["changes"], what = core.influx.ensure_database(run, name, retention, test)
+        ret["result"], ret["changes"], what = influx.ensure_database(run, name, retention, test)
         ret["comment"] = f"{what}, on {label}"
     except (OSError, RuntimeError, ValueError, KeyError) as exc:
         ret["result"] = False
@@ -174,7 +172,7 @@ def _masked(ret):
     """A docker_container return with every secret of the pillar replaced by ``***``: its changes
     and comment show the environment, which holds passwords, and the return reaches the job
     cache, the event bus and the orch's output."""
-    return core.masking.mask(ret, core.masking.secrets(__salt__["energy.config"](secrets=True)))
+    return masking.mask(ret, masking.secrets(__salt__["energy.config"](secrets=True)))
 
 
 def _arguments(kwargs):
@@ -217,8 +215,8 @@ def _with_digest(name, args):
     labels = args.get("labels") or {}
     if not isinstance(labels, dict):
         return args, None, None
-    digest = core.components.config_digest(_digest_key(), name, args, image_id)
-    return dict(args, labels=dict(labels, **{core.names.LABEL_CONFIG: digest})), digest, image_id
+    digest = components.config_digest(_digest_key(), name, args, image_id)
+    return dict(args, labels=dict(labels, **{names.LABEL_CONFIG: digest})), digest, image_id
 
 
 def _running(name, shortcut=False, **kwargs):
@@ -228,10 +226,10 @@ def _running(name, shortcut=False, **kwargs):
     a temporary container each time."""
     args, digest, image_id = _with_digest(name, _arguments(kwargs))
     if shortcut and digest and not args.get("force"):
-        if core.components.unchanged(_inspect(name), digest, image_id):
+        if components.unchanged(_inspect(name), digest, image_id):
             return {"name": name, "changes": {}, "result": True,
                     "comment": f"Container '{name}' is already configured as specified (same image, "
-                               f"same {core.names.LABEL_CONFIG} digest, running)"}
+                               f"same {names.LABEL_CONFIG} digest, running)"}
     return _started(name, _masked(__states__["docker_container.running"](name=name, **args)))
 
 
@@ -243,7 +241,7 @@ def _started(name, ret):
     sensor or formula container to ``energy_heal.stays_up``, which watches it once every container of
     the run is up (the databases' own states wait for them to answer)."""
     if ret.get("result") and ret.get("changes") and not __opts__.get("test"):
-        __context__.setdefault(core.names.STARTED, set()).add(name)
+        __context__.setdefault(names.STARTED, set()).add(name)
     return ret
 
 
@@ -300,7 +298,7 @@ def orphans_absent(name):
     if not found:
         ret["comment"] = f"no {name} container of an earlier plan on {__opts__.get('id')}"
         return ret
-    problem = core.inventory.orphan_problem(conf, __opts__.get("id"), found)
+    problem = inventory.orphan_problem(conf, __opts__.get("id"), found)
     if problem:
         ret["result"] = False
         ret["comment"] = problem
@@ -343,8 +341,8 @@ def mongo_users(name, admin, users, timeout=60, service=None, expire=None):
     label = service or f"MongoDB {name}"
     deadline = _answers(ret, name, label, timeout, f"users of {label} would be made once it answers")
     if deadline is not None:
-        ret["result"], ret["changes"], ret["comment"] = core.mongo_users.keep(
-            lambda: core.mongo_wire.Connection(name, timeout=5), admin, users, bool(__opts__.get("test")), deadline,
+        ret["result"], ret["changes"], ret["comment"] = mongo_users_core.keep(
+            lambda: mongo_wire.Connection(name, timeout=5), admin, users, bool(__opts__.get("test")), deadline,
             label, __opts__.get("id"), expire=expire)
     return ret
 

@@ -20,22 +20,19 @@ __virtualname__ = "energy_heal"
 try:
     import energy_core
 
-    core = energy_core.load()
+    energy_core.load()  # afresh from disk, before the names below are bound (energy_core.load)
+    from energy_core import healing, health, names
     CORE_ERROR = None
 except ImportError as exc:  # the utils are not synced yet (saltutil.sync_utils)
-    core = None
     CORE_ERROR = str(exc)
 
 
 def __virtual__():
-    if core is None:
+    if CORE_ERROR is not None:
         return (False, f"the energy_heal states need the formula's energy_core utils ({CORE_ERROR}): "
                        "run saltutil.sync_utils (energy.orch does)")
-    if "energy_heal.held" not in __salt__:
-        return (False, "the energy_heal states need the energy_heal execution module (saltutil.sync_modules)")
-    if "docker.inspect_container" not in __salt__:
-        return (False, "the energy_heal states need saltext-dockermod (pip install saltext.dockermod)")
-    return __virtualname__
+    return energy_core.virtual(__virtualname__, "the energy_heal states",
+                               __salt__, needs=("energy_heal.held", "docker.inspect_container"))
 
 
 def _inspect(name):
@@ -73,19 +70,19 @@ def healthy(name, component, run, probe=None, grace=60, timeout=60, trigger="hea
         ret["comment"] = f"{component} container {name} left alone: {held}"
         _note(name, "held", held)
         return ret
-    if component in core.names.WATCHED and name in __context__.get(core.names.STARTED, ()):
+    if component in names.WATCHED and name in __context__.get(names.STARTED, ()):
         # the orch's last phase and the full schedule apply energy.heal with the components' SLS
         # files: a container they just started is energy_heal.stays_up's to judge (a sensor that
         # refuses its config is stopped there, not recreated here)
         ret["comment"] = f"{component} container {name} was started by this state run: energy_heal.stays_up watches it"
         return ret
     info = _inspect(name)
-    reason = core.health.diagnose(info, probe, grace, _free_space, core.health.Seen(core.health.seen_path(__opts__["cachedir"])))
+    reason = health.diagnose(info, probe, grace, _free_space, health.Seen(health.seen_path(__opts__["cachedir"])))
     if reason is None:
         ret["comment"] = f"{component} container {name} is healthy"
         _note(name, "healthy", "")
         return ret
-    if reason.startswith(core.health.LEFT_AS_IS):
+    if reason.startswith(health.LEFT_AS_IS):
         # recreating this container would not bring back the database its check reads through,
         # nor free its volume
         ret["result"] = False
@@ -96,7 +93,7 @@ def healthy(name, component, run, probe=None, grace=60, timeout=60, trigger="hea
         __salt__["docker.inspect_image"](run["image"])
     except Exception:  # pylint: disable=broad-except
         ret["result"] = False
-        ret["comment"] = core.health.image_missing(component, name, reason, run["image"], __opts__.get("id"))
+        ret["comment"] = health.image_missing(component, name, reason, run["image"], __opts__.get("id"))
         log.error("energy heal: %s", ret["comment"])
         _note(name, "unhealthy", ret["comment"])
         return ret
@@ -114,7 +111,7 @@ def healthy(name, component, run, probe=None, grace=60, timeout=60, trigger="hea
     deadline = time.monotonic() + float(timeout)
     after = None
     while created.get("result"):
-        after = core.health.diagnose(_inspect(name), probe, grace=float("inf"), free_space=_free_space)
+        after = health.diagnose(_inspect(name), probe, grace=float("inf"), free_space=_free_space)
         if after is None or time.monotonic() > deadline:
             break
         time.sleep(0.5)
@@ -122,7 +119,7 @@ def healthy(name, component, run, probe=None, grace=60, timeout=60, trigger="hea
     healed = bool(created.get("result")) and after is None
     event = {"minion": __opts__.get("id"), "container": name, "component": component, "reason": reason,
              "duration": duration, "healed": healed, "trigger": trigger}
-    __salt__["event.send"](f"{core.names.HEAL_EVENT}/{component}", event)
+    __salt__["event.send"](f"{names.HEAL_EVENT}/{component}", event)
     ret["changes"] = {"recreated": event}
     _note(name, "recreated" if healed else "unhealthy", reason if healed else str(after or created.get("comment")))
     if healed:
@@ -154,14 +151,14 @@ def node_kept(name):
 
     ret = {"name": name, "changes": {}, "result": True, "comment": f"{name} is up to date"}
     conf = __salt__["energy.config"](secrets=True)
-    content = json.dumps(core.health.kept(__salt__["energy.node"](conf, secrets=True), conf["heal"]), sort_keys=True)
-    if core.healing.read_text(name) == content:
+    content = json.dumps(health.kept(__salt__["energy.node"](conf, secrets=True), conf["heal"]), sort_keys=True)
+    if healing.read_text(name) == content:
         return ret
     if __opts__.get("test"):
         ret.update(result=None, comment=f"{name} would be updated (this minion's containers and checks)",
                    changes={"node": "would be updated"})
         return ret
-    done = core.healing.write_atomic(name, content, mode=0o600)
+    done = healing.write_atomic(name, content, mode=0o600)
     ret.update(comment=f"{name} {done} (this minion's containers and checks)", changes={"node": done})
     return ret
 
@@ -171,7 +168,7 @@ def _note(name, status, reason):
     if __opts__.get("test"):
         return
     try:
-        core.health.record(core.health.records_path(__opts__["cachedir"]), {name: (status, reason)}, time.time())
+        health.record(health.records_path(__opts__["cachedir"]), {name: (status, reason)}, time.time())
     except OSError as exc:  # the check's result matters more than its record
         log.warning("energy heal: cannot keep the health record of %s: %s", name, exc)
 
@@ -184,14 +181,14 @@ def _restart_minion_later(how, delay=5):
     import subprocess  # pylint: disable=import-outside-toplevel
     import sys  # pylint: disable=import-outside-toplevel
 
-    if how is None or core.healing.restart_pending(__opts__["cachedir"], time.time()):
+    if how is None or healing.restart_pending(__opts__["cachedir"], time.time()):
         return None
     pid = _minion_pid()
     command = __opts__.get("minion_restart_command") or sys.argv
     # no job running (this one's proc file goes when it has returned): the restart cuts no orch
     # phase or heal run short
     procs = shlex.quote(os.path.join(__opts__["cachedir"], "proc"))
-    script = core.healing.restart_script(how, "salt-minion", pid, command,
+    script = healing.restart_script(how, "salt-minion", pid, command,
                                          wait_for=f'[ -n "$(ls -A {procs} 2>/dev/null)" ]')
     subprocess.Popen(["sh", "-c", f"sleep {delay}; {script}"], start_new_session=True, close_fds=True,  # pylint: disable=consider-using-with
                      stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
@@ -231,7 +228,7 @@ def stays_up(name, component, seconds=5, cpu=None):
         first = _inspect(name) or {}
     restarts = first.get("RestartCount", 0)
     started = (first.get("State") or {}).get("StartedAt")
-    up_for = core.health.age(first)  # a restart moves StartedAt: up that long means up all along
+    up_for = health.age(first)  # a restart moves StartedAt: up that long means up all along
     wait = float(seconds) if up_for is None else min(float(seconds), max(0.0, float(seconds) - up_for))
     deadline = time.monotonic() + wait
     while True:
@@ -249,7 +246,7 @@ def stays_up(name, component, seconds=5, cpu=None):
     except Exception as exc:  # pylint: disable=broad-except
         logs = f"(no output: {exc})"
     ret["result"] = False
-    refused = core.health.sensor_refusal(logs) if component == "sensor" else None
+    refused = health.sensor_refusal(logs) if component == "sensor" else None
     if refused:
         __salt__["docker.stop"](name, timeout=1)
         ret["changes"] = {"stopped": name}
@@ -267,14 +264,14 @@ def stays_up(name, component, seconds=5, cpu=None):
 
 
 def _minion_pid():
-    return core.healing.pid_from(__opts__.get("pidfile")) or __grains__.get("pid")
+    return healing.pid_from(__opts__.get("pidfile")) or __grains__.get("pid")
 
 
 def _can_restart_minion():
-    """How this salt-minion can be restarted (``core.healing.how_to_restart``), or None."""
+    """How this salt-minion can be restarted (``healing.how_to_restart``), or None."""
     import sys  # pylint: disable=import-outside-toplevel
 
-    return core.healing.how_to_restart(_minion_pid(), sys.argv, os.path.isdir("/run/systemd/system"),
+    return healing.how_to_restart(_minion_pid(), sys.argv, os.path.isdir("/run/systemd/system"),
                                        __opts__.get("minion_restart_command"))
 
 
@@ -295,9 +292,9 @@ def events_engine(name, enabled=True, restart=True):
             - order: last
     """
     ret = {"name": name, "changes": {}, "result": True, "comment": ""}
-    main_engines = core.healing.main_config_key(__opts__["conf_file"], "engines")
-    wanted = core.healing.engine_content(__opts__["id"], main_engines) if enabled else None
-    current = core.healing.read_text(name)
+    main_engines = healing.main_config_key(__opts__["conf_file"], "engines")
+    wanted = healing.engine_content(__opts__["id"], main_engines) if enabled else None
+    current = healing.read_text(name)
     loaded = __salt__["energy_heal.engine_loaded"]()
     comments = []
     if current != wanted:
@@ -311,7 +308,7 @@ def events_engine(name, enabled=True, restart=True):
         if __opts__.get("test"):
             ret["result"] = None
         else:
-            core.healing.write_atomic(name, wanted)
+            healing.write_atomic(name, wanted)
     needs_restart = loaded != enabled or (enabled and current != wanted and current is not None)
     if not needs_restart:
         comments.append("the docker_events engine is " + ("running" if loaded else "off"))

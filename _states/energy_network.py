@@ -27,10 +27,10 @@ __virtualname__ = "energy_network"
 try:
     import energy_core
 
-    core = energy_core.load()
+    energy_core.load()  # afresh from disk, before the names below are bound (energy_core.load)
+    from energy_core import hardening
     CORE_ERROR = None
 except ImportError as exc:  # the utils are not synced yet (saltutil.sync_utils)
-    core = None
     CORE_ERROR = str(exc)
 
 try:
@@ -40,12 +40,10 @@ except ImportError:  # pragma: no cover (not on Windows minions)
 
 
 def __virtual__():
-    if core is None:
+    if CORE_ERROR is not None:
         return (False, f"the energy_network states need the formula's energy_core utils ({CORE_ERROR}): "
                        "run saltutil.sync_utils (energy.orch does)")
-    if "docker.networks" not in __salt__:
-        return (False, "the energy_network states need saltext-dockermod (pip install saltext.dockermod)")
-    return __virtualname__
+    return energy_core.virtual(__virtualname__, "the energy_network states", __salt__, needs=("docker.networks",))
 
 
 @contextlib.contextmanager
@@ -70,7 +68,7 @@ def _named(name):
 
 
 def _without_duplicates(name, found, ret):
-    extra = core.hardening.networks_to_remove(found)
+    extra = hardening.networks_to_remove(found)
     for network in extra:
         if not __opts__.get("test"):
             try:
@@ -93,7 +91,7 @@ def present(name):
         salt-call state.single energy_network.present name=energy
     """
     ret = {"name": name, "changes": {}, "result": True, "comment": ""}
-    problem = core.hardening.network_problem(name)
+    problem = hardening.network_problem(name)
     if problem:
         ret.update(result=False, comment=f"energy:network:name: bad value {name!r}. Fix: {problem}")
         return ret
@@ -103,7 +101,7 @@ def present(name):
             if __opts__.get("test"):
                 ret.update(result=None, changes={"created": name}, comment=f"network {name} would be created")
                 return ret
-            __salt__["docker.create_network"](name, driver="bridge", labels={core.hardening.NETWORK_LABEL: "stack"},
+            __salt__["docker.create_network"](name, driver="bridge", labels={hardening.NETWORK_LABEL: "stack"},
                                               check_duplicate=True)
             ret["changes"]["created"] = name
             found = _named(name)

@@ -54,12 +54,21 @@ MODULES = ("names", "checks", "masking", "rules", "schema", "placement", "events
 
 
 def load():
-    """Import the core afresh from disk; returns its modules as attributes (``core.plan``, ...).
+    """Import the core afresh from disk. Returns its modules as attributes (kept for callers that
+    still write ``core.plan``); a Salt layer calls it, then binds plain names that tools can
+    follow::
+
+        import energy_core
+
+        energy_core.load()
+        from energy_core import names, plan
 
     A salt-minion lives for months and forks each job from one process: a module imported by
     name stays in ``sys.modules`` across ``saltutil.sync_utils``, so without this a minion would
-    run the old core after the orch synced a new one. Salt-facing modules call it each time Salt
-    loads them (every job), which costs a few milliseconds.
+    run the old core after the orch synced a new one. ``load`` drops every module of the core from
+    ``sys.modules`` first, so the ``from energy_core import ...`` that follows reads the files on
+    disk now. Salt-facing modules call it each time Salt loads them (every job), which costs a
+    few milliseconds (tests/unit/test_core_load.py shows a changed file is seen).
     """
     import importlib  # pylint: disable=import-outside-toplevel
     import sys  # pylint: disable=import-outside-toplevel
@@ -69,3 +78,20 @@ def load():
         del sys.modules[name]
     package = importlib.import_module(__name__)
     return types.SimpleNamespace(**{name: importlib.import_module(f"{__name__}.{name}") for name in package.MODULES})
+
+
+def virtual(virtualname, what, salt=None, needs=(), docker_sdk=True):
+    """What ``__virtual__`` of a Salt layer returns once the core has loaded: ``virtualname``, or
+    ``(False, why)`` when it lacks the Docker SDK (``docker_sdk`` False) or a Salt function of
+    ``needs`` (saltext-dockermod's, or the formula's own execution modules). ``what`` names the
+    layer in the message ("the energy module"). The case where the core itself is missing stays
+    in each layer: it is what runs when this package cannot be imported."""
+    if not docker_sdk:
+        return False, f"{what} needs the Docker SDK for Python (pip install docker)"
+    for function in needs:
+        if function not in (salt or {}):
+            kind = function.split(".", 1)[0]
+            fix = ("pip install saltext.dockermod: Salt 3008 has no docker modules of its own" if kind == "docker"
+                   else f"the formula's {kind} execution module: saltutil.sync_modules")
+            return False, f"{what} needs {function} ({fix})"
+    return virtualname

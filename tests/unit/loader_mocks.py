@@ -17,7 +17,7 @@ def _import(kind, name="energy"):
     spec = importlib.util.spec_from_file_location(f"{name}_salt_{kind.strip('_')}", ROOT / kind / f"{name}.py")
     module = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(module)
-    assert module.core is not None, module.CORE_ERROR
+    assert module.CORE_ERROR is None, module.CORE_ERROR
     return module
 
 

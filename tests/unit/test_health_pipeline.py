@@ -25,7 +25,7 @@ def mod(tmp_path, monkeypatch, caplog):
     spec = importlib.util.spec_from_file_location("energy_salt_health", ROOT / "_modules" / "energy_health.py")
     module = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(module)
-    assert module.core is not None, module.CORE_ERROR
+    assert module.CORE_ERROR is None, module.CORE_ERROR
     # its log records stay out of Salt's deferred stderr handler (printed after pytest closed it)
     monkeypatch.setattr(module.log, "propagate", False)
     module.log.addHandler(caplog.handler)
@@ -41,14 +41,14 @@ def mod(tmp_path, monkeypatch, caplog):
         module.asked.append(name)
         return module.answers[name]
 
-    monkeypatch.setattr(module.core.health, "network_fact", network_fact)
+    monkeypatch.setattr(module.health, "network_fact", network_fact)
     module.answers = {}
     yield module
     module.log.removeHandler(caplog.handler)
 
 
 def records(mod):
-    return mod.core.health.read_records(mod.core.health.records_path(mod.__opts__["cachedir"]))
+    return mod.health.read_records(mod.health.records_path(mod.__opts__["cachedir"]))
 
 
 FORMULA = ("energy-node-a-formula-x", "formula", {"image": "smartwatts:2.1.2", "network_mode": "energy"},
@@ -64,7 +64,7 @@ def test_a_healthy_container_is_probed_once_and_recorded(mod):
 
 
 def test_a_held_container_is_not_even_inspected(mod):
-    mod.core.maintenance.write(mod.core.maintenance.path_in(mod.__opts__["cachedir"]),
+    mod.maintenance.write(mod.maintenance.path_in(mod.__opts__["cachedir"]),
                                {"formula": {"reason": "disk", "since": time.time(), "until": None}})
     ret = mod.check(*FORMULA)
     assert ret["status"] == "held" and "left alone: maintenance on formula" in ret["comment"]

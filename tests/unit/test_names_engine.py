@@ -55,7 +55,7 @@ def test_the_record_is_rewritten_bounded_and_private(tmp_path, monkeypatch):
     path = tmp_path / "containers.jsonl"
     old = report_names.record(ID_A, "old", {}, 1.0)
     path.write_text(old + "\n")
-    monkeypatch.setattr(module.core.report_names, "MAX_RECORDS", 2)
+    monkeypatch.setattr(module.report_names, "MAX_RECORDS", 2)
     lines = 0
     for i in range(5):
         lines = module._append(str(path), report_names.record(f"{i:064x}", f"c{i}", {}, 1e12), lines)  # pylint: disable=protected-access

@@ -111,7 +111,7 @@ def test_held_names_the_window_of_the_container_its_component_or_all():
 
 def test_held_ignores_an_ended_window(cachedir):
     now = time.time()
-    energy_mod.core.maintenance.write(str(cachedir / "energy" / "maintenance.json"),
+    energy_mod.maintenance.write(str(cachedir / "energy" / "maintenance.json"),
                                       {"formula": {"reason": "", "since": now - 7200, "until": now - 3600}})
     assert heal_mod.held(FORMULA, "formula") == ""
     assert heal_mod.maintenance("status") == {}
@@ -274,7 +274,7 @@ def _answers(monkeypatch, *answers):
             raise answer
         return answer
 
-    monkeypatch.setattr(archive_mod.core.influx, "counts", counts)
+    monkeypatch.setattr(archive_mod.influx, "counts", counts)
     monkeypatch.setattr(archive_mod.time, "sleep", lambda seconds: None)
     return asked
 

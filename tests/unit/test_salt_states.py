@@ -18,7 +18,7 @@ from tests.unit.loader_mocks import (  # noqa: F401  the fixtures are used by na
 
 
 
-LABEL_CONFIG = energy_state.core.names.LABEL_CONFIG
+LABEL_CONFIG = energy_state.names.LABEL_CONFIG
 
 
 def undigested(running):
@@ -150,7 +150,7 @@ def no_restart():
 
 
 def wanted_engine_file():
-    return energy_state.core.healing.engine_content(MINION, MAIN_ENGINES)
+    return heal_state.healing.engine_content(MINION, MAIN_ENGINES)
 
 
 def test_events_engine_writes_the_config_keeping_the_main_engines(engine_path, state_salt, no_restart):
@@ -406,7 +406,7 @@ def test_react_event_computes_the_plan_once_per_interval(local_client, master_pl
 
 def test_react_event_drops_everything_while_the_master_has_no_plan(local_client, monkeypatch, module_logs):
     def broken():
-        raise energy_runner.core.schema.PlanError("invalid energy pillar:\n  - energy:roles: bad value")
+        raise energy_runner.schema.PlanError("invalid energy pillar:\n  - energy:roles: bad value")
 
     monkeypatch.setattr(energy_runner, "_master_plan", broken)
     ret = energy_runner.react_event(minion=MINION, event=docker_event())
@@ -531,7 +531,7 @@ def test_healthy_leaves_a_container_this_state_run_started_to_stays_up(state_sal
     assert heal_state.healthy(FORMULA, "formula", RUN)["changes"]["recreated"]["reason"] == "the container is exited"
     # so is a started Grafana or database: no energy_heal.stays_up watches those
     grafana = "energy-node-a-grafana"
-    energy_state.__context__[energy_state.core.names.STARTED].add(grafana)
+    energy_state.__context__[energy_state.names.STARTED].add(grafana)
     state_salt["docker.inspect_container"].side_effect = [inspected("exited"), inspected()]
     assert heal_state.healthy(grafana, "grafana", RUN)["changes"]["recreated"]["reason"] == "the container is exited"
 
@@ -541,7 +541,7 @@ def test_container_running_in_test_mode_marks_nothing_as_started(state_opts, sta
     state_states["docker_container.running"].return_value = {"name": SENSOR, "result": None, "comment": "",
                                                              "changes": {"container_id": {"added": "abc"}}}
     energy_state.container_running(SENSOR, image="x:1")
-    assert SENSOR not in energy_state.__context__.get(energy_state.core.names.STARTED, ())
+    assert SENSOR not in energy_state.__context__.get(energy_state.names.STARTED, ())
 
 
 def test_a_recreation_by_heal_masks_secrets_too(state_salt, state_states):

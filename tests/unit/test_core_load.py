@@ -1,0 +1,76 @@
+"""energy_core.load(): a Salt layer that binds ``from energy_core import names`` after it reads the
+core as it is on disk now, as a long-lived salt-minion must after ``saltutil.sync_utils``.
+
+Run in a process of its own: the test rewrites a copy of the core and reloads it."""
+
+import shutil
+import subprocess
+import sys
+import textwrap
+
+from tests.conftest import ROOT
+
+LAYER = textwrap.dedent('''
+    try:
+        import energy_core
+
+        energy_core.load()
+        from energy_core import names
+        CORE_ERROR = None
+    except ImportError as exc:
+        CORE_ERROR = str(exc)
+''')
+
+SCRIPT = textwrap.dedent('''
+    import importlib.util, pathlib, sys
+    utils, layer = pathlib.Path(sys.argv[1]), sys.argv[2]
+    sys.path.insert(0, str(utils))
+
+    def salt_loads():  # what Salt's loader does at each job: the layer's file executed afresh
+        spec = importlib.util.spec_from_file_location("layer", layer)
+        module = importlib.util.module_from_spec(spec)
+        spec.loader.exec_module(module)
+        assert module.CORE_ERROR is None, module.CORE_ERROR
+        return module
+
+    first = salt_loads()
+    assert not hasattr(first.names, "SYNCED_LATER")
+    assert first.names is sys.modules["energy_core.names"]  # a plain name, the module itself
+    with open(utils / "energy_core" / "names.py", "a", encoding="utf-8") as handle:
+        handle.write("\\nSYNCED_LATER = 'new core'\\n")  # saltutil.sync_utils wrote a new core
+    second = salt_loads()
+    assert getattr(second.names, "SYNCED_LATER", None) == "new core", "the layer kept the core of an earlier job"
+    assert not hasattr(first.names, "SYNCED_LATER")  # the earlier job's module is left as it was
+    print("fresh")
+''')
+
+
+def test_a_layer_sees_the_core_synced_after_it_first_loaded(tmp_path):
+    shutil.copytree(ROOT / "_utils" / "energy_core", tmp_path / "utils" / "energy_core",
+                    ignore=shutil.ignore_patterns("__pycache__"))
+    (tmp_path / "layer.py").write_text(LAYER)
+    done = subprocess.run([sys.executable, "-c", SCRIPT, str(tmp_path / "utils"), str(tmp_path / "layer.py")],
+                          capture_output=True, text=True, timeout=120, check=False)
+    assert done.returncode == 0 and done.stdout.strip() == "fresh", done.stderr[-3000:]
+
+
+def test_without_load_a_plain_import_would_keep_the_old_core(tmp_path):
+    # the guard of the test above: without energy_core.load() the second job sees the old module
+    shutil.copytree(ROOT / "_utils" / "energy_core", tmp_path / "utils" / "energy_core",
+                    ignore=shutil.ignore_patterns("__pycache__"))
+    (tmp_path / "layer.py").write_text(LAYER.replace("    energy_core.load()\n", ""))
+    done = subprocess.run([sys.executable, "-c", SCRIPT, str(tmp_path / "utils"), str(tmp_path / "layer.py")],
+                          capture_output=True, text=True, timeout=120, check=False)
+    assert done.returncode != 0 and "kept the core of an earlier job" in done.stderr
+
+
+def test_virtual_names_what_a_layer_lacks():
+    import energy_core  # pylint: disable=import-outside-toplevel
+
+    assert energy_core.virtual("energy", "the energy module", {"docker.ps": 1}, needs=("docker.ps",)) == "energy"
+    lacking = energy_core.virtual("energy", "the energy module", {}, needs=("docker.ps",))
+    assert lacking[0] is False and "docker.ps" in lacking[1] and "saltext.dockermod" in lacking[1]
+    sdk = energy_core.virtual("energy", "the energy module", docker_sdk=False)
+    assert sdk[0] is False and "pip install docker" in sdk[1]
+    module = energy_core.virtual("energy_heal", "the energy_heal states", {}, needs=("energy_heal.held",))
+    assert "saltutil.sync_modules" in module[1]
