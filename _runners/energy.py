@@ -373,3 +373,28 @@ def reactor(enabled=True, restart=False, wait=5):
         salt-run energy.reactor restart=True
     """
     return __salt__["energy_heal.reactor"](enabled=enabled, restart=restart, wait=wait)
+
+
+def report(since=None, until=None, experiment=None, cpus=None, minions=None, containers=None, out="text",
+           plot=None, compare=None, timeout=600):  # pylint: disable=unused-argument  (passed on by locals())
+    """An experiment's joules per container, machine and CPU name (``energy_report.report``). CLI Example:
+
+        salt-run energy.report experiment=run-42 out=json plot=/tmp/run-42.png
+    """
+    return __salt__["energy_report.report"](**locals())
+
+
+def mark(name, phase, note="", timeout=60):
+    """Mark an experiment's start or end in every InfluxDB (``energy_report.mark``). CLI Example:
+
+        salt-run energy.mark run-42 start note="10 clients"
+    """
+    return __salt__["energy_report.mark"](name, phase, note=note, timeout=timeout)
+
+
+def marks(timeout=60):
+    """The experiments marked, each with its window (``energy_report.marks``). CLI Example:
+
+        salt-run energy.marks
+    """
+    return __salt__["energy_report.marks"](timeout=timeout)

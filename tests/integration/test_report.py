@@ -29,7 +29,7 @@ def run(salt_run_cli, *args):
 
 
 def report_json(salt_run_cli, *args):
-    data = run(salt_run_cli, "energy_report.report", "out=json", *args)
+    data = run(salt_run_cli, "energy.report", "out=json", *args)
     return json.loads(data) if isinstance(data, str) else data
 
 
@@ -38,9 +38,9 @@ def experiment(deployment, salt_run_cli):
     """A 60 s experiment marked once SmartWatts has warmed up; its report read once its last ticks
     are out of SmartWatts' hold-back."""
     time.sleep(max(0.0, deployment["returned_at"] + WARM_UP_S - time.time()))
-    start = run(salt_run_cli, "energy_report.mark", "accuracy", "start", "note=60 s, stand-in truth")
+    start = run(salt_run_cli, "energy.mark", "accuracy", "start", "note=60 s, stand-in truth")
     time.sleep(60)
-    end = run(salt_run_cli, "energy_report.mark", "accuracy", "end")
+    end = run(salt_run_cli, "energy.mark", "accuracy", "end")
     time.sleep(10 * PERIOD_S + 3)
     return {"start": start, "end": end, "report": report_json(salt_run_cli, "experiment=accuracy")}
 
@@ -48,7 +48,7 @@ def experiment(deployment, salt_run_cli):
 def test_marks_go_to_every_influxdb_and_are_listed(experiment, plan, salt_run_cli):
     databases = {f"{g['influxdb']}/{g['influxdb_database']}" for g in plan["groups"]}
     assert set(experiment["start"]["written"]) == databases and set(experiment["end"]["written"]) == databases
-    (run_,) = [r for r in run(salt_run_cli, "energy_report.marks") if r["name"] == "accuracy"]
+    (run_,) = [r for r in run(salt_run_cli, "energy.marks") if r["name"] == "accuracy"]
     assert run_["note"] == "60 s, stand-in truth" and 60 <= run_["seconds"] < 80  # the plan is computed before each mark
 
 
@@ -93,13 +93,13 @@ def test_the_report_carries_the_model_error_and_the_plans_facts(experiment, plan
 def test_csv_plot_filters_and_compare(experiment, salt_run_cli, tmp_path):
     window = [f"since={experiment['report']['since']}", f"until={experiment['report']['until']}"]
     csv_path = tmp_path / "report.csv"
-    csv_path.write_text(run(salt_run_cli, "energy_report.report", "out=csv", *window))
+    csv_path.write_text(run(salt_run_cli, "energy.report", "out=csv", *window))
     frame = pandas.read_csv(csv_path)
     rows = sum(len(m["containers"]) + len(m["monitor"]) for m in experiment["report"]["machines"])
     assert len(frame) == rows and frame["joules_j"].dtype.kind == "f"
     assert frame["joules_j"].sum() == pytest.approx(sum(c["joules"] for c in experiment["report"]["cpus"]), rel=1e-4)
     picture = tmp_path / "report.png"
-    text = run(salt_run_cli, "energy_report.report", *window, f"plot={picture}")
+    text = run(salt_run_cli, "energy.report", *window, f"plot={picture}")
     assert f"plot: {picture}" in text and picture.read_bytes().startswith(b"\x89PNG")
     only = report_json(salt_run_cli, *window, f"cpus={EPYC}", "containers=app-*")
     assert {m["cpu"] for m in only["machines"]} == {EPYC}
@@ -115,7 +115,7 @@ def test_bad_input_names_the_key(deployment, salt_run_cli):
                           (["experiment=never-marked"], "experiment: bad value 'never-marked'"),
                           (["since=1m", "minions=nobody"], "minions: bad value 'nobody'"),
                           (["since=1m", "out=xml"], "out: bad value 'xml'")):
-        ret = salt_run_cli.run("energy_report.report", *args)
+        ret = salt_run_cli.run("energy.report", *args)
         assert ret.returncode != 0 and message in ret.data["error"], (args, ret.stdout)
 
 
