@@ -212,7 +212,7 @@ def _variants(config):
         variant = copy.deepcopy(config)
         variant[kind][group]["events"].append("NOT_AN_EVENT")
         bad[f"unknown {group} event"] = (variant, f"Failed to add event 'NOT_AN_EVENT' to group '{group}'",
-                                         f"'NOT_AN_EVENT'")
+                                         "'NOT_AN_EVENT'")
     missing = copy.deepcopy(config)
     missing["cgroup_basepath"] = "/sys/fs/cgroup/no-such-hierarchy"
     bad["missing basepath"] = (missing, "Failed to get cgroup basepath", "does not exist")
