@@ -33,11 +33,18 @@ def fidelity(plan, start, end, admin_password=None):
                    f"{info['mongo_address']}:{info['mongo_port']}/?authSource=admin")
         truth_db = pymongo.MongoClient(uri, serverSelectionTimeoutMS=5000)[info["database"]]
         window = f"time >= {int(start * 1000)}ms AND time <= {int(end * 1000)}ms"
+        # a container present part of the window counts for its ticks only: its power summed over
+        # the window, divided by the window's ticks (those of the model's `global`)
         series = influx(info["influxdb_url"], info["influxdb_database"],
-                        "SELECT mean(power) FROM power_consumption WHERE scope = 'cpu' AND target != 'rapl' "
+                        "SELECT sum(power) FROM power_consumption WHERE scope = 'cpu' AND target != 'rapl' "
                         f"AND target != 'global' AND {window} GROUP BY sensor, target")
+        ticks = {s["tags"]["sensor"]: s["values"][0][1] for s in influx(
+            info["influxdb_url"], info["influxdb_database"],
+            f"SELECT count(power) FROM power_consumption WHERE scope = 'cpu' AND target = 'global' AND {window} "
+            "GROUP BY sensor")}
         for sensor in info["sensors"]:
-            watts = {s["tags"]["target"]: s["values"][0][1] for s in series if s["tags"]["sensor"] == sensor}
+            watts = {s["tags"]["target"]: s["values"][0][1] / ticks[sensor] for s in series
+                     if s["tags"]["sensor"] == sensor and ticks.get(sensor)}
             docs = list(truth_db[f"{info['collection']}_truth"].find({"sensor": sensor, "timestamp": {
                 "$gte": datetime.datetime.fromtimestamp(start, datetime.timezone.utc),
                 "$lte": datetime.datetime.fromtimestamp(end, datetime.timezone.utc)}}))

@@ -99,11 +99,19 @@ def target_name(client, container, release=SENSOR_RELEASE):
     return f"/docker/{container.id}"
 
 
+class Workloads(dict):
+    """{target name: load} of the workload containers, and when they started (``started_at``)."""
+
+    started_at = 0.0
+
+
 @pytest.fixture(scope="session")
 def workloads(deployment, docker_engine, images_built):
-    """{target name: load} of the workload containers, running from right after the first orchestrate run."""
+    """The workload containers, running from right after the first orchestrate run."""
     started = start_workloads(docker_engine, images_built["python"])
-    yield {target_name(docker_engine, c): WORKLOADS[name] for name, c in started.items()}
+    found = Workloads({target_name(docker_engine, c): WORKLOADS[name] for name, c in started.items()})
+    found.started_at = time.time()
+    yield found
     remove_workloads(docker_engine)
 
 
