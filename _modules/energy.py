@@ -28,8 +28,8 @@ try:
     import energy_core
 
     energy_core.load()  # afresh from disk, before the names below are bound (energy_core.load)
-    from energy_core import (  # noqa: E402
-        health as health_core, inventory, maintenance, names as names_core, plan as plan_core, schema, sensor, sizing as sizing_core, topology as topology_core, trust)
+    from energy_core import health as health_core, inventory, maintenance, names as names_core, plan as plan_core
+    from energy_core import schema, sensor, sizing as sizing_core, stack, topology as topology_core, trust
     CORE_ERROR = None
 except ImportError as exc:  # the utils are not synced yet (saltutil.sync_utils)
     CORE_ERROR = str(exc)
@@ -197,6 +197,22 @@ def plan(conf=None, secrets=False):
     """
     conf = conf if conf is not None else config(secrets=True)
     return _masked(_plan(conf), conf, secrets)
+
+
+def components():
+    """
+    The component table of the stack (``energy_core.stack``), one row per component in deploy
+    order: ``name``, ``role``, orch ``phase``, ``deploy``/``clean``/``stage`` ranks, ``watched``
+    (``energy_heal.stays_up`` watches a container a run started), ``data`` (a named volume) and
+    the health ``probe``. energy/init.sls and macros.jinja read it.
+
+    CLI Example:
+
+    .. code-block:: bash
+
+        salt-call energy.components
+    """
+    return stack.rows()
 
 
 PlanError = schema.PlanError if CORE_ERROR is None else ValueError  # what sensor_events raises (a ValueError)

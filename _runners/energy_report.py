@@ -28,7 +28,7 @@ try:
     import energy_core
 
     energy_core.load()  # afresh from disk, before the names below are bound (energy_core.load)
-    from energy_core import (  # noqa: E402
+    from energy_core import (
         archive, experiment as experiment_core, report as report_core, report_names, report_plot, report_view, trust)
     CORE_ERROR = None
 except ImportError as exc:  # the utils are not synced to the master yet (saltutil.sync_utils)

@@ -28,7 +28,7 @@ try:
     import energy_core
 
     energy_core.load()  # afresh from disk, before the names below are bound (energy_core.load)
-    from energy_core import (  # noqa: E402
+    from energy_core import (
         components, influx, inventory, masking, mongo_users as mongo_users_core, mongo_wire, names, schema)
     CORE_ERROR = None
 except ImportError as exc:  # the utils are not synced yet (saltutil.sync_utils)

@@ -56,19 +56,22 @@ class Machines:
     def grow(self, count):
         while len(self.machines) < count:
             s = len(self.machines)
+            one, every = self.sim.ONE_PER_SOCKET, self.sim.ALL_PER_SOCKET
             config = {"name": f"bench-{s}", "frequency": 1000,
-                      "system": {"rapl": {"events": ["RAPL_ENERGY_PKG", "RAPL_ENERGY_DRAM"]}, "msr": {"events": []}},
-                      "container": {"core": {"events": EVENTS}}}
-            state = {"cpus": 16, "base_freq_mhz": 2100, "load": 4.0, "idle_w": 40, "w_per_cpu": 9,
-                     "containers": [{"name": f"c{c}", "base": 1.0 + c, "weight": 1.0 + c}
-                                    for c in range(self.containers)]}
-            self.machines.append((config, state, random.Random(s)))
+                      "system": {"rapl": {"events": ["RAPL_ENERGY_PKG", "RAPL_ENERGY_DRAM"], "type": one},
+                                 "msr": {"events": ["TSC", "APERF", "MPERF"], "type": every}},
+                      "container": {"core": {"events": EVENTS, "type": every}}}
+            machine = {"topology": {"0": [str(n) for n in range(16)]}, "hz": 2.1e9, "ticks_ns": {}}
+            # loads in busy CPUs summing to about 4 of the 16 (the stand-in's known truth)
+            targets = {f"c{c}": 4.0 * (1.0 + c) / sum(1.0 + n for n in range(self.containers))
+                       for c in range(self.containers)}
+            self.machines.append((config, machine, targets, random.Random(s)))
 
     def tick(self):
         now = datetime.datetime.now(datetime.timezone.utc)
         docs = []
-        for config, state, rng in self.machines:
-            docs.extend(self.sim.tick_documents(config, state, now, rng)[0])
+        for config, machine, targets, rng in self.machines:
+            docs.extend(self.sim.tick_documents(config, machine, targets, now, rng)[0])
         return docs
 
 

@@ -107,7 +107,7 @@ def plain_script(full_plan):
     """Create every container of the plan with the Docker SDK, in deployment order; seconds."""
     client = docker.from_env()
     started = time.monotonic()
-    order = core.names.DEPLOY_ORDER
+    order = core.stack.DEPLOY_ORDER
     every = [c for host in full_plan["hosts"].values() for c in host["containers"]]
     for container in sorted(every, key=lambda c: order.index(c["component"])):
         for path, spec in (container.get("files") or {}).items():

@@ -35,7 +35,6 @@ from energy_core import sizing  # noqa: E402
 from tests.power import influx  # noqa: E402
 
 CLIENT = docker.from_env()
-CONTAINERS = len(demo.SIM_CONTAINERS.split(","))  # what the demo's stand-in sensors simulate
 BENCH_PORT = 8902
 
 
@@ -136,10 +135,9 @@ def main():
     conf = demo.salt_json("salt", "--static", "ctl", "energy.config").get("ctl")
     if not plan or not conf:
         sys.exit("sizing: no plan from ctl; is the demo up (make demo)?")
-    conf["experiment"]["containers"] = CONTAINERS
     group = plan["groups"][0]
     print(f"machine: {os.cpu_count()} cores; CPU name {group['cpu']!r}: {len(group['sensors'])} machine(s) with "
-          f"{CONTAINERS} containers, every {conf['sensor']['frequency_ms']} ms")
+          f"{conf['experiment']['containers']} containers (the demo's pillar: every sensor sees the host's), every {conf['sensor']['frequency_ms']} ms")
     influxdb_part(group, copies)
     mongo_part(plan, conf, group, window)
 

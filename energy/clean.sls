@@ -2,17 +2,18 @@
     minion's id (grafana, formulas, influxdbs, sensors, mongos: the reverse of the deployment), the
     sensor config files, and the data volumes only when energy:clean:purge_data is true. #}
 {%- from tpldir ~ "/map.jinja" import energy with context %}
+{%- from tpldir ~ "/names.jinja" import heal_schedule, heal_full_schedule %}
 {%- set deployed = salt['energy.deployed']() %}
 {%- set ns = namespace(previous='energy_heal: energy-heal-engine-absent') %}
 {#- first the heal schedule and the engine config (energy_heal.react ignores events without it), or
     they would bring back what this removes #}
 energy-heal-schedule-absent:
   schedule.absent:
-    - name: energy-heal
+    - name: {{ heal_schedule }}
 
 energy-heal-full-schedule-absent:
   schedule.absent:
-    - name: energy-heal-full
+    - name: {{ heal_full_schedule }}
 
 energy-heal-node-kept-absent:
   file.absent:

@@ -4,6 +4,7 @@
     the docker_events engine whose die/destroy events the master's reactor turns into
     energy_heal.react. Containers in maintenance (energy_heal.maintenance) are left alone. #}
 {%- from tpldir ~ "/plan.jinja" import energy, node with context %}
+{%- from tpldir ~ "/names.jinja" import heal_schedule, heal_full_schedule %}
 {%- set heal = energy.heal %}
 include:
   - {{ tpldir.split('/')[0] }}.network  {#- a container recreated here joins the stack's network #}
@@ -32,7 +33,7 @@ energy-heal-node-kept:
 {%- if heal.schedule.enabled %}
 energy-heal-schedule-present:
   schedule.present:
-    - name: energy-heal
+    - name: {{ heal_schedule }}
     - function: energy_heal.heal_check
     - seconds: {{ heal.schedule.seconds }}
     - splay: {{ heal.schedule.splay }}
@@ -45,12 +46,12 @@ energy-heal-schedule-present:
 {%- else %}
 energy-heal-schedule-absent:
   schedule.absent:
-    - name: energy-heal
+    - name: {{ heal_schedule }}
 {%- endif %}
 {%- if heal.schedule.enabled and heal.schedule.full_seconds %}
 energy-heal-full-schedule-present:
   schedule.present:
-    - name: energy-heal-full
+    - name: {{ heal_full_schedule }}
     - function: state.apply
     - job_kwargs:
         mods: energy,energy.heal
@@ -61,7 +62,7 @@ energy-heal-full-schedule-present:
 {%- else %}
 energy-heal-full-schedule-absent:
   schedule.absent:
-    - name: energy-heal-full
+    - name: {{ heal_full_schedule }}
 {%- endif %}
 
 energy-heal-engine-managed:

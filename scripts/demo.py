@@ -3,6 +3,10 @@
     python scripts/demo.py up     # start master + minions, salt-run state.orchestrate energy.orch
     python scripts/demo.py down   # salt-run state.orchestrate energy.clean_orch, stop minions, master
 
+`up` also runs three small workload containers per machine (demo-<minion>-web, -db, -batch; the
+batch one starts and stops every 30 s), which the stand-in sensors find in the host's cgroups;
+`down` (make stop) removes them.
+
 Each minion plays one machine: its CPU through the `energy_facts` minion config, its address on
 the loopback range (ctl, the control minion, on 127.0.0.1: InfluxDB is published there; the
 others on 127.0.1.x, apart from the test minions on 127.0.0.11-14). The
@@ -32,7 +36,12 @@ BIN = pathlib.Path(sys.executable).parent
 MASTER_CONF = DEMO / "master" / "conf"
 PUBLISH_PORT, RET_PORT = 14505, 14506
 GRAFANA_PASSWORD = "energy-demo-grafana"  # a demo on loopback; set your own in a real pillar
-SIM_CONTAINERS = "web:50,db:30,batch:20"  # the containers each stand-in sensor simulates
+# the workload containers per machine: real containers the stand-in sensors find in the host's
+# cgroups, each with its load in busy CPUs (label energy.sim.load, the stand-in's known truth); the
+# PULSE one starts and stops every 30 s (`demo.py pulse`, started by `up`, stopped by `down`)
+WORKLOADS = {"web": 0.6, "db": 0.3, "batch": 0.5}
+PULSE, PULSE_SECONDS = "batch", 30
+WORKLOAD_LABEL = "energy.demo.workload"
 MONGO_PASSWORDS = {"admin_password": "demo-mongo-admin", "sensor_password": "demo-mongo-sensor",
                    "formula_password": "demo-mongo-formula"}  # the same: a demo, not a fleet
 
@@ -89,8 +98,11 @@ def pillar():
         "control": "ctl",
         "roles": {"sensors": "*", "mongos": ["ctl", "node-a"], "formulas": ["ctl"], "influxdbs": ["ctl"]},
         "config_dir": str(DEMO / "etc"),
-        "experiment": {"containers": len(SIM_CONTAINERS.split(","))},  # what the stand-in sensors simulate
-        "sensor": image("hwpc-sensor-sim", env={"SIM_CONTAINERS": SIM_CONTAINERS}),
+        # every sensor of this one machine sees every minion's workloads and the stack's containers
+        "experiment": {"containers": len(WORKLOADS) * len(MINIONS) + 12},
+        # the stand-in plays the hwpc-sensor release the formula pins
+        "sensor": image("hwpc-sensor-sim", env={"SIM_RELEASE": str(yaml.safe_load(
+            (ROOT / "energy" / "defaults.yaml").read_text())["energy"]["sensor"]["tag"])}),
         "mongo": image("mongo", **MONGO_PASSWORDS),
         "formula": image("smartwatts"),
         "influxdb": image("influxdb"),
@@ -204,8 +216,47 @@ def up():
     ret = salt("salt-run", "state.orchestrate", "energy.orch", "--state-output=terse", check=False)
     if ret.returncode:
         sys.exit("demo: the orchestrate run failed (see above)")
+    start_workloads()  # after the orch: the sensor SLS mounted the perf_event hierarchy (cgroup v1)
     wait_armed()
     show()
+
+
+def docker_cli(*args, check=False):
+    return subprocess.run(["docker", *args], capture_output=True, text=True, check=check)
+
+
+def start_workloads():
+    """Start each minion's workload containers (on no network) and the process pulsing one of them."""
+    remove_workloads()
+    image = json.loads((ROOT / ".cache" / "images.json").read_text())["python"]
+    for minion in MINIONS:
+        for name, load in WORKLOADS.items():
+            docker_cli("run", "-d", "--name", f"demo-{minion}-{name}", "--network", "none", "--read-only",
+                       "--cap-drop", "ALL", "--memory", "32m", "--label", f"{WORKLOAD_LABEL}={minion}",
+                       "--label", f"energy.sim.load={load}", image, "sleep", "infinity", check=True)
+    log = open(DEMO / "pulse.log", "ab")  # pylint: disable=consider-using-with
+    pulse_process = subprocess.Popen([sys.executable, __file__, "pulse"], stdout=log, stderr=log,
+                                     start_new_session=True)
+    (DEMO / "pulse.pid").write_text(str(pulse_process.pid))
+    print(f"demo: workloads {', '.join(WORKLOADS)} on each minion (demo-<minion>-<name>); "
+          f"{PULSE} starts and stops every {PULSE_SECONDS} s")
+
+
+def pulse():
+    """Start and stop every minion's PULSE workload every PULSE_SECONDS, until stopped."""
+    names = [f"demo-{minion}-{PULSE}" for minion in MINIONS]
+    running_now = True
+    while True:
+        time.sleep(PULSE_SECONDS)
+        docker_cli("stop" if running_now else "start", *(["-t", "1"] if running_now else []), *names)
+        running_now = not running_now
+
+
+def remove_workloads():
+    stop(DEMO / "pulse.pid")
+    ids = docker_cli("ps", "-aq", "--filter", f"label={WORKLOAD_LABEL}").stdout.split()
+    if ids:
+        docker_cli("rm", "-f", *ids)
 
 
 def wait_armed(timeout=180):
@@ -299,6 +350,7 @@ def down():
             if ids:
                 subprocess.run(["docker", "rm", "-f", *ids], capture_output=True, check=False)
                 print(f"demo: salt-master is not running; removed {len(ids)} container(s) of {minion} with docker")
+    remove_workloads()
     for pidfile in sorted(DEMO.glob("*/minion.pid")):  # minions before their master (also node-04...)
         stop(pidfile)
     stop(DEMO / "master" / "master.pid")
@@ -327,4 +379,4 @@ def stop(pidfile):
 
 
 if __name__ == "__main__":
-    {"up": up, "down": down, "show": show}[sys.argv[1] if len(sys.argv) > 1 else "up"]()
+    {"up": up, "down": down, "show": show, "pulse": pulse}[sys.argv[1] if len(sys.argv) > 1 else "up"]()

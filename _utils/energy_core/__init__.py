@@ -9,6 +9,7 @@ the other module types, which is what lets them ``import energy_core``.
 
 Modules, one concern each:
 
+``stack``        the component table: one row per component, every order and phase derived from it
 ``names``        what things are called: roles, components, container/volume names, labels, slugs
 ``checks``       checks of single values (types, ranges, durations, release tags)
 ``rules``        the rules that tie several pillar keys together
@@ -47,7 +48,7 @@ Modules, one concern each:
 ``parts``        what the master hands each minion: its own part of the plan (pillar energy_plan)
 """
 
-MODULES = ("names", "checks", "masking", "rules", "schema", "placement", "events", "sensor", "dashboards",
+MODULES = ("stack", "names", "checks", "masking", "rules", "schema", "placement", "events", "sensor", "dashboards",
            "sizing", "components", "plan", "inventory", "influx", "mongo_wire", "mongo_users", "sensor_faults", "health", "verdict", "healing", "maintenance",
            "topology", "archive", "extmods", "orch_lock", "hardening",
            "trust", "reactions", "report", "report_names", "report_view", "report_plot", "experiment", "parts")

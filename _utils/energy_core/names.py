@@ -7,23 +7,12 @@ execution module, the states, the runner (and through it the reactor) agree on t
 import hashlib
 import re
 
-ROLES = ("sensors", "mongos", "formulas", "influxdbs", "grafana")
-COMPONENTS = ("sensor", "mongo", "formula", "influxdb", "grafana")
-ROLE_OF = {"sensor": "sensors", "mongo": "mongos", "formula": "formulas", "influxdb": "influxdbs",
-           "grafana": "grafana"}
-# deployment order (what energy/init.sls applies) and removal order (what energy.clean applies)
-DEPLOY_ORDER = ("mongo", "sensor", "influxdb", "formula", "grafana")
-# the orch's deploy phases, one state run per minion each: the databases, with their users and
-# databases, before anything that connects to them; then the rest (the orch's heal phase follows)
-ORCH_PHASES = (("databases", ("mongo", "influxdb")), ("services", ("sensor", "formula", "grafana")))
+# the components, their roles, orders, phases and sets: derived from the component table (stack.py)
+from .stack import CLEAN_ORDER, COMPONENTS, DATA_COMPONENTS, ORCH_PHASES, ROLE_OF, ROLES, WATCHED  # noqa: F401
+
 # per_cpu: a MongoDB and an InfluxDB per CPU name; shared: one of each for all; dedicated: a whole
 # stack next to each sensor
 STRATEGIES = ("per_cpu", "shared", "dedicated")
-CLEAN_ORDER = ("grafana", "formula", "influxdb", "sensor", "mongo")
-# components whose data lives on a named volume
-DATA_COMPONENTS = ("mongo", "influxdb", "grafana")
-# the components whose (re)started containers energy_heal.stays_up watches (macros.jinja)
-WATCHED = ("sensor", "formula")
 # the states' __context__ key: the containers this state run (re)started (energy.container_running
 # notes them, energy_heal.healthy leaves them to energy_heal.stays_up)
 STARTED = "energy.started"
@@ -58,7 +47,6 @@ REACTOR_EVENT = EVENT_TAG + "/*"
 REACTOR_SLS = "salt://energy/reactor/heal.sls"
 HEAL_EVENT = "energy/heal"  # energy/heal/<component>
 MAINTENANCE_EVENT = "energy/maintenance"  # energy/maintenance/<on|off>
-SCHEDULE_NAME = "energy-heal"
 
 
 # MongoDB users the stack makes (authentication on): the image's root user, then one per purpose

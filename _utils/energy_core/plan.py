@@ -20,7 +20,7 @@ Every node computes the same plan from the same mine data, whatever order it com
 import hashlib
 import json
 
-from . import components, hardening, inventory, names, placement as placement_rules, rules, schema, sizing
+from . import components, hardening, inventory, names, placement as placement_rules, rules, schema, sizing, stack
 from . import sensor as sensor_rules
 from .placement import placement
 from .schema import PlanError
@@ -343,9 +343,8 @@ def build(conf, role_facts, current=None):
                                 result["datasources"]))
     # databases first, then what reads or writes them: the heal SLS checks in this order, so a
     # sensor is not judged through an InfluxDB that is being brought back in the same run
-    order = ("mongo", "influxdb", "sensor", "formula", "grafana")
     for host in result["hosts"].values():
-        host["containers"].sort(key=lambda c: (order.index(c["component"]), c["name"]))
+        host["containers"].sort(key=lambda c: (stack.DEPLOY_ORDER.index(c["component"]), c["name"]))
     check_built(conf, result)
     return result
 

@@ -93,11 +93,14 @@ def estimate(conf, full_plan):
 
 
 def human(size):
-    for unit in ("B", "KB", "MB", "GB", "TB"):
-        if size < 1024 or unit == "TB":
+    """``size`` bytes as people read them, in powers of 1024 (KiB, MiB, ...); ``-`` for None."""
+    if size is None:
+        return "-"
+    for unit in ("B", "KiB", "MiB", "GiB", "TiB"):
+        if size < 1024 or unit == "TiB":
             return f"{size:.0f} {unit}" if unit == "B" else f"{size:.1f} {unit}"
         size /= 1024
-    return f"{size:.1f} TB"
+    return f"{size:.1f} TiB"  # pragma: no cover
 
 
 def used_bytes(path):

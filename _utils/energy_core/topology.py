@@ -9,8 +9,8 @@ returns. Everything here is pure: no Salt, no Docker."""
 import html
 
 from . import names
-
-STAGES = ("sensor", "mongo", "formula", "influxdb", "grafana")
+from .sizing import human  # noqa: F401  (one way to print a size: the summary's and the sizing's)
+from .stack import COMPONENTS as STAGES  # the data flow's order, left to right
 TITLES = {"sensor": "hwpc-sensor", "mongo": "MongoDB", "formula": "SmartWatts", "influxdb": "InfluxDB",
           "grafana": "Grafana"}
 
@@ -122,16 +122,6 @@ def combine(topology, lives, expected=()):
             "errors": errors,
         },
     }
-
-
-def human(size):
-    if size is None:
-        return "-"
-    for unit in ("B", "KiB", "MiB", "GiB", "TiB"):
-        if size < 1024 or unit == "TiB":
-            return f"{size:.0f} {unit}" if unit == "B" else f"{size:.1f} {unit}"
-        size /= 1024.0
-    return str(size)  # pragma: no cover
 
 
 def _status(box):

@@ -32,10 +32,7 @@ when the reason is that the container's image is not on its host.
 """
 
 from . import health, sensor_faults
-
-# the components whose (re)started containers energy_heal.stays_up watches (macros.jinja): a state run
-# that just started one leaves it to that watch
-WATCHED = ("sensor", "formula")
+from .stack import WATCHED  # a state run that just started one leaves it to energy_heal.stays_up
 
 
 class _Need(Exception):

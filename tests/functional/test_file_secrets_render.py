@@ -14,7 +14,7 @@ import pytest
 import salt.config
 import salt.loader
 import salt.template
-from energy_core import components, masking, plan
+from energy_core import components, masking, plan, stack
 
 from tests.conftest import formula_file_root
 
@@ -50,6 +50,7 @@ def render(opts, conf, minion, component):
         "energy.config": lambda defaults=None, secrets=False: copy.deepcopy(conf),
         "energy.node": lambda conf, secrets=False: plan.node(full_plan, minion),
         "energy.empty_dir": lambda path: None,
+        "energy.components": stack.rows,
         "energy_heal.held": lambda name, component: None,
     }
     opts = dict(opts, id=minion, grains=opts.get("grains") or {"id": minion})

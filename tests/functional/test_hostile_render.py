@@ -16,7 +16,7 @@ import salt.pillar
 import salt.template
 from salt.exceptions import CommandExecutionError
 from saltfactories.utils.functional import Loaders
-from energy_core import plan
+from energy_core import plan, stack
 
 from tests.conftest import ROOT, formula_file_root
 from tests.functional.test_orch_render import Master, master_opts, matchers  # noqa: F401  pylint: disable=unused-import
@@ -54,6 +54,7 @@ def render(opts, conf, sls, deployed=None):
         "energy.config": lambda defaults=None, secrets=False: copy.deepcopy(conf),
         "energy.node": lambda conf, secrets=False: plan.node(full_plan, ODD),
         "energy.empty_dir": lambda path: None,
+        "energy.components": stack.rows,
         "energy_heal.held": lambda name, component: None,
         "energy.deployed": lambda: deployed or {"containers": [], "volumes": [], "config_files": []},
         "energy_heal.node_kept_file": lambda: "/var/cache/salt/minion/energy/node.json",

@@ -16,7 +16,7 @@ import pytest
 import yaml
 
 from energy_core import events
-from tests.conftest import built_images, formula_file_root
+from tests.conftest import ROOT, built_images, formula_file_root
 
 XEON_GOLD = "Intel(R) Xeon(R) Gold 6130 CPU @ 2.10GHz"
 EPYC = "AMD EPYC 7452 32-Core Processor"
@@ -44,7 +44,14 @@ MINIONS = {
 
 
 SENSOR_PERIOD_MS = 500
-SIM_CONTAINERS = "app-a:50,app-b:30,example-{sensor}:20"
+# the hwpc-sensor release the formula pins: the stand-in plays it (its words, target names, checks)
+SENSOR_RELEASE = str(yaml.safe_load((ROOT / "energy" / "defaults.yaml").read_text())["energy"]["sensor"]["tag"])
+# real containers the tests run as the measured workload (on no network): every stand-in sensor of
+# this host finds them through the host's cgroups, like hwpc-sensor; the label sets each one's load
+# in busy CPUs, hence its known share of the power (tests/images/hwpc-sensor-sim/sim.py)
+WORKLOADS = {"energy-test-work-heavy": 1.0, "energy-test-work-light": 0.4}
+WORKLOAD_LABEL = "energy.test.workload"
+LOAD_LABEL = "energy.sim.load"
 GRAFANA_PASSWORD = "energy-test-grafana"
 # MongoDB users (authentication on, as by default): a password per purpose
 MONGO_PASSWORDS = {"admin_password": "test-mongo-admin-1", "sensor_password": "test-mongo/sensor@2",
@@ -64,8 +71,48 @@ def mongo_user(purpose, cpu_slug, password=None):
     return user, hmac.new(base.encode(), user.encode(), hashlib.sha256).hexdigest()
 
 
-def simulated_containers(minion):
-    return sorted(item.split(":")[0].replace("{sensor}", minion) for item in SIM_CONTAINERS.split(","))
+def start_workloads(client, image):
+    """(Re)start the workload containers; returns {name: container}. Started after the first
+    orchestrate run: Docker gives a container a perf_event cgroup (cgroup v1) only when the
+    hierarchy was mounted (by the sensor SLS) before it started."""
+    remove_workloads(client)
+    return {name: client.containers.run(
+        image, ["sleep", "infinity"], name=name, detach=True, network_mode="none", read_only=True,
+        cap_drop=["ALL"], mem_limit="32m", labels={WORKLOAD_LABEL: "1", LOAD_LABEL: str(load)})
+        for name, load in WORKLOADS.items()}
+
+
+def remove_workloads(client):
+    for container in client.containers.list(all=True, filters={"label": WORKLOAD_LABEL}, ignore_removed=True):
+        with contextlib.suppress(docker.errors.NotFound):
+            container.remove(force=True)
+
+
+def target_name(client, container, release=SENSOR_RELEASE):
+    """The target name hwpc-sensor ``release`` reports a container under on this host: its name
+    under cgroup v1 (1.3.0 reads it from Docker's config.v2.json), else its cgroup path relative
+    to the base path (cgroup v2, and every path from 1.4.0)."""
+    if not os.path.exists("/sys/fs/cgroup/cgroup.controllers"):
+        return container.name if release.startswith("1.3.") else f"/docker/{container.id}"
+    if client.info().get("CgroupDriver") == "systemd":
+        return f"/system.slice/docker-{container.id}.scope"
+    return f"/docker/{container.id}"
+
+
+class Workloads(dict):
+    """{target name: load} of the workload containers, and when they started (``started_at``)."""
+
+    started_at = 0.0
+
+
+@pytest.fixture(scope="session")
+def workloads(deployment, docker_engine, images_built):
+    """The workload containers, running from right after the first orchestrate run."""
+    started = start_workloads(docker_engine, images_built["python"])
+    found = Workloads({target_name(docker_engine, c): WORKLOADS[name] for name, c in started.items()})
+    found.started_at = time.time()
+    yield found
+    remove_workloads(docker_engine)
 
 
 def base_pillar(images, config_dir):
@@ -87,13 +134,13 @@ def base_pillar(images, config_dir):
                 "influxdbs": ["test-ctl", "test-node-b"],
             },
             "config_dir": str(config_dir),
-            "experiment": {"containers": len(SIM_CONTAINERS.split(","))},  # what the stand-in sensors simulate
+            "experiment": {"containers": 16},  # the workloads, the example app and the stack's own containers
             # a network of their own: a demo on the same engine keeps its own (energy)
             "network": {"name": TEST_NETWORK},
-            # example-<minion> is the example app's container (examples/energy_app); the stand-in
-            # runs with the hardened defaults (the capability, /sys read-only, no host network)
+            # the stand-in runs with the hardened defaults (the capability, the perf_event cgroups and
+            # Docker's container configs read-only, no host network) and plays the pinned release
             "sensor": dict(image("hwpc-sensor-sim"), frequency_ms=SENSOR_PERIOD_MS,
-                           env={"SIM_CONTAINERS": SIM_CONTAINERS}),
+                           env={"SIM_RELEASE": SENSOR_RELEASE}),
             "mongo": dict(image("mongo"), **MONGO_PASSWORDS),
             "formula": image("smartwatts"),
             "influxdb": dict(image("influxdb"), retention="7d"),
@@ -169,9 +216,11 @@ def docker_engine():
     client = docker_client()
     client.ping()
     remove_stack(client)
+    remove_workloads(client)
     remove_network(client)
     yield client
     remove_stack(client)
+    remove_workloads(client)
     remove_network(client)
     client.close()
 

@@ -1,5 +1,5 @@
 """Deployment strategies and formula shards, end to end on the test minions: the orch deploys each,
-the containers run where the plan says (by their labels), and every simulated container's power
+the containers run where the plan says (by their labels), and every workload container's power
 arrives in the database hostname_to_influx names, through real SmartWatts and real InfluxDB.
 
 Runs last (hence its name): it moves the whole test stack from one strategy to the next."""
@@ -8,7 +8,7 @@ import contextlib
 import time
 
 from tests.integration.conftest import (EPYC, MINIONS, XEON_E5, XEON_GOLD, containers, failed_steps, pillar_changed,
-                                       settled, simulated_containers)
+                                       settled)
 from tests.power import influx
 
 
@@ -21,9 +21,9 @@ def orch(salt_run_cli):
     return ret, time.time()
 
 
-def power_arrives(salt_cli, since, minions=MINIONS, timeout=180):
-    """Every simulated container of every minion has a point newer than ``since`` in the InfluxDB
-    and database energy.hostname_to_influx gives for its minion."""
+def power_arrives(salt_cli, since, workloads, minions=MINIONS, timeout=180):
+    """Every workload container (``workloads``: their target names) has a point newer than ``since``
+    from every minion's sensor in the InfluxDB and database energy.hostname_to_influx gives for it."""
     where = salt_cli.run("energy.hostname_to_influx", minion_tgt="test-ctl").data
     missing = {}
     deadline = time.time() + timeout
@@ -35,7 +35,7 @@ def power_arrives(salt_cli, since, minions=MINIONS, timeout=180):
                             f"SELECT count(power) FROM power_consumption WHERE sensor = '{minion}' AND scope = 'cpu' "
                             f"AND time > {int(since * 1000)}ms GROUP BY target")
             seen = {s["tags"]["target"] for s in series}
-            lacking = set(simulated_containers(minion)) - seen
+            lacking = set(workloads) - seen
             if lacking:
                 missing[minion] = sorted(lacking)
         if not missing:
@@ -88,7 +88,7 @@ def test_a_strategy_change_is_refused_until_allowed_and_nothing_is_touched(
 
 
 def test_shared_runs_one_mongodb_and_one_influxdb_for_every_cpu_name(
-        deployed, salt_run_cli, salt_cli, docker_engine, pillar_tree, pillar):
+        deployed, workloads, salt_run_cli, salt_cli, docker_engine, pillar_tree, pillar):
     volumes_before = {v.name for v in docker_engine.volumes.list() if v.name.startswith("energy-test-")}
     with strategy(salt_cli, pillar_tree, pillar, strategy="shared", strategy_change="allow"):
         ret, returned = orch(salt_run_cli)
@@ -97,7 +97,7 @@ def test_shared_runs_one_mongodb_and_one_influxdb_for_every_cpu_name(
         assert running(docker_engine, energy_component="mongo") == [("test-ctl", "energy-test-ctl-mongo")]
         assert running(docker_engine, energy_component="influxdb") == [("test-ctl", "energy-test-ctl-influxdb")]
         assert len(running(docker_engine, energy_component="formula")) == 3  # still one per CPU name
-        where = power_arrives(salt_cli, returned)
+        where = power_arrives(salt_cli, returned, workloads)
         assert {w["url"] for w in where.values()} == {f"http://{MINIONS['test-ctl'][0]}:8086"}
         assert {w["database"] for w in where.values()} == {
             "power_intel_xeon_gold_6130", "power_amd_epyc_7452", "power_intel_xeon_e5_2630_v3"}
@@ -107,7 +107,7 @@ def test_shared_runs_one_mongodb_and_one_influxdb_for_every_cpu_name(
 
 
 def test_a_cpu_name_with_more_sensors_than_max_sensors_gets_one_smartwatts_per_shard(
-        deployed, salt_run_cli, salt_cli, docker_engine, pillar_tree, pillar):
+        deployed, workloads, salt_run_cli, salt_cli, docker_engine, pillar_tree, pillar):
     with strategy(salt_cli, pillar_tree, pillar, strategy="shared", strategy_change="allow",
                   formula={"max_sensors": 1}):
         ret, returned = orch(salt_run_cli)
@@ -116,7 +116,7 @@ def test_a_cpu_name_with_more_sensors_than_max_sensors_gets_one_smartwatts_per_s
         assert [name for _, name in gold] == ["energy-test-ctl-formula-intel_xeon_gold_6130-1",
                                               "energy-test-ctl-formula-intel_xeon_gold_6130-2"]
         # the two shards together cover both Xeon Gold machines, each read by its own SmartWatts
-        power_arrives(salt_cli, returned, minions=["test-ctl", "test-node-a"])
+        power_arrives(salt_cli, returned, workloads, minions=["test-ctl", "test-node-a"])
         for (_, name), collection in zip(gold, ("hwpc_1", "hwpc_2")):
             args = docker_engine.containers.get(name).attrs["Args"]
             assert args[args.index("--collection") + 1] == collection
@@ -124,7 +124,7 @@ def test_a_cpu_name_with_more_sensors_than_max_sensors_gets_one_smartwatts_per_s
 
 
 def test_dedicated_runs_a_whole_stack_next_to_each_sensor(
-        deployed, salt_run_cli, salt_cli, docker_engine, pillar_tree, pillar):
+        deployed, workloads, salt_run_cli, salt_cli, docker_engine, pillar_tree, pillar):
     roles = dict(pillar["energy"]["roles"], mongos=None, formulas=None, influxdbs=None)
     with strategy(salt_cli, pillar_tree, pillar, strategy="dedicated", strategy_change="allow", roles=roles):
         ret, returned = orch(salt_run_cli)
@@ -132,7 +132,7 @@ def test_dedicated_runs_a_whole_stack_next_to_each_sensor(
         for component in ("mongo", "formula", "influxdb"):
             assert running(docker_engine, energy_component=component) == sorted(
                 (m, f"energy-{m}-{component}") for m in MINIONS)
-        where = power_arrives(salt_cli, returned)
+        where = power_arrives(salt_cli, returned, workloads)
         # each machine's power is in its own InfluxDB, on its own address
         assert {m: w["url"] for m, w in where.items()} == {m: f"http://{a}:8086" for m, (a, _) in MINIONS.items()}
         assert where["test-node-c"]["database"] == "power_intel_xeon_e5_2630_v3" and where["test-node-c"]["cpu"] == XEON_E5

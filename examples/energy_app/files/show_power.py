@@ -2,14 +2,19 @@
 
 import json
 import os
+import re
+import socket
 import time
 import urllib.parse
 import urllib.request
 
 url, database = os.environ["MONITORING_ENERGY"], os.environ["MONITORING_ENERGY_DB"]
 name, sensor = os.environ["MONITORING_CONTAINER"], os.environ["MONITORING_SENSOR"]
+# hwpc-sensor names a target after its container (1.3.0 on cgroup v1) or by its cgroup path,
+# /docker/<id> or /system.slice/docker-<id>.scope; Docker makes a container's host name the start of its id
+short_id = re.sub(r"[^0-9a-f]", "", socket.gethostname())[:12] or "-"
 query = ("SELECT last(power) FROM power_consumption WHERE scope = 'cpu' "
-         f"AND target = '{name}' AND sensor = '{sensor}'")
+         rf"AND (target = '{name}' OR target =~ /docker[-\/]{short_id}/) AND sensor = '{sensor}'")
 print(f"{name}: reading my power from {url} database {database}", flush=True)
 while True:
     try:
