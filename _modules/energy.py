@@ -28,7 +28,8 @@ try:
     import energy_core
 
     energy_core.load()  # afresh from disk, before the names below are bound (energy_core.load)
-    from energy_core import health as health_core, inventory, maintenance, names as names_core, plan as plan_core
+    from energy_core import health as health_core, inventory, maintenance, names as names_core, parts
+    from energy_core import plan as plan_core
     from energy_core import schema, sensor, sizing as sizing_core, stack, topology as topology_core, trust
     CORE_ERROR = None
 except ImportError as exc:  # the utils are not synced yet (saltutil.sync_utils)
@@ -131,12 +132,28 @@ def _defaults():
 def _masked(value, conf, secrets):
     """``value`` as it may leave the minion: secrets replaced by ``***`` unless ``secrets`` (the
     formula's own SLS files, which render in the job and return nothing of it)."""
-    return value if secrets else schema.mask(value, schema.secrets(conf))
+    return value if secrets else schema.mask(value, schema.secrets(conf) | set(_hidden()))
+
+
+def _handed():
+    """What the master handed this minion (pillar ``energy_plan``, ``energy_core.parts``), or None."""
+    return parts.from_pillar(__pillar__, __opts__["id"])
+
+
+def _part():
+    """This minion's part of the plan (``energy_core.parts.own``), or None: it builds its own."""
+    return parts.own(__pillar__, __opts__["id"])
+
+
+def _hidden():
+    return (_part() or {}).get("hidden") or []  # the secrets of this minion's part
 
 
 def config(defaults=None, secrets=False):
     """
-    The merged configuration: ``defaults.yaml`` overridden by pillar ``energy``, validated.
+    The merged configuration: the one the master validated for the orch (``defaults.yaml`` and the
+    master's pillar, in this minion's part of the plan, pillar ``energy_plan``), or without a part
+    ``defaults.yaml`` overridden by this minion's pillar ``energy``, validated.
     Secrets (``energy:grafana:admin_password``, ``energy:influxdb:token``/``password``,
     ``energy:mongo:*_password``) are shown as ``***`` unless ``secrets=True``.
 
@@ -148,17 +165,20 @@ def config(defaults=None, secrets=False):
     """
     # __pillar__, not pillar.get: since Salt 3008 pillar.get masks values when a module calls it
     pillar = __pillar__.get("energy", {})
+    part = _part()
 
     def compute():
         try:
             schema.check_rendered(__pillar__.get("_errors"))  # a pillar file Salt could not render
+            if part:  # merged and validated on the master (energy_plan.prepare), secrets masked
+                return part["config"]
             merged = schema.merge(defaults if defaults is not None else _defaults(), pillar)  # merge copies
             schema.check(merged)
         except schema.PlanError as exc:
             _fail(exc)
         return merged
 
-    merged = _per_job("config", [defaults, pillar, __pillar__.get("_errors")], compute)
+    merged = _per_job("config", [defaults, pillar, __pillar__.get("_errors"), part and part["stamp"]], compute)
     return _masked(merged, merged, secrets)
 
 
@@ -170,12 +190,17 @@ def _role_facts(conf):
 
 
 def _plan(conf):
-    """The plan with its secrets (for the formula's SLS files and energy_heal.react)."""
+    """The whole plan computed on this minion from the mine (salt-call energy.plan, sizing, summary,
+    hostname_to_influx, a local part), placed as the master placed it (the placement of its part)."""
+
+    handed = _handed()
+    kept = handed.get("placement") if handed else None  # place as the master did
 
     def compute():
         try:
-            schema.check(conf)
-            return plan_core.build(conf, _role_facts(conf))
+            if not _part():  # a part's configuration was checked on the master (its secrets masked)
+                schema.check(conf)
+            return plan_core.build(conf, _role_facts(conf), kept)
         except schema.PlanError as exc:
             return _fail(exc)
 
@@ -237,10 +262,11 @@ def sensor_events(cpu_facts, mode="best", extra=None):
 
 def node(conf=None, secrets=False):
     """
-    This minion's part of the plan: ``{"containers": [...]}``. Raises when the pillar of this
-    minion lacks a secret its containers need (the orch checks this on every minion before it
-    touches a container). Secrets are shown as ``***`` unless ``secrets=True`` (what the formula's
-    SLS files ask for).
+    This minion's part of the plan: ``{"containers": [...]}``, as the master handed it (pillar
+    ``energy_plan``); without one, computed here from the mine. Raises when this minion builds its
+    own part and its pillar lacks a secret its containers need (the orch checks this on every
+    minion before it touches a container). Secrets are shown as ``***`` unless ``secrets=True``
+    (what the formula's SLS files ask for).
 
     CLI Example:
 
@@ -248,6 +274,9 @@ def node(conf=None, secrets=False):
 
         salt-call energy.node
     """
+    part = _part()
+    if part:
+        return _masked({"containers": part["containers"]}, {}, secrets)
     conf = conf if conf is not None else config(secrets=True)
     full_plan = _plan(conf)
     try:
@@ -269,9 +298,8 @@ def orphans(conf=None):
 
         salt-call energy.orphans
     """
-    conf = conf if conf is not None else config(secrets=True)
     minion = __opts__["id"]
-    part = plan_core.node(_plan(conf), minion)
+    part = node(conf, secrets=True)
 
     def compute():
         found = __salt__["docker.ps"](all=True, filters={"label": [f"{names_core.LABEL_MINION}={minion}"]})
@@ -285,7 +313,8 @@ def _space_problem(conf, node_part):
     """Why this minion lacks the room its new database volumes need (energy:experiment), or None."""
     if not conf["experiment"].get("check_space", True):
         return None
-    sizes = sizing_core.estimate(conf, _plan(conf)).get(__opts__["id"], {})
+    part = _part()
+    sizes = part["volume_sizes"] if part else sizing_core.estimate(conf, _plan(conf)).get(__opts__["id"], {})
     existing = {v.get("Name") for v in (__salt__["docker.volumes"]() or {}).get("Volumes") or []}
     new = {volume: size for volume, size in sizes.items() if volume not in existing}
     if not new:
@@ -320,7 +349,10 @@ def check(conf=None):
     conf = conf if conf is not None else config(secrets=True)
     part = node(conf)
     found = orphans(conf)
-    problems = [p for p in (inventory.orphan_problem(conf, __opts__["id"], found), _space_problem(conf, part)) if p]
+    leave = set((_part() or {}).get("leave") or [])  # salt-run energy.rebalance apply=True backed them up
+    guarded = [o for o in found if o["name"] not in leave]
+    problems = [p for p in (inventory.orphan_problem(conf, __opts__["id"], guarded), _space_problem(conf, part))
+                if p]
     if problems:
         _fail(schema.PlanError("\n".join(problems)))
     return dict(part, leaving=[o["name"] for o in found])

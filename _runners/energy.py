@@ -35,7 +35,7 @@ try:
     import energy_core
 
     energy_core.load()  # afresh from disk, before the names below are bound (energy_core.load)
-    from energy_core import extmods, names, placement, plan as plan_core, reactions, schema, trust
+    from energy_core import extmods, names, placement, reactions, schema
     CORE_ERROR = None
 except ImportError as exc:  # the utils are not synced to the master yet (saltutil.sync_utils)
     CORE_ERROR = str(exc)
@@ -87,7 +87,7 @@ def _to_sync(every):
     return f"( {every} ) and not L@{','.join(synced)}" if set(cached) - set(synced) else ""
 
 
-def orch_targets(defaults, pillar=None, ping_timeout=None):
+def orch_targets(defaults=None, pillar=None, ping_timeout=None):
     """
     What each step of ``energy.orch`` targets: ``targets`` (role -> compound target, without the
     minions that do not answer), ``all`` (every minion of every role), ``down`` (those that did not
@@ -99,19 +99,24 @@ def orch_targets(defaults, pillar=None, ping_timeout=None):
     ``sync`` is the target of the sync step: the minions whose synced copy of the formula's modules
     differs from what the master serves ('' when none does: no sync step).
 
-    ``defaults`` is ``energy`` of defaults.yaml, ``pillar`` the master's pillar ``energy``. Pillar
-    errors are left to the orch's plan-check step, which names them on every minion.
+    The configuration is the master's own, as the plan step reads it (``energy_plan.config``:
+    defaults.yaml and the master's pillar through the formula's schema); ``defaults`` and ``pillar``
+    (``energy`` of each) replace it when given. A pillar the schema refuses is left to the orch's
+    plan step (``energy_plan.prepare``), which names the error before any container is touched.
 
     CLI Example:
 
     .. code-block:: bash
 
-        salt-run energy.orch_targets "$(python3 -c 'import yaml,json;print(json.dumps(yaml.safe_load(open("energy/defaults.yaml"))["energy"]))')"
+        salt-run energy.orch_targets
     """
-    try:
-        conf = schema.merge(defaults or {}, pillar)
-    except schema.PlanError:
-        conf = dict(defaults or {})
+    if defaults is None:
+        conf = __salt__["energy_plan.config"](lenient=True)
+    else:
+        try:
+            conf = schema.merge(defaults, pillar)
+        except schema.PlanError:
+            conf = dict(defaults)
     targets = placement.role_targets(conf)
     every = " or ".join(f"( {t} )" for t in dict.fromkeys(targets.values()))
     timeout = ping_timeout or conf.get("ping_timeout")
@@ -191,63 +196,28 @@ def react_event(minion=None, event=None):
     return {"result": bool(jid), "comment": f"energy_heal.react {name} {event['Action']} sent to {minion} (job {jid})"}
 
 
+def _kept():
+    return __salt__["energy_plan.kept"]()
+
+
 def _planned(state, now):
-    """The plan's containers per minion as ``energy_core.reactions`` keeps them: computed on the
-    master (``_master_plan``) once per interval at most; a plan that cannot be computed is kept
-    as such for an interval too (every reaction is dropped until then: the heal schedule remains)."""
+    """The plan's containers per minion as ``energy_core.reactions`` keeps them: what the last orch
+    handed the minions (``energy_plan.kept``: the same parts the minions deploy and heal), read once
+    per interval at most; a plan that cannot be read is kept as such for an interval too (every
+    reaction is dropped until then: the heal schedule remains)."""
     kept = reactions.planned(state, now)
     if kept:
         return kept
     try:
-        conf, full = _master_plan()
+        handed = _kept()
     except Exception as exc:  # pylint: disable=broad-except  (a pillar, file server or mine failure)
         log.error("energy reactor: no plan on the master, reactions are dropped: %s", exc)
         return reactions.keep_plan(state, now, {}, reactions.DEFAULT_INTERVAL, error=str(exc)[:500])
-    interval = conf["heal"]["events"].get("interval") or reactions.DEFAULT_INTERVAL
-    return reactions.keep_plan(state, now, trust.containers_of(full), interval)
+    interval = handed.get("interval") or reactions.DEFAULT_INTERVAL
+    return reactions.keep_plan(state, now, handed["containers"], interval)
 
 
 # --------------------------------------------------------------------------- the plan, on the master
-
-
-def _master_defaults():
-    """``energy`` of defaults.yaml as this master's file server serves it."""
-    import salt.fileserver  # pylint: disable=import-outside-toplevel
-    import yaml  # pylint: disable=import-outside-toplevel
-
-    found = salt.fileserver.Fileserver(__opts__).find_file("energy/defaults.yaml", "base")
-    if not found.get("path"):
-        raise schema.PlanError("salt://energy/defaults.yaml is not on the master's file server. Fix: put the "
-                                    "energy formula in file_roots (or a gitfs remote)")
-    with open(found["path"], encoding="utf-8") as handle:
-        return yaml.safe_load(handle)["energy"]
-
-
-def _master_pillar():
-    """Pillar ``energy`` as the orchestrate runner sees it: compiled for this master's own id
-    (``<id>_master``) with its own grains."""
-    import salt.loader  # pylint: disable=import-outside-toplevel
-    import salt.pillar  # pylint: disable=import-outside-toplevel
-
-    if "energy_master_grains" not in __context__:
-        __context__["energy_master_grains"] = salt.loader.grains(__opts__)
-    compiled = salt.pillar.Pillar(__opts__, __context__["energy_master_grains"], __opts__["id"],
-                                  __opts__.get("saltenv") or "base",
-                                  pillarenv=__opts__.get("pillarenv")).compile_pillar()
-    if compiled.get("_errors"):
-        errors = "; ".join(map(str, compiled["_errors"]))[:2000]
-        raise schema.PlanError(f"the master's pillar did not render: {errors}. Fix: the pillar file named there")
-    return compiled.get("energy", {})
-
-
-def _master_plan():
-    """``(conf, plan)`` computed on this master: defaults.yaml of its file server, its own pillar,
-    and the energy facts of the mine in its cache (``energy_core.trust.role_facts``, the same
-    queries a minion makes). Both hold secrets: never return them. Raises PlanError."""
-    conf = schema.merge(_master_defaults(), _master_pillar())
-    schema.check(conf)
-    facts = trust.role_facts(conf, lambda target: mine(target, tgt_type="compound"))
-    return conf, plan_core.build(conf, facts)
 
 
 def mine(tgt="*", tgt_type="glob"):
@@ -280,11 +250,10 @@ def mine(tgt="*", tgt_type="glob"):
 
 def plan():
     """
-    The deployment plan computed on the master, from the master's own pillar (as the orch sees it)
-    and the energy facts in the mine of its cache: the reference every runner checks a minion's
-    return against (``salt-run energy.summary|backup|restore|export`` and the reactor's
-    ``energy.react_event``). Secrets are shown as ``***``. Raises with the pillar key when the
-    configuration or the placement is invalid.
+    The deployment plan computed on the master (``energy_plan.plan``): its own pillar through the
+    formula's schema, the energy facts in the mine of its cache and the placement kept from the last
+    orch; the reference every runner checks a minion's return against. Secrets are shown as ``***``.
+    Raises with the pillar key when the configuration or the placement is invalid.
 
     CLI Example:
 
@@ -292,11 +261,22 @@ def plan():
 
         salt-run energy.plan
     """
-    try:
-        conf, full = _master_plan()
-    except schema.PlanError as exc:
-        raise CommandExecutionError(str(exc)) from exc
-    return schema.mask(full, schema.secrets(conf))
+    return __salt__["energy_plan.plan"]()
+
+
+def rebalance(apply=False, timeout=3600):
+    """
+    The canonical placement against the current one, and with ``apply=True`` the data moved there
+    with a backup and a restore: ``energy_plan.rebalance``.
+
+    CLI Example:
+
+    .. code-block:: bash
+
+        salt-run energy.rebalance
+        salt-run energy.rebalance apply=True
+    """
+    return __salt__["energy_plan.rebalance"](apply=apply, timeout=timeout)
 
 
 # --------------------------------------------------------------------------- operate (energy_summary, energy_archive)

@@ -90,7 +90,7 @@ def _master_conf():
 
 def _role_facts(conf):
     return trust.role_facts(
-        conf, lambda target: __salt__["mine.get"](target, names_core.MINE_FUNCTION, tgt_type="compound"))
+        conf, lambda target: __salt__["energy.mine"](target, tgt_type="compound"))
 
 
 def _master_plan(current=True):
@@ -125,8 +125,17 @@ def config(lenient=False):
     except schema.PlanError as exc:
         if not lenient:
             raise CommandExecutionError(str(exc)) from exc
-        conf = _master_defaults()
+        conf = _lenient_conf()
     return schema.mask(conf, schema.secrets(conf))
+
+
+def _lenient_conf():
+    """defaults.yaml merged with the master's pillar without the checks, or defaults.yaml alone."""
+    defaults = _master_defaults()
+    try:
+        return schema.merge(defaults, _master_pillar())
+    except schema.PlanError:
+        return defaults
 
 
 def plan():
@@ -147,6 +156,29 @@ def plan():
     except schema.PlanError as exc:
         raise CommandExecutionError(str(exc)) from exc
     return schema.mask(full, schema.secrets(conf))
+
+
+def kept():
+    """
+    What the last orch handed the minions, without secrets: ``containers`` (``{minion: [container
+    names]}``, what a reaction may touch), ``interval`` (``energy:heal:events:interval``) and
+    ``stamp``; computed now from the master's plan when no orch has kept one yet.
+
+    CLI Example:
+
+    .. code-block:: bash
+
+        salt-run energy_plan.kept
+    """
+    found = parts.read_containers(_kept_dir())
+    if found:
+        return found
+    try:
+        conf, full, _facts = _master_plan()
+    except schema.PlanError as exc:
+        raise CommandExecutionError(str(exc)) from exc
+    return {"containers": trust.containers_of(full), "interval": conf["heal"]["events"].get("interval"),
+            "stamp": None}
 
 
 def _allowed():
@@ -196,6 +228,7 @@ def prepare():
     directory = _kept_dir()
     parts.write(directory, handed)
     parts.write_placement(directory, full["placement"])
+    parts.write_containers(directory, trust.containers_of(full), conf["heal"]["events"].get("interval"), stamp)
     local = sorted(m for m, p in handed.items() if "local" in p)
     for minion in local:
         log.warning("energy: %s builds its own part (%s)", minion, handed[minion]["local"])

@@ -1,6 +1,7 @@
 {#- salt-run state.orchestrate energy.orch
-    Deploys the stack: sync the formula's modules, refresh the mine, check pillar and plan on every
-    minion (nothing is touched if that fails), then two phases: the databases (MongoDBs, InfluxDBs,
+    Deploys the stack: sync the formula's modules, refresh the mine, compute and check the plan on the
+    master and hand each minion its part (pillar energy_plan), check each minion's part on it
+    (nothing is touched if that fails), then two phases: the databases (MongoDBs, InfluxDBs,
     their users and databases) on the minions of those roles, then the sensors, formulas and
     Grafana, with on every minion the health checks, heal schedule and docker_events engine
     (energy.heal) in the same state run; then the master's reactor for those events. Each minion deploys only what
@@ -21,8 +22,36 @@ energy-orch-mine-update-function:
     - require:
       - salt: energy-orch-pillar-refresh-function
 
-{#- energy.check: the plan, and this minion's part of it: the secrets its containers need, the
-    containers of an earlier plan it would leave (energy:strategy_change), the room for its volumes #}
+{#- the plan, computed once on the master (salt-run energy_plan.prepare): its own pillar through the
+    formula's schema, the mine just updated, the placement kept from the last orch (what is
+    deployed stays put); checked there (configuration, placement, ports, names, the database moves
+    energy:strategy_change guards); each minion's part kept for the energy_plan ext_pillar, which
+    gives it to that minion alone. A runner step, not the orch's Jinja: this file is rendered before
+    mine.send runs. #}
+energy-orch-plan-prepare-runner:
+  salt.runner:
+    - name: energy_plan.prepare
+    - failhard: True
+    - require:
+      - salt: energy-orch-mine-update-function
+
+{#- every minion loads its new part (pillar energy_plan): the checks below, the state runs, the
+    heal schedule and the reactor's energy.react read it #}
+energy-orch-plan-refresh-function:
+  salt.function:
+    - name: saltutil.refresh_pillar
+    - tgt: {{ all_targets | json }}
+    - tgt_type: compound
+    - kwarg:
+        wait: True
+        timeout: 60
+    - failhard: True
+    - require:
+      - salt: energy-orch-plan-prepare-runner
+
+{#- energy.check: this minion's part of the plan, and what only the minion can see: the containers
+    of an earlier plan it would leave (energy:strategy_change), the room for its volumes, the
+    secrets its containers need when it builds its own part #}
 energy-orch-plan-check-function:
   salt.function:
     - name: energy.check
@@ -30,7 +59,7 @@ energy-orch-plan-check-function:
     - tgt_type: compound
     - failhard: True
     - require:
-      - salt: energy-orch-mine-update-function
+      - salt: energy-orch-plan-refresh-function
 {%- set ns = namespace(previous='salt: energy-orch-plan-check-function') %}
 {#- one state run per minion per phase (energy_core.placement.orch_phases): the databases, then the
     sensors, formulas and Grafana; each minion applies only what the plan gives it. The last phase

@@ -122,10 +122,12 @@ def configure():
         pidfile=str(DEMO / "master" / "master.pid"), file_roots={"base": [str(DEMO / "srv")]},
         pillar_roots={"base": [str(DEMO / "pillar")]}, timeout=30,
         # salt-run energy.backup/export: the minions push their archives with cp.push
-        file_recv=True, file_recv_max_size=1024))
+        file_recv=True, file_recv_max_size=1024,
+        # each minion's part of the plan the orch computes on the master, as its pillar energy_plan
+        ext_pillar=[{"energy_plan": {}}]))
     srv = DEMO / "srv"  # only the formula: the repository would make the fileserver walk .venv
     srv.mkdir(parents=True, exist_ok=True)
-    for name in ("energy", "_utils", "_grains", "_modules", "_states", "_runners", "examples"):
+    for name in ("energy", "_utils", "_grains", "_modules", "_states", "_runners", "_pillar", "examples"):
         if not (srv / name).exists():
             (srv / name).symlink_to(ROOT / name)
     write_yaml(DEMO / "pillar" / "top.sls", {"base": {"*": ["energy"]}})

@@ -15,7 +15,8 @@ if str(ROOT / "_utils") not in sys.path:
     sys.path.insert(0, str(ROOT / "_utils"))
 
 
-FORMULA_DIRS = ("energy", "_utils", "_engines", "_grains", "_modules", "_states", "_runners", "examples")
+FORMULA_DIRS = ("energy", "_utils", "_engines", "_grains", "_modules", "_states", "_runners", "_pillar",
+               "examples")
 
 
 def formula_file_root(directory):

@@ -79,4 +79,4 @@ def move_problem(conf, moved, roles):
             f"{'take the host(s) out again, ' if gone else ''}set energy:strategy_change: allow, "
             f"salt-run state.orchestrate energy.orch, then salt-run energy.restore src=<that directory> cpus={arg} "
             "stop_formulas=True and set energy:strategy_change back to refuse (MongoDB holds only the reports not "
-            "yet read, energy:mongo:ttl); to drop them: only energy:strategy_change: allow and the orch.")
+            "yet read, energy:experiment:buffer); to drop them: only energy:strategy_change: allow and the orch.")

@@ -47,6 +47,8 @@ def _element(key, value):
     if isinstance(value, str):
         data = value.encode() + b"\x00"
         return b"\x02" + name + struct.pack("<i", len(data)) + data
+    if isinstance(value, datetime.datetime):  # a UTC datetime (the TTL index expires by it)
+        return b"\x09" + name + struct.pack("<q", int(value.timestamp() * 1000))
     if isinstance(value, bytes):
         return b"\x05" + name + struct.pack("<i", len(value)) + b"\x00" + value
     if isinstance(value, dict):
@@ -59,7 +61,7 @@ def _element(key, value):
 
 
 def encode(document):
-    """BSON of a document of str, bool, int, float, bytes, None, dict and list values."""
+    """BSON of a document of str, bool, int, float, datetime, bytes, None, dict and list values."""
     body = b"".join(_element(key, value) for key, value in document.items())
     return struct.pack("<i", len(body) + 5) + body + b"\x00"
 

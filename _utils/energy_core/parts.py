@@ -10,10 +10,12 @@ it, and keeps in the master's cachedir (``energy/``):
   which the ext_pillar ``energy_plan`` (``_pillar/energy_plan.py``) gives that minion, and that
   minion only, as pillar ``energy_plan``.
 
-A part is ``{"version", "minion", "stamp", "config", "containers", "volume_sizes", "influx"}``:
-the configuration as the master validated it with every secret masked, the minion's own
-containers (with the secrets they need, and no other), the sizes of its database volumes (the
-free-space check) and, on a sensor minion, the InfluxDB that holds its power.
+A part is ``{"version", "minion", "stamp", "config", "containers", "hidden", "volume_sizes",
+"influx"}``: the configuration as the master validated it with every secret masked, the minion's
+own containers (with the secrets they need, and no other), which of the configuration's secrets
+they hold (masked when a value leaves the minion), the sizes of its database volumes (the
+free-space check) and, on a sensor minion, the InfluxDB that holds its power; ``leave`` names the
+database containers ``salt-run energy.rebalance apply=True`` lets it remove (backed up).
 
 When the master's pillar lacks a secret that minion's containers need (the operator targets
 secrets by hand to the minions that use them), the part is ``{"version", "minion", "stamp",
@@ -31,25 +33,40 @@ PILLAR_KEY = "energy_plan"
 VERSION = 1
 PARTS_DIR = "parts"
 PLACEMENT_FILE = "placement.json"
+CONTAINERS_FILE = "containers.json"
 
 
 def part(conf, full_plan, minion, stamp, shared=None):
     """The part of ``full_plan`` that ``minion`` gets (see the module's docstring). ``shared`` is
     what every part takes from the whole plan (``_shared``), computed once for all of them."""
     shared = shared or _shared(conf, full_plan)
-    base = {"version": VERSION, "minion": minion, "stamp": stamp}
+    # the placement: what a minion computing the whole plan for itself (salt-call energy.plan,
+    # hostname_to_influx, or a local part) keeps, to place as the master did
+    base = {"version": VERSION, "minion": minion, "stamp": stamp, "placement": shared["placement"]}
     try:
         plan.check_secrets(conf, full_plan, minion)
     except schema.PlanError as exc:
-        return dict(base, local=schema.mask(str(exc), shared["hidden"]), placement=full_plan["placement"])
-    return dict(base, config=shared["config"], containers=plan.node(full_plan, minion)["containers"],
+        return dict(base, local=schema.mask(str(exc), shared["hidden"]), placement=shared["placement"])
+    containers = plan.node(full_plan, minion)["containers"]
+    text = json.dumps(containers, sort_keys=True, default=str)
+    return dict(base, config=shared["config"], containers=containers,
+                # the secrets in these containers: what the minion masks when a value leaves it
+                hidden=sorted(h for h in shared["hidden"] if h in text),
                 volume_sizes=dict(shared["sizes"].get(minion, {})), influx=shared["influx"].get(minion))
+
+
+def compact(placed):
+    """What ``placement.placement`` keeps of a placement (its ``current``): hosts and slots per CPU
+    name, formula hosts per group; no sensor list, so that it grows with the CPU names, not the fleet."""
+    return {"strategy": placed.get("strategy"), "grafana": placed.get("grafana"),
+            "cpus": {cpu: {k: e[k] for k in ("mongo", "influxdb", "formula", "slots")} for cpu, e in placed["cpus"].items()},
+            "groups": [{"name": g["name"], "formula": g["formula"]} for g in placed["groups"]]}
 
 
 def _shared(conf, full_plan):
     hidden = schema.secrets(conf)
     return {"hidden": hidden, "config": schema.mask(conf, hidden), "sizes": sizing.estimate(conf, full_plan),
-            "influx": plan.influx_by_minion(full_plan)}
+            "influx": plan.influx_by_minion(full_plan), "placement": compact(full_plan["placement"])}
 
 
 def parts(conf, full_plan, minions, stamp):
@@ -113,6 +130,31 @@ def read_placement(directory):
 def write_placement(directory, placed):
     os.makedirs(directory, mode=0o700, exist_ok=True)
     _write_atomic(os.path.join(directory, PLACEMENT_FILE), placed, 0o644)
+
+
+def write_containers(directory, containers, interval, stamp=None):
+    """Keep ``{minion: [container names]}`` of the plan (no secret: what the reactor may touch)."""
+    os.makedirs(directory, mode=0o700, exist_ok=True)
+    _write_atomic(os.path.join(directory, CONTAINERS_FILE),
+                  {"containers": containers, "interval": interval, "stamp": stamp}, 0o644)
+
+
+def read_containers(directory):
+    """What ``write_containers`` kept, or None."""
+    try:
+        with open(os.path.join(directory, CONTAINERS_FILE), encoding="utf-8") as handle:
+            data = json.load(handle)
+    except (OSError, ValueError):
+        return None
+    ok = isinstance(data, dict) and isinstance(data.get("containers"), dict)
+    return data if ok else None
+
+
+def own(pillar, minion):
+    """``minion``'s part with its containers (``from_pillar``), or None: no part, or a ``local`` one
+    (the master's pillar lacks a secret its containers need: the minion builds its own)."""
+    handed = from_pillar(pillar, minion)
+    return handed if handed and "containers" in handed else None
 
 
 def from_pillar(pillar, minion):

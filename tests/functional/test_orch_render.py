@@ -50,7 +50,9 @@ PHASES = {DATABASES: ("mongo", "influxdb"), SERVICES: ("sensor", "formula", "gra
 SYNC_STEP, REFRESH_STEP = "energy-orch-modules-sync-state", "energy-orch-pillar-refresh-function"
 SYNC_STEPS = (SYNC_STEP, REFRESH_STEP)
 HEAL = "energy.heal"  # applied by the last phase, on every minion
-UNION_STEPS_ORCH = SYNC_STEPS + ("energy-orch-mine-update-function", "energy-orch-plan-check-function")
+UNION_STEPS_ORCH = SYNC_STEPS + ("energy-orch-mine-update-function", "energy-orch-plan-refresh-function",
+                                  "energy-orch-plan-check-function")
+PREPARE_STEP = "energy-orch-plan-prepare-runner"
 UNION_STEPS_CLEAN = SYNC_STEPS + ("energy-orch-clean-apply-orch",)
 FAIL_STEP = "energy-orch-minions-answer-fail"
 REACTOR_STEP = "energy-reactor-reaction-present-runner"
@@ -112,7 +114,15 @@ class Master:
         self.runner = importlib.util.module_from_spec(spec)
         spec.loader.exec_module(self.runner)
         assert self.runner.__virtual__() == "energy"
-        self.runner.__salt__ = {"manage.status": self.manage_status, "cache.grains": self.cache_grains}
+        # the master's configuration as the real energy_plan.config reads it: defaults.yaml and this pillar
+        spec = importlib.util.spec_from_file_location("energy_plan_runner_under_test", ROOT / "_runners" / "energy_plan.py")
+        self.plan_runner = importlib.util.module_from_spec(spec)
+        spec.loader.exec_module(self.plan_runner)
+        self.plan_runner.__context__ = {}
+        self.plan_runner._master_defaults = lambda: yaml.safe_load((ROOT / "energy" / "defaults.yaml").read_text())["energy"]
+        self.plan_runner._master_pillar = lambda: copy.deepcopy(self.pillar) if self.pillar is not None else {}
+        self.runner.__salt__ = {"manage.status": self.manage_status, "cache.grains": self.cache_grains,
+                                "energy_plan.config": self.plan_runner.config}
         if runner_opts is not None:  # a master's file server: the runner compares the minions' copies with it
             self.runner.__opts__ = runner_opts
 
@@ -358,13 +368,14 @@ def test_grafana_disabled_has_no_grafana_phase(render, defaults):
     assert step(enabled, SERVICES)[1]["tgt"] == step(enabled, SYNC_STEP)[1]["tgt"]
 
 
-def test_a_pillar_the_runner_cannot_merge_still_renders_for_the_plan_check(render):
+def test_a_pillar_the_runner_cannot_merge_still_renders_for_the_plan_step(render):
     """``energy`` not a mapping: the runner falls back to defaults.yaml (control unset: sensors
-    only), so that the plan-check step runs and names the error on every minion."""
+    only), so that the plan step runs and names the error before any container is touched."""
     _, high = render("energy.orch", "not a mapping")
     assert deploy_phases(high) == [SERVICES]
     assert step(high, SERVICES)[1]["tgt"] == "( * )"
     assert step(high, SERVICES)[1]["sls"] == ["energy.sensor", HEAL]
+    assert step(high, PREPARE_STEP)[1]["name"] == "energy_plan.prepare"
     assert step(high, "energy-orch-plan-check-function")[1]["name"] == "energy.check"
 
 
@@ -527,15 +538,23 @@ def test_the_runner_is_the_real_one(render):
     assert master.status_calls, "the runner did not ask manage.status"
 
 
-def test_the_runner_gets_no_secret_of_the_pillar(render):
-    # a runner's arguments land in the job cache and on the event bus (salt/run/<jid>/new)
+def test_the_runner_gets_no_pillar_and_reads_the_masters_itself(render):
+    # a runner's arguments land in the job cache and on the event bus (salt/run/<jid>/new): none
     pillar = dict(PILLARS["roles-unset-with-control"], grafana={"admin_password": "a-grafana-secret-1", "enabled": True},
                   influxdb={"token": "an-influx-token-2", "password": "an-influx-password-3", "version": 2})
     master, high = render("energy.orch", pillar)
-    sent = repr(master.targets_kwargs)
-    assert "a-grafana-secret-1" not in sent and "an-influx-token-2" not in sent and "an-influx-password-3" not in sent
-    assert master.targets_kwargs["pillar"]["grafana"] == {"enabled": True}  # what the targets need still goes
-    assert "energy.grafana" in step(high, SERVICES)[1]["sls"]
+    assert master.targets_kwargs == {}
+    assert "energy.grafana" in step(high, SERVICES)[1]["sls"]  # the runner read grafana:enabled itself
+    assert "a-grafana-secret-1" not in repr(high) and "an-influx-token-2" not in repr(high)
+
+
+def test_the_plan_is_prepared_on_the_master_after_the_mine_and_loaded_before_the_check(render):
+    _, high = render("energy.orch", PILLARS["roles-unset-with-control"])
+    assert step(high, PREPARE_STEP)[1]["name"] == "energy_plan.prepare"
+    assert requires(high, PREPARE_STEP) == [("salt", "energy-orch-mine-update-function")]
+    assert requires(high, "energy-orch-plan-refresh-function") == [("salt", PREPARE_STEP)]
+    assert step(high, "energy-orch-plan-refresh-function")[1]["name"] == "saltutil.refresh_pillar"
+    assert requires(high, "energy-orch-plan-check-function") == [("salt", "energy-orch-plan-refresh-function")]
 
 
 # --------------------------------------------------------------------------- which minions are synced

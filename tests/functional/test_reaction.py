@@ -49,10 +49,9 @@ def runner_logs(caplog):
 
 @pytest.fixture(autouse=True)
 def master(tmp_path, monkeypatch):
-    """A fresh master cachedir per test, and the plan the master computes: node-a runs PLANNED."""
+    """A fresh master cachedir per test, and what the last orch handed the minions: node-a runs PLANNED."""
     runner.__opts__ = {"conf_file": "/etc/salt/master", "cachedir": str(tmp_path)}
-    monkeypatch.setattr(runner, "_master_plan", lambda: (
-        {"heal": {"events": {"interval": 10}}}, {"hosts": {"node-a": {"containers": [{"name": n} for n in PLANNED]}}}))
+    monkeypatch.setattr(runner, "_kept", lambda: {"interval": 10, "containers": {"node-a": sorted(PLANNED)}})
 
 
 def run_reaction(chunks):

@@ -275,6 +275,7 @@ def salt_master(salt_factories, pillar_tree, pillar, tmp_path_factory):
         "timeout": 30,
         "file_recv": True,  # salt-run energy.backup/export: archives come back with cp.push
         "file_recv_max_size": 512,
+        "ext_pillar": [{"energy_plan": {}}],  # each minion's part of the plan (_pillar/energy_plan.py)
         # no reactor: the reaction energy.orch writes to master.d starts it (test_reactor.py)
     }
     factory = salt_factories.salt_master_daemon("energy-master", overrides=config)

@@ -184,7 +184,8 @@ def test_bad_pillar_fails_before_any_container_is_touched(deployed, salt_run_cli
         ret = salt_run_cli.run("state.orchestrate", "energy.orch")
         assert ret.returncode != 0
         failed = failed_steps(ret.data)
-        assert list(failed) == ["salt_|-energy-orch-plan-check-function_|-energy.check_|-function"]
+        # the plan is computed and checked on the master, before any minion is asked
+        assert list(failed) == ["salt_|-energy-orch-plan-prepare-runner_|-energy_plan.prepare_|-runner"]
         text = str(ret.data)
         assert "energy:mongo:port: bad value 70000" in text and "1024 to 65535" in text
         assert "energy-databases-deploy-orch" not in text  # no deploy phase ran

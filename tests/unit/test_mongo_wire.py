@@ -34,6 +34,13 @@ def test_bson_dates_and_object_ids_decode():
     assert decoded["t"] == datetime.datetime(2023, 11, 14, 22, 13, 20, tzinfo=datetime.timezone.utc)
 
 
+def test_bson_dates_encode_as_utc_milliseconds():
+    when = datetime.datetime(2023, 11, 14, 22, 13, 20, 123000, tzinfo=datetime.timezone.utc)
+    data = mongo_wire.encode({"t": when})
+    assert data[4:7] == b"\x09t\x00" and struct.unpack("<q", data[7:15])[0] == 1_700_000_000_123
+    assert mongo_wire.decode(data) == {"t": when}
+
+
 @pytest.mark.parametrize("document", [
     struct.pack("<i", 12) + b"\x10a\x00" + struct.pack("<i", 1) + b"\x01",        # runs past its end
     struct.pack("<i", 40) + b"\x10a\x00" + struct.pack("<i", 1) + b"\x00",        # longer than the data

@@ -49,6 +49,7 @@ def test_each_minion_gets_its_own_containers_and_only_the_secrets_they_need(conf
     # the Grafana password reaches the Grafana host only; the MongoDB admin password the MongoDB host only
     assert GRAFANA in text(handed["ctl"]) and GRAFANA not in text(handed["a"]) + text(handed["db"])
     assert PASSWORDS["admin_password"] in text(handed["db"])
+    assert GRAFANA in handed["ctl"]["hidden"] and GRAFANA not in handed["db"]["hidden"]
     assert PASSWORDS["admin_password"] not in text(handed["a"]) + text(handed["ctl"])
     assert handed["a"]["influx"]["sensor"] == "a" and handed["db"]["influx"] is None
     assert set(handed["db"]["volume_sizes"]) == {c["volume"] for c in handed["db"]["containers"]}
@@ -59,7 +60,10 @@ def test_a_secret_the_masters_pillar_lacks_makes_that_minions_part_local(conf):
     full = plan.build(conf, facts())
     handed = parts.parts(conf, full, ["a", "ctl"], "t1")
     assert "energy:grafana:admin_password: missing on ctl" in handed["ctl"]["local"]
-    assert "containers" not in handed["ctl"] and handed["ctl"]["placement"] == full["placement"]
+    assert "containers" not in handed["ctl"] and handed["ctl"]["placement"] == parts.compact(full["placement"])
+    # the compact placement places as the whole one does
+    again = plan.build(conf, facts(), handed["ctl"]["placement"])
+    assert again["placement"]["cpus"] == full["placement"]["cpus"]
     assert "local" not in handed["a"]
 
 

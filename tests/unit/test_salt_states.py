@@ -7,6 +7,7 @@ from unittest import mock
 
 import pytest
 import yaml
+from energy_core import trust
 
 from tests.unit.loader_mocks import (  # noqa: F401  the fixtures are used by name  pylint: disable=unused-import
     CPU, DEFAULTS_TEXT, FACTS, FORMULA, MINION, RUN, SENSOR, STATE_SECRET, cachedir, conf_file, configure_loader_modules, energy_mod,
@@ -281,11 +282,11 @@ def master_plan(monkeypatch):
     full = energy_mod._plan(conf)  # pylint: disable=protected-access
     computed = []
 
-    def compute():
+    def compute():  # energy_plan.kept: what the last orch handed the minions
         computed.append(True)
-        return conf, full
+        return {"containers": trust.containers_of(full), "interval": conf["heal"]["events"]["interval"]}
 
-    monkeypatch.setattr(energy_runner, "_master_plan", compute)
+    monkeypatch.setattr(energy_runner, "_kept", compute)
     return computed
 
 
@@ -366,9 +367,8 @@ def test_react_event_sends_one_react_per_container_per_interval(local_client, mo
 
 
 def test_react_event_takes_the_interval_from_the_masters_pillar(local_client, monkeypatch, master_plan):
-    conf, full = energy_runner._master_plan()  # pylint: disable=protected-access
-    conf = dict(conf, heal=dict(conf["heal"], events=dict(conf["heal"]["events"], interval=60)))
-    monkeypatch.setattr(energy_runner, "_master_plan", lambda: (conf, full))
+    kept = dict(energy_runner._kept(), interval=60)  # pylint: disable=protected-access
+    monkeypatch.setattr(energy_runner, "_kept", lambda: kept)
     clock = [0.0]
     monkeypatch.setattr("time.time", lambda: clock[0])
     for clock[0] in (0.0, 30.0, 59.0, 60.0):
@@ -408,7 +408,7 @@ def test_react_event_drops_everything_while_the_master_has_no_plan(local_client,
     def broken():
         raise energy_runner.schema.PlanError("invalid energy pillar:\n  - energy:roles: bad value")
 
-    monkeypatch.setattr(energy_runner, "_master_plan", broken)
+    monkeypatch.setattr(energy_runner, "_kept", broken)
     ret = energy_runner.react_event(minion=MINION, event=docker_event())
     local_client.assert_not_called()
     assert ret["comment"].startswith("dropped: the master has no plan to check it against (invalid energy pillar")
