@@ -10,9 +10,25 @@ import urllib.request
 
 url, database = os.environ["MONITORING_ENERGY"], os.environ["MONITORING_ENERGY_DB"]
 name, sensor = os.environ["MONITORING_CONTAINER"], os.environ["MONITORING_SENSOR"]
+
+
+def own_id():
+    """This container's id: Docker mounts /etc/hostname from /var/lib/docker/containers/<id>/ (also
+    with the host's network, where the host name is the host's)."""
+    for path in ("/proc/self/mountinfo", "/proc/self/cgroup"):
+        try:
+            with open(path, encoding="utf-8") as fh:
+                found = re.search(r"(?:containers/|docker[-/])([0-9a-f]{64})", fh.read())
+        except OSError:
+            continue
+        if found:
+            return found.group(1)
+    return socket.gethostname()
+
+
 # hwpc-sensor names a target after its container (1.3.0 on cgroup v1) or by its cgroup path,
-# /docker/<id> or /system.slice/docker-<id>.scope; Docker makes a container's host name the start of its id
-short_id = re.sub(r"[^0-9a-f]", "", socket.gethostname())[:12] or "-"
+# /docker/<id> or /system.slice/docker-<id>.scope
+short_id = re.sub(r"[^0-9a-f]", "", own_id())[:12] or "-"
 query = ("SELECT last(power) FROM power_consumption WHERE scope = 'cpu' "
          rf"AND (target = '{name}' OR target =~ /docker[-\/]{short_id}/) AND sensor = '{sensor}'")
 print(f"{name}: reading my power from {url} database {database}", flush=True)
