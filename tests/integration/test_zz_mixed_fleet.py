@@ -67,8 +67,8 @@ def test_common_mode_gives_every_sensor_the_same_roles_and_the_added_event_reach
     assert roles["test-node-b"] == ["cycles", "instructions"]
 
 
-def test_power_arrives_from_every_sensor_of_the_mixed_fleet(mixed, salt_cli):
-    power_arrives(salt_cli, mixed)
+def test_power_arrives_from_every_sensor_of_the_mixed_fleet(mixed, salt_cli, workloads):
+    power_arrives(salt_cli, mixed, workloads)
 
 
 def test_the_tdp_reaches_every_running_smartwatts(mixed, docker_engine):
