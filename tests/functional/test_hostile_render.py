@@ -44,7 +44,7 @@ def opts(tmp_path_factory):
     root = tmp_path_factory.mktemp("hostile-render")
     opts = salt.config.minion_config(None)
     opts.update({"file_client": "local", "file_roots": {"base": [str(formula_file_root(root / "srv"))]},
-                 "cachedir": str(root / "cache"), "pki_dir": str(root / "pki"), "sock_dir": str(root / "sock")})
+                 "cachedir": str(root / "cache"), "extension_modules": str(root / "cache" / "extmods"), "pki_dir": str(root / "pki"), "sock_dir": str(root / "sock")})
     return opts
 
 

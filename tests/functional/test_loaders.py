@@ -22,6 +22,9 @@ def minion_opts(tmp_path_factory):
         "module_dirs": [str(ROOT / "_modules")],
         "states_dirs": [str(ROOT / "_states")],
         "cachedir": str(root / "cache"),
+        # minion_config(None) points extension_modules at the host's /var/cache/salt/minion/extmods:
+        # modules synced there by any other run would shadow the formula's own
+        "extension_modules": str(root / "cache" / "extmods"),
         "pki_dir": str(root / "pki"),
         "sock_dir": str(root / "sock"),
         "energy_facts": {"cpu_name": "Test CPU 9000", "rapl_domains": ["package"]},
