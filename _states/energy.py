@@ -23,13 +23,16 @@ import urllib.parse
 log = logging.getLogger(__name__)
 
 __virtualname__ = "energy"
+# how long a state waits for a heal job of this minion that is recreating the same container
+LOCK_WAIT_SECONDS = 180
 
 try:
     import energy_core
 
     energy_core.load()  # afresh from disk, before the names below are bound (energy_core.load)
     from energy_core import (
-        components, influx, inventory, masking, mongo_users as mongo_users_core, mongo_wire, names, schema)
+        components, container_lock, influx, inventory, masking, mongo_users as mongo_users_core, mongo_wire, names,
+        schema)
     CORE_ERROR = None
 except ImportError as exc:  # the utils are not synced yet (saltutil.sync_utils)
     CORE_ERROR = str(exc)
@@ -230,9 +233,11 @@ def _running(name, shortcut=False, **kwargs):
             return {"name": name, "changes": {}, "result": True,
                     "comment": f"Container '{name}' is already configured as specified (same image, "
                                f"same {names.LABEL_CONFIG} digest, running)"}
-    return _started(name, _masked(__states__["docker_container.running"](name=name, **args)))
-
-
+    try:  # not beside a heal job of this minion recreating the same container (energy_core.container_lock)
+        with container_lock.held(__opts__["cachedir"], name, wait=LOCK_WAIT_SECONDS):
+            return _started(name, _masked(__states__["docker_container.running"](name=name, **args)))
+    except container_lock.Busy as exc:
+        return {"name": name, "changes": {}, "result": False, "comment": f"{exc}: try again once it is done"}
 
 
 def _started(name, ret):
@@ -274,8 +279,12 @@ def mod_watch(name, sfun=None, **kwargs):
     config file changed is restarted this way, as it reads the file when it starts.
     """
     if sfun == "container_running":
-        return _started(name, _masked(__states__["docker_container.mod_watch"](
-            name, sfun="running", **_with_digest(name, _arguments(kwargs))[0])))
+        try:
+            with container_lock.held(__opts__["cachedir"], name, wait=LOCK_WAIT_SECONDS):
+                return _started(name, _masked(__states__["docker_container.mod_watch"](
+                    name, sfun="running", **_with_digest(name, _arguments(kwargs))[0])))
+        except container_lock.Busy as exc:
+            return {"name": name, "changes": {}, "result": False, "comment": f"{exc}: try again once it is done"}
     return {"name": name, "changes": {}, "result": False, "comment": f"watch requisite is not implemented for {sfun}"}
 
 

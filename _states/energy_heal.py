@@ -21,7 +21,7 @@ try:
     import energy_core
 
     energy_core.load()  # afresh from disk, before the names below are bound (energy_core.load)
-    from energy_core import healing, health, names
+    from energy_core import container_lock, healing, health, names
     CORE_ERROR = None
 except ImportError as exc:  # the utils are not synced yet (saltutil.sync_utils)
     CORE_ERROR = str(exc)
@@ -76,6 +76,23 @@ def healthy(name, component, run, probe=None, grace=60, timeout=60, trigger="hea
         # refuses its config is stopped there, not recreated here)
         ret["comment"] = f"{component} container {name} was started by this state run: energy_heal.stays_up watches it"
         return ret
+    if __opts__.get("test"):
+        return _judged(ret, component, run, probe, grace, timeout, trigger)
+    # one job at a time: the schedule's check, a reaction and a state run may find it dead together;
+    # the one that waited judges it again, after the other recreated it
+    try:
+        with container_lock.held(__opts__["cachedir"], name, wait=float(timeout) + float(grace)):
+            return _judged(ret, component, run, probe, grace, timeout, trigger)
+    except container_lock.Busy as exc:
+        ret["result"] = False
+        ret["comment"] = f"{component} container {name} left to the other job: {exc}"
+        return ret
+
+
+def _judged(ret, component, run, probe, grace, timeout, trigger):
+    """The container's verdict, and its recreation when the verdict says so (``healthy``'s work,
+    under the container's lock)."""
+    name = ret["name"]
     info = _inspect(name)
     reason = health.diagnose(info, probe, grace, _free_space, health.Seen(health.seen_path(__opts__["cachedir"])))
     if reason is None:

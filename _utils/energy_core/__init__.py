@@ -30,6 +30,7 @@ Modules, one concern each:
 ``mongo_wire``   MongoDB commands over the wire protocol (SCRAM-SHA-256 included), without a driver
 ``mongo_users``  the stack's MongoDB users and roles, one per purpose
 ``healing``      event-driven healing: engine and reactor configs, daemon restarts, atomic writes
+``container_lock`` one job at a time recreates a container on a minion (a lock file per container)
 ``maintenance``  maintenance windows (containers the formula must leave alone)
 ``topology``     the deployment summary: the plan's topology against what runs, as text, SVG or DOT
 ``archive``      backup manifests (checked before anything is written) and the export's CSV rows
@@ -50,6 +51,7 @@ Modules, one concern each:
 
 MODULES = ("stack", "names", "checks", "masking", "rules", "schema", "placement", "events", "sensor", "dashboards",
            "sizing", "components", "plan", "inventory", "influx", "mongo_wire", "mongo_users", "sensor_faults", "health", "verdict", "healing", "maintenance",
+           "container_lock",
            "topology", "archive", "extmods", "orch_lock", "hardening",
            "trust", "reactions", "report", "report_names", "report_view", "report_plot", "experiment", "parts")
 

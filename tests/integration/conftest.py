@@ -240,6 +240,18 @@ def write_pillar(pillar_tree, pillar):
     (pillar_tree / "energy.sls").write_text(yaml.safe_dump(pillar))
 
 
+# the master of the session, for pillar_changed (set by the salt_master fixture)
+MASTER = {}
+
+
+def handed(salt_cli):
+    """What an operator does after a pillar change when no orch follows: the plan prepared again on
+    the master (each minion's part of the plan carries the configuration the master validated) and
+    every minion's pillar refreshed. A pillar the plan step refuses leaves the parts as they were."""
+    MASTER["factory"].salt_run_cli(timeout=600).run("energy_plan.prepare")
+    salt_cli.run("saltutil.refresh_pillar", "wait=True", minion_tgt="*")
+
+
 @contextlib.contextmanager
 def pillar_changed(salt_cli, pillar_tree, pillar, change):
     """Run the block with `change(energy pillar)` applied on every minion, then put the pillar back."""
@@ -247,11 +259,11 @@ def pillar_changed(salt_cli, pillar_tree, pillar, change):
     change(changed["energy"])
     write_pillar(pillar_tree, changed)
     try:
-        salt_cli.run("saltutil.refresh_pillar", "wait=True", minion_tgt="*")
+        handed(salt_cli)
         yield
     finally:
         write_pillar(pillar_tree, pillar)
-        salt_cli.run("saltutil.refresh_pillar", "wait=True", minion_tgt="*")
+        handed(salt_cli)
 
 
 @pytest.fixture(scope="session")
@@ -280,6 +292,7 @@ def salt_master(salt_factories, pillar_tree, pillar, tmp_path_factory):
     }
     factory = salt_factories.salt_master_daemon("energy-master", overrides=config)
     with factory.started(start_timeout=120):
+        MASTER["factory"] = factory
         yield factory
 
 

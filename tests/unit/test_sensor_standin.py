@@ -118,6 +118,17 @@ def test_v2_targets_are_cgroup_paths_and_every_leaf_is_monitored(tmp_path, monke
         assert sim.load_of(found[f"/system.slice/docker-{ID_A}.scope"]) == 1.5  # labels still give the truth
 
 
+def test_a_machine_leaves_out_the_containers_labelled_as_another_minions(tmp_path, monkeypatch):
+    monkeypatch.setattr(sim, "DOCKER_CONTAINERS", str(tmp_path / "containers"))
+    base = cgroup_tree(tmp_path, tmp_path / "containers")
+    (tmp_path / "containers" / ID_B / "config.v2.json").write_text(json.dumps(
+        {"Name": "/energy-node-b-sensor", "Config": {"Labels": {sim.MACHINE_LABEL: "node-b"}}}))
+    names = {m: sorted(n for n, _ in sim.discover(str(base), OLD, m).values()) for m in ("node-a", "node-b", None)}
+    assert names["node-a"] == ["work-heavy"]  # node-b's sensor runs on another machine
+    assert names["node-b"] == ["energy-node-b-sensor", "work-heavy"]  # unlabelled: on every machine
+    assert names[None] == ["energy-node-b-sensor", "work-heavy"]
+
+
 def test_an_empty_hierarchy_is_one_unnamed_target_in_1_3_and_none_later(tmp_path):
     assert [n for n, _ in sim.discover(str(tmp_path), OLD).values()] == [""]
     assert not sim.discover(str(tmp_path), NEW)

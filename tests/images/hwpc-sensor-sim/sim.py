@@ -22,6 +22,12 @@ demo set it from the formula's pinned ``energy:sensor:tag``) in what the formula
   tick; ``time_enabled``/``time_running`` cumulative since the target was found (1.3.0), per tick
   (1.4.0 and later, as 1.7.0 was seen doing).
 
+Several simulated machines share one Docker engine here (the tests' minions, the demo's): a
+container labelled ``energy.minion`` runs "on" that minion, so a stand-in leaves out the containers
+labelled with another minion than its own (its own container's label, found through
+``/proc/self/mountinfo``), as a real sensor never sees another machine's containers. Containers
+without the label (the workloads) are on every machine. ``SIM_ALL_MACHINES=1`` turns this off.
+
 What it cannot have, it simulates with a KNOWN truth: each target's load in busy CPUs is the label
 ``energy.sim.load`` of its container (``SIM_DEFAULT_LOAD``, 0.05, for unlabelled containers and
 cgroups that are no container); per tick every load is jittered (a common factor 1 +- 5 % and one
@@ -50,6 +56,7 @@ import time
 
 RAPL_UNIT = 2**32  # the sensor reports RAPL energy in Joules x 2^32
 LOAD_LABEL = "energy.sim.load"
+MACHINE_LABEL = "energy.minion"
 DOCKER_CONTAINERS = "/var/lib/docker/containers"
 CPU_DIR = "/sys/devices/system/cpu"
 JSON_MAX_BYTES = 4096  # hwpc-sensor 1.4.0 and later read the config into a buffer of this size
@@ -329,8 +336,22 @@ def container_config(container_id):
     return (data.get("Name") or "").lstrip("/") or None, (data.get("Config") or {}).get("Labels") or {}
 
 
-def discover(base, release):
-    """{cgroup path: (target name, container labels)} of the targets this release monitors."""
+def own_machine():
+    """The minion this stand-in runs for: label ``energy.minion`` of its own container (Docker
+    mounts /etc/hostname from /var/lib/docker/containers/<id>/), or None."""
+    if os.environ.get("SIM_ALL_MACHINES") == "1":
+        return None
+    try:
+        with open("/proc/self/mountinfo", encoding="utf-8") as fh:
+            found = re.search(r"containers/([0-9a-f]{64})/", fh.read())
+    except OSError:
+        return None
+    return container_config(found.group(1))[1].get(MACHINE_LABEL) if found else None
+
+
+def discover(base, release, machine=None):
+    """{cgroup path: (target name, container labels)} of the targets this release monitors; with
+    ``machine``, not the containers labelled as another minion's."""
     targets = {}
     for path in leaf_cgroups(base):
         if release >= (1, 4) and path == base:
@@ -338,6 +359,8 @@ def discover(base, release):
         relative = path[len(base):]
         found = CONTAINER_ID.search(path)
         name, labels = container_config(found.group(1)) if found else (None, {})
+        if machine and labels.get(MACHINE_LABEL, machine) != machine:
+            continue  # another simulated machine's container
         if release < (1, 4):
             if "perf_event/docker" in path and not DOCKER_V1.search(path):
                 continue  # a Docker cgroup that is no container's: target_docker_validate says no
@@ -520,10 +543,12 @@ def main(argv=None):
                "ticks_ns": {}, "jitter": float(os.environ.get("SIM_JITTER", "1")), "cumulative": release < (1, 4)}
     rng, failed = random.Random(config["name"]), set()
     period = config["frequency"] / 1000.0
-    found, found_at, next_tick = {}, 0.0, time.time()
+    found, found_at, next_tick, own = {}, 0.0, time.time(), own_machine()
+    if own:
+        log("I", f"stand-in: machine {own}: containers labelled {MACHINE_LABEL} as another minion's are left out")
     while not stop:
         if release < (1, 4) or time.time() - found_at >= DISCOVERY_MS_NEW / 1000.0:
-            found, found_at = discover(config["cgroup_basepath"], release), time.time()
+            found, found_at = discover(config["cgroup_basepath"], release, own), time.time()
         targets = {name: load_of(labels) for name, labels in found.values()}
         if config["system"]:
             targets["all"] = 0.0
