@@ -7,7 +7,9 @@ no basepath to read; a system group whose event cannot be opened leaves no ``all
 (SmartWatts needs it for every tick): it logs ``perf<all>: failed to setup perf for group=<G>``. A refused event stops it: 1.3.0 says ``config: event '<E>' is
 invalid or unsupported by this machine`` (no group: the group is found in the config the formula
 wrote), 1.4.0 and later ``config: json: Failed to add event '<E>' to group '<G>'``. 1.3.0 exits
-with ``failed to ping storage module`` when its MongoDB does not answer at start.
+with ``failed to ping storage module`` when its MongoDB does not answer at start. 1.7.0 refuses
+the rest of a bad config with ``config: json: Unknown parameter: '<k>'``, ``config: Events group
+'<G>' is empty`` and the like (``CONFIG_REFUSED``).
 
 ``fault(host)`` reads what the Salt layer gathered of the sensor's host and output (``host``, see
 ``host_facts``) and says what is wrong: ``{"reason", "leave"}`` (``leave``: recreating the sensor
@@ -25,6 +27,11 @@ REFUSALS = (re.compile(r"Failed to add event '(?P<event>[^']+)' to group '(?P<gr
 FAILED_OPEN = re.compile(r"perf<(?P<target>[^>]*)>: failed (?:to setup perf|opening perf event) "
                          r"for group=(?P<group>[^\s,]+)(?:.*? event=(?P<event>[^\s,]+))?")
 NO_BASEPATH = ("Failed to get cgroup basepath", "Invalid cgroup basepath")
+# the other words of a config the sensor refuses, before it exits (1.7.0 config.c, config_json.c):
+# "config: json: Unknown parameter: 'k'", "config: Events group 'g' is empty", "config: You must ..."
+CONFIG_REFUSED = re.compile(r"config: (?:json: |cli: )?(?P<message>(?:Unknown parameter|Invalid parameter|Events group"
+                            r"|You must provide|Invalid '|Configuration file is empty|Missing extension|Unsupported "
+                            r"configuration|Storage module|The storage module)[^\n]*)")
 NO_CAPABILITY = "Failed to enable required process capabilities"
 NO_STORAGE = "failed to ping storage module"
 # targets of a sensor's points that are not containers (SmartWatts' measured and modelled totals)
@@ -130,6 +137,12 @@ def fault(host, stopped=False, no_containers=False):
     found = refusal(logs, host.get("groups"))
     if found:
         return _refused(found)
+    other = CONFIG_REFUSED.search(logs)
+    if other:
+        return {"reason": f"the hwpc-sensor refused its config ('{other.group('message').strip()}') and exits. Fix: "
+                          "the formula writes that file from energy:sensor (its events, extra_events and options): "
+                          "make energy:sensor:tag a release this formula supports (docs/versions.md) and remove "
+                          "what the message names, then apply energy.sensor", "leave": True}
     found = _failed_open(logs, host.get("groups") or {})
     if found:
         return found

@@ -182,3 +182,21 @@ def test_an_image_missing_verdict_says_so():
 ])
 def test_an_unhealthy_container_is_news_once_per_reason(before, status, reason, news):
     assert health.news(before, status, reason) is news
+
+
+@pytest.mark.parametrize("line, words", [
+    ("[E] config: json: Unknown parameter: 'discovery_interval'", "Unknown parameter: 'discovery_interval'"),
+    ("[E] config: Events group 'core' is empty", "Events group 'core' is empty"),
+    ("[E] config: You must provide event(s) to monitor", "You must provide event(s) to monitor"),
+])
+def test_a_sensor_that_refuses_the_rest_of_its_config_is_left_with_the_message_and_the_fix(line, words):
+    """hwpc-sensor 1.7.0's other refusals (config.c, config_json.c): named, not recreated in a loop."""
+    found = sensor_faults.fault(host(logs=f"I: build: version 1.7.0\n{line}\n"), stopped=True)
+    assert found["leave"] is True
+    assert f"refused its config ('{words}')" in found["reason"] and "Fix:" in found["reason"]
+
+
+def test_an_event_refusal_still_names_its_event_and_group_before_the_other_refusals():
+    logs = "[E] config: json: Failed to add event 'NOT_AN_EVENT' to group 'core'\n[E] config: json: Events group 'x'"
+    found = sensor_faults.fault(host(logs=logs), stopped=True)
+    assert "cannot count event 'NOT_AN_EVENT' (group core)" in found["reason"]
