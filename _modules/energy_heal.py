@@ -4,19 +4,16 @@ The ``energy_heal`` execution module: self-healing on this minion, with or witho
 ``energy_heal.heal_check``   the light health check the heal schedule runs (no state run, no mine)
 ``energy_heal.react``        what the master's reactor runs when a container of the plan died
 ``energy_heal.maintenance``  the maintenance switch: containers the formula leaves alone
-``energy_heal.healthy``      the ``energy_heal.healthy`` state on one container, with the pillar
-                             this minion holds
+``energy_heal.healthy``      one container through the healing pipeline
 
-``energy_heal.heal_check`` (the heal schedule) and ``energy_heal.react`` (the reactor) recreate an
-unhealthy container through the ``energy_heal.healthy`` state. ``state.single`` would compile this
-minion's pillar on the master before it runs the state: with the master down, a container that
-died would stay dead until the master came back (the job waits for the master, then fails). The
-state needs no pillar (its arguments are the kept plan), so ``energy_heal.healthy`` runs it with the
-pillar the minion holds, and the heal schedule goes on healing while the master is away.
+Each of them, and the ``energy_heal.healthy`` state, runs a container through the one healing
+pipeline, ``energy_health.check``: the facts its verdict needs (each probe once), the verdict, the
+record, and a recreation with the pillar the minion holds, so that the heal schedule goes on
+healing while the master is away (``state.single`` would compile the pillar on the master first).
 
 .. code-block:: bash
 
-    salt-call energy_heal.healthy energy-node-a-sensor sensor run='{image: ...}'
+    salt-call energy_heal.heal_check
 """
 
 import logging
@@ -55,47 +52,20 @@ def _fail(exc):
     raise CommandExecutionError(str(exc)) from None
 
 
-def _held_pillar():
-    """The pillar this minion holds (as loaded at its last refresh). Salt's State compiles a
-    pillar from the master when it is given an empty one: never empty here."""
-    try:
-        pillar = __pillar__.value()  # pylint: disable=undefined-variable
-    except AttributeError:
-        pillar = dict(__pillar__)  # pylint: disable=undefined-variable
-    return pillar or {"energy": {}}
-
-
 def healthy(name, component, run, probe=None, grace=60, timeout=60, trigger="health check"):
     """
-    Apply the ``energy_heal.healthy`` state to one container, as ``state.single energy_heal.healthy`` does,
-    but without asking the master for the pillar. Like ``state.single``, it refuses to run beside
-    another state run of this minion, and returns that run's description (a list) instead.
+    One container through the healing pipeline (``energy_health.check``): healthy, held, left as
+    it is (with why and the fix) or recreated. Returns ``{"status", "result", "changes", "comment"}``.
 
     CLI Example:
 
     .. code-block:: bash
 
-        salt-call energy_heal.healthy energy-node-a-sensor sensor run='{image: powerapi/hwpc-sensor:1.4.0}'
+        salt-call energy_heal.healthy energy-node-a-sensor sensor run='{image: powerapi/hwpc-sensor:1.7.0}'
     """
-    import salt.state  # pylint: disable=import-outside-toplevel
-    import salt.utils.state  # pylint: disable=import-outside-toplevel
-
-    conflict = __salt__["state.running"]()
-    if conflict:
-        __context__["retcode"] = 1
-        return conflict
-    low = {"state": "energy_heal", "fun": "healthy", "__id__": name, "name": name, "component": component, "run": run,
-           "probe": probe, "grace": grace, "timeout": timeout, "trigger": trigger}
-    opts = salt.utils.state.get_sls_opts(__opts__)
-    opts["test"] = bool(__opts__.get("test"))
-    state = salt.state.State(opts, initial_pillar=_held_pillar())
-    errors = state.verify_data(low)
-    if errors:
-        __context__["retcode"] = 1
-        return errors
-    state._mod_init(low)  # pylint: disable=protected-access
-    ret = {f"energy_heal_|-{name}_|-{name}_|-healthy": state.call(low)}
-    if not salt.utils.state.check_result(ret):
+    ret = __salt__["energy_health.check"](name, component, run, probe=probe, grace=grace, timeout=timeout,
+                                          trigger=trigger)
+    if ret["result"] is False:
         __context__["retcode"] = 1
     return ret
 
@@ -186,17 +156,16 @@ def maintenance(action="status", what="all", reason="", hours=None):
     return entries
 
 
-REACT_RETRY_SECONDS = 2
-
-
 def react(name, action="die"):
     """
     What the master's reactor runs when the docker_events engine reports that container ``name``
-    died or was removed: if it is a container of this minion's plan, not in maintenance, and event
-    healing is on here, recreate it with ``energy_heal.healthy`` (which logs it and fires
-    ``energy/heal/<component>``). Several events for one container (``docker rm -f`` sends die and
-    destroy) give one recreation: a second job finds the first holding the container's lock, or
-    the container running again. A running container is left alone: the event may be forged.
+    died or was removed: if it is a container of this minion's plan (``energy_health.plan_part``),
+    its component is healed and event healing is on here, it goes through the healing pipeline
+    (``energy_health.check``: the verdict, then a recreation that is logged and fires
+    ``energy/heal/<component>``; a container in maintenance is left alone). Several events for
+    one container (``docker rm -f`` sends die and destroy) give one recreation: a second job
+    finds the first holding the container's lock, or the container running again. A running
+    container is left alone: the event may be forged.
 
     CLI Example:
 
@@ -205,8 +174,6 @@ def react(name, action="die"):
         salt-call energy_heal.react energy-node-a-sensor die
     """
     import fcntl  # pylint: disable=import-outside-toplevel
-
-    import salt.utils.state  # pylint: disable=import-outside-toplevel
 
     def skip(comment):
         log.info("energy react: %s event for %s: %s", action, name, comment)
@@ -217,17 +184,15 @@ def react(name, action="die"):
     # the event may be forged (Salt lets a minion send one in another's name): look first
     if _running(name):
         return skip("still running: nothing to recreate")
-    conf = __salt__["energy.config"](secrets=True)
-    if not conf["heal"]["events"]["enabled"]:
+    part = __salt__["energy_health.plan_part"]()
+    settings = part["heal"]
+    if not settings["events"]["enabled"]:
         return skip("energy:heal:events:enabled is false")
-    spec = next((c for c in __salt__["energy.node"](conf, secrets=True)["containers"] if c["name"] == name), None)
+    spec = next((c for c in part["containers"] if c["name"] == name), None)
     if spec is None:
         return skip("not a container of this minion's plan: left alone")
-    if spec["component"] not in conf["heal"]["components"]:
+    if spec["component"] not in settings["components"]:
         return skip(f"{spec['component']} is not in energy:heal:components: left alone")
-    reason = held(name, spec["component"])
-    if reason:
-        return skip(f"left alone: {reason}")
     lock_path = os.path.join(__opts__["cachedir"], "energy", f"react-{name}.lock")
     os.makedirs(os.path.dirname(lock_path), exist_ok=True)
     with open(lock_path, "w", encoding="utf-8") as lock:
@@ -235,14 +200,14 @@ def react(name, action="die"):
             fcntl.flock(lock, fcntl.LOCK_EX | fcntl.LOCK_NB)
         except OSError:
             return skip("another job is recreating it already")
-        ret = _recreate(spec, conf["heal"], f"docker {action} event")
-    if not salt.utils.state.check_result(ret):
+        ret = _check(spec, settings, f"docker {action} event")
+    if ret["result"] is False:
         __context__["retcode"] = 1
     return ret
 
 
 def _running(name):
-    """Whether Docker runs container ``name`` now (a cheap look before any plan is computed)."""
+    """Whether Docker runs container ``name`` now (a cheap look before any plan is read)."""
     try:
         info = __salt__["docker.inspect_container"](name)
     except Exception:  # pylint: disable=broad-except  (missing: what a destroy event reports)
@@ -250,24 +215,11 @@ def _running(name):
     return (info.get("State") or {}).get("Status") == "running"
 
 
-def _recreate(spec, settings, trigger):
-    """``energy_heal.healthy`` on one container of the plan (it diagnoses again, recreates, logs and
-    fires energy/heal/<component>) through ``energy_heal.healthy``: with the pillar this minion
-    holds, so that it heals while the master is down (``state.single`` asks the master for it).
-    Not Salt's state queue (it would store the job with no function name and break
-    saltutil.is_running): a running state run is waited for here instead, for as long as a
-    recreation may take."""
-    deadline = time.monotonic() + float(settings["timeout"]) + float(settings["grace_seconds"])
-    while True:
-        ret = __salt__["energy_heal.healthy"](
-            spec["name"], component=spec["component"], run=spec["run"], probe=spec["health"],
-            grace=settings["grace_seconds"], timeout=settings["timeout"], trigger=trigger)
-        if not isinstance(ret, list) or time.monotonic() >= deadline:
-            return ret  # ran, or another state run held the minion until the deadline (ret says so)
-        time.sleep(REACT_RETRY_SECONDS)
-
-
-NODE_KEPT = "energy/node.json"
+def _check(spec, settings, trigger):
+    """One container of the plan through the healing pipeline (``energy_health.check``)."""
+    return __salt__["energy_health.check"](
+        spec["name"], spec["component"], spec["run"], probe=spec["health"], grace=settings["grace_seconds"],
+        timeout=settings["timeout"], trigger=trigger)
 
 
 def node_kept_file():
@@ -281,13 +233,13 @@ def node_kept_file():
 
         salt-call energy_heal.node_kept_file
     """
-    return os.path.join(__opts__["cachedir"], NODE_KEPT)
+    return os.path.join(__opts__["cachedir"], health.NODE_KEPT)
 
 
 def volume_free(volume):
     """
-    Free bytes of Docker volume ``volume`` on this host (on its mount point), or None when Docker
-    gives no mount point. What the health checks call "room" (``energy_heal.healthy``, ``energy_heal.heal_check``).
+    Free bytes of Docker volume ``volume`` on this host, or None when Docker gives no mount point
+    (``energy_health.volume_free``: what the health checks call "room").
 
     CLI Example:
 
@@ -295,18 +247,19 @@ def volume_free(volume):
 
         salt-call energy_heal.volume_free energy-ctl-influxdb-intel_xeon_gold_6130
     """
-    mountpoint = __salt__["docker.inspect_volume"](volume).get("Mountpoint")
-    return health.free_bytes(mountpoint) if mountpoint else None
+    return __salt__["energy_health.volume_free"](volume)
 
 
 def heal_check(trigger="heal schedule"):
     """
     The light health check the heal schedule runs every ``energy:heal:schedule:seconds``: this
-    minion's containers of the plan (as the ``energy.heal`` SLS last kept them: no state run, no
-    plan, no mine), each inspected and probed as ``energy_heal.healthy`` does; only a container that
-    fails its check goes through ``energy_heal.healthy``, which recreates it, logs it and fires
-    ``energy/heal/<component>``. Containers in maintenance are left alone. Returns the names
-    found healthy, held, left as they are (with why) and recreated (with the comment).
+    minion's containers of the plan (``energy_health.plan_part``: as the ``energy.heal`` SLS last
+    kept them, so no state run, no plan, no mine), each through the healing pipeline
+    (``energy_health.check``: inspected and probed once, the verdict, its record; a container that
+    fails is recreated, logged, and ``energy/heal/<component>`` fired). Containers in maintenance
+    are left alone. Returns the names found healthy, held, left as they are (with why: recreating
+    them would not help, or another job of this minion was recreating them) and recreated (with
+    the comment).
 
     CLI Example:
 
@@ -314,42 +267,15 @@ def heal_check(trigger="heal schedule"):
 
         salt-call energy_heal.heal_check
     """
-    import json  # pylint: disable=import-outside-toplevel
-
-    try:
-        with open(node_kept_file(), encoding="utf-8") as handle:
-            kept = json.load(handle)
-    except (OSError, ValueError):
-        conf = __salt__["energy.config"](secrets=True)  # not kept yet (the energy.heal SLS keeps it): from the plan
-        kept = health.kept(__salt__["energy.node"](conf, secrets=True), conf["heal"])
-    settings = kept["heal"]
-    checked, seen = {}, health.Seen(health.seen_path(__opts__["cachedir"]))  # freshness across checks
+    part = __salt__["energy_health.plan_part"]()
+    settings = part["heal"]
     found = {"healthy": [], "held": [], "left": {}, "recreated": {}}
-    for spec in kept["containers"]:
-        name = spec["name"]
+    for spec in part["containers"]:
         if spec["component"] not in settings["components"]:
             continue
-        reason = held(name, spec["component"])
-        if reason:
-            checked[name] = ("held", reason)
-            found["held"].append(name)
-            continue
-        try:
-            info = __salt__["docker.inspect_container"](name)
-        except Exception:  # pylint: disable=broad-except
-            info = None  # saltext-dockermod raises for a missing container
-        reason = health.diagnose(info, spec["health"], settings["grace_seconds"], volume_free, seen)
-        if reason is None:
-            checked[name] = ("healthy", "")
-            found["healthy"].append(name)
-        elif reason.startswith(health.LEFT_AS_IS):
-            checked[name] = ("unhealthy", reason)
-            log.error("energy heal: %s container %s is unhealthy: %s; left as it is", spec["component"], name, reason)
-            found["left"][name] = reason
-        else:  # energy_heal.healthy keeps its own record of what it did
-            ret = _recreate(spec, settings, trigger)
-            found["recreated"][name] = "; ".join(
-                str(r.get("comment")) for r in (ret.values() if isinstance(ret, dict) else [])) or str(ret)
-    if checked:
-        health.record(health.records_path(__opts__["cachedir"]), checked, time.time())
+        ret = _check(spec, settings, trigger)
+        if ret["status"] in ("healthy", "held"):
+            found[ret["status"]].append(spec["name"])
+        elif ret["status"] in ("left", "recreated", "busy"):  # busy: left to the job that holds it
+            found["left" if ret["status"] == "busy" else ret["status"]][spec["name"]] = ret["comment"]
     return found

@@ -5,7 +5,7 @@ The ``energy_health`` execution module: the one healing pipeline of this minion.
                              (each probe runs once), the verdict (``energy_core.verdict``), its
                              record, and what the verdict says: nothing, leave it and say why, or
                              recreate it (on the stack's network), wait for it to answer and fire
-                             ``energy/heal/<component>``
+                             ``energy/heal/<component>``; one job at a time per container
 ``energy_health.plan_part``  this minion's containers and ``energy:heal``: where healing reads the plan
 ``energy_health.volume_free`` free bytes of a Docker volume (a data volume's "room")
 
@@ -35,7 +35,7 @@ try:
     import energy_core
 
     energy_core.load()  # afresh from disk, before the names below are bound (energy_core.load)
-    from energy_core import hardening, health, maintenance, names, sensor_faults, verdict
+    from energy_core import container_lock, hardening, health, maintenance, names, sensor_faults, verdict
     CORE_ERROR = None
 except ImportError as exc:  # the utils are not synced yet (saltutil.sync_utils)
     CORE_ERROR = str(exc)
@@ -259,8 +259,12 @@ def check(name, component, run, probe=None, grace=60, timeout=60, trigger="healt
     probe once), the verdict, the record, and what the verdict says. Returns a state-like
     ``{"status", "result", "changes", "comment"}``: ``status`` is ``healthy``, ``held``,
     ``watched`` (this state run started it: ``energy_heal.stays_up`` watches it), ``left`` (unhealthy,
-    and recreating it would not help: the comment says why and the fix) or ``recreated``. Under
-    ``test`` (default: this job's ``test``) it says what it would recreate and changes nothing.
+    and recreating it would not help: the comment says why and the fix), ``recreated`` or ``busy``.
+    One job at a time judges and recreates a container (``energy_core.container_lock``): the heal
+    schedule, a reaction and a state run that find it dead together recreate it once, the one that
+    waited judging it again; ``busy`` when another job held it for ``timeout`` + ``grace`` seconds.
+    Under ``test`` (default: this job's ``test``) it says what it would recreate, changes nothing
+    and takes no lock.
     ``recreate(name, run, force)``: how a state that calls this recreates (default: with the
     pillar this minion holds).
 
@@ -271,13 +275,29 @@ def check(name, component, run, probe=None, grace=60, timeout=60, trigger="healt
         salt-call energy_health.check energy-node-a-sensor sensor run='{image: powerapi/hwpc-sensor:1.3.0}'
     """
     spec = {"name": name, "component": component, "run": run, "health": probe or {}}
-    test = bool(__opts__.get("test") if test is None else test)
+    settings = {"grace": float(grace), "timeout": timeout, "trigger": trigger, "started_here": started_here}
+    if __opts__.get("test") if test is None else test:
+        return _judged(spec, settings, recreate, test=True)
+    # one job at a time: the schedule's check, a reaction and a state run may find it dead together;
+    # the one that waited judges it again, after the other recreated it (energy_core.container_lock)
+    try:
+        with container_lock.held(__opts__["cachedir"], name, wait=float(timeout) + float(grace)):
+            return _judged(spec, settings, recreate, test=False)
+    except container_lock.Busy as exc:
+        return {"status": "busy", "result": False, "changes": {},
+                "comment": f"{component} container {name} left to the other job: {exc}"}
+
+
+def _judged(spec, settings, recreate, test):
+    """``check``'s work (under the container's lock unless ``test``): the verdict, its record, and
+    a recreation when the verdict says so."""
+    name, component = spec["name"], spec["component"]
     seen = health.Seen(health.seen_path(__opts__["cachedir"]))  # a sensor's freshness across checks
-    found, facts = verdict.judge(spec, _gather(spec, seen), float(grace), time.time(), started_here,
-                                      __opts__.get("id"))
+    found, facts = verdict.judge(spec, _gather(spec, seen), settings["grace"], time.time(), settings["started_here"],
+                                 __opts__.get("id"))
     for key, value in (found.get("keep") or {}).items():
         seen[key] = value
-    status, reason = found["status"], found["reason"]
+    status, reason, trigger = found["status"], found["reason"], settings["trigger"]
     if status in ("healthy", "held", "watched"):
         comment = {"healthy": f"{component} container {name} is healthy",
                    "held": f"{component} container {name} left alone: {reason}", "watched": reason}[status]
@@ -292,5 +312,4 @@ def check(name, component, run, probe=None, grace=60, timeout=60, trigger="healt
     if test:
         return {"status": "recreated", "result": None, "changes": {"recreate": {"reason": reason}},
                 "comment": f"would recreate {component} container {name} because {reason}"}
-    return _recreated(spec, found, facts.get("info") is not None,
-                      {"trigger": trigger, "timeout": timeout}, recreate)
+    return _recreated(spec, found, facts.get("info") is not None, settings, recreate)

@@ -21,7 +21,7 @@ try:
     import energy_core
 
     energy_core.load()  # afresh from disk, before the names below are bound (energy_core.load)
-    from energy_core import container_lock, healing, health, names
+    from energy_core import hardening, healing, health, names, sensor_faults
     CORE_ERROR = None
 except ImportError as exc:  # the utils are not synced yet (saltutil.sync_utils)
     CORE_ERROR = str(exc)
@@ -32,7 +32,7 @@ def __virtual__():
         return (False, f"the energy_heal states need the formula's energy_core utils ({CORE_ERROR}): "
                        "run saltutil.sync_utils (energy.orch does)")
     return energy_core.virtual(__virtualname__, "the energy_heal states",
-                               __salt__, needs=("energy_heal.held", "docker.inspect_container"))
+                               __salt__, needs=("energy_health.check", "docker.inspect_container"))
 
 
 def _inspect(name):
@@ -43,16 +43,25 @@ def _inspect(name):
         return None
 
 
-def _free_space(volume):
-    """Free bytes of a Docker volume on this host, or None (``energy_heal.volume_free``)."""
-    return __salt__["energy_heal.volume_free"](volume)
+def _recreate(name, run, force):
+    """How this state run recreates a container for ``energy_health.check``: the stack's network
+    first (a container recreated on a host whose network went missing would not start), then
+    ``energy.container_running`` with ``force``, in this run (``energy_heal.stays_up`` sees it)."""
+    network = hardening.stack_network(run)
+    if network:
+        ret = __states__["energy_network.present"](name=network)
+        if not ret.get("result"):
+            return ret
+    return __states__["energy.container_running"](name=name, force=force, **run)
 
 
 def healthy(name, component, run, probe=None, grace=60, timeout=60, trigger="health check"):
     """
     Make sure a container of the stack runs and answers; otherwise recreate it from ``run`` (the
     docker_container.running arguments of the plan), log what was found and done, and fire
-    ``energy/heal/<component>`` with minion, container, reason and duration.
+    ``energy/heal/<component>`` with minion, container, reason and duration. The check, the
+    verdict, the records and the recreation are ``energy_health.check``'s (the one healing
+    pipeline, which the heal schedule and the reactor run too); this state adapts its result.
 
     .. code-block:: yaml
 
@@ -63,92 +72,11 @@ def healthy(name, component, run, probe=None, grace=60, timeout=60, trigger="hea
             - run: {image: 'influxdb:1.8.10', ...}
             - probe: {http: 'http://10.0.0.5:8086/ping'}
     """
-    ret = {"name": name, "changes": {}, "result": True, "comment": ""}
-    probe = probe or {}
-    held = __salt__["energy_heal.held"](name, component)
-    if held:
-        ret["comment"] = f"{component} container {name} left alone: {held}"
-        _note(name, "held", held)
-        return ret
-    if component in names.WATCHED and name in __context__.get(names.STARTED, ()):
-        # the orch's last phase and the full schedule apply energy.heal with the components' SLS
-        # files: a container they just started is energy_heal.stays_up's to judge (a sensor that
-        # refuses its config is stopped there, not recreated here)
-        ret["comment"] = f"{component} container {name} was started by this state run: energy_heal.stays_up watches it"
-        return ret
-    if __opts__.get("test"):
-        return _judged(ret, component, run, probe, grace, timeout, trigger)
-    # one job at a time: the schedule's check, a reaction and a state run may find it dead together;
-    # the one that waited judges it again, after the other recreated it
-    try:
-        with container_lock.held(__opts__["cachedir"], name, wait=float(timeout) + float(grace)):
-            return _judged(ret, component, run, probe, grace, timeout, trigger)
-    except container_lock.Busy as exc:
-        ret["result"] = False
-        ret["comment"] = f"{component} container {name} left to the other job: {exc}"
-        return ret
-
-
-def _judged(ret, component, run, probe, grace, timeout, trigger):
-    """The container's verdict, and its recreation when the verdict says so (``healthy``'s work,
-    under the container's lock)."""
-    name = ret["name"]
-    info = _inspect(name)
-    reason = health.diagnose(info, probe, grace, _free_space, health.Seen(health.seen_path(__opts__["cachedir"])))
-    if reason is None:
-        ret["comment"] = f"{component} container {name} is healthy"
-        _note(name, "healthy", "")
-        return ret
-    if reason.startswith(health.LEFT_AS_IS):
-        # recreating this container would not bring back the database its check reads through,
-        # nor free its volume
-        ret["result"] = False
-        ret["comment"] = f"{component} container {name} is unhealthy: {reason}; left as it is"
-        _note(name, "unhealthy", reason)
-        return ret
-    try:
-        __salt__["docker.inspect_image"](run["image"])
-    except Exception:  # pylint: disable=broad-except
-        ret["result"] = False
-        ret["comment"] = health.image_missing(component, name, reason, run["image"], __opts__.get("id"))
-        log.error("energy heal: %s", ret["comment"])
-        _note(name, "unhealthy", ret["comment"])
-        return ret
-    if __opts__.get("test"):
-        ret["result"] = None
-        ret["comment"] = f"would recreate {component} container {name} because {reason}"
-        ret["changes"] = {"recreate": {"reason": reason}}
-        return ret
-    started = time.monotonic()
-    log.warning("energy heal: %s container %s is unhealthy (%s; found by %s): recreating it", component, name,
-                reason, trigger)
-    # docker_container.running makes the new container before it removes the old one (force:
-    # even when the old one is configured as wanted): a failed creation leaves the old one there
-    created = __states__["energy.container_running"](name=name, force=info is not None, **run)
-    deadline = time.monotonic() + float(timeout)
-    after = None
-    while created.get("result"):
-        after = health.diagnose(_inspect(name), probe, grace=float("inf"), free_space=_free_space)
-        if after is None or time.monotonic() > deadline:
-            break
-        time.sleep(0.5)
-    duration = round(time.monotonic() - started, 2)
-    healed = bool(created.get("result")) and after is None
-    event = {"minion": __opts__.get("id"), "container": name, "component": component, "reason": reason,
-             "duration": duration, "healed": healed, "trigger": trigger}
-    __salt__["event.send"](f"{names.HEAL_EVENT}/{component}", event)
-    ret["changes"] = {"recreated": event}
-    _note(name, "recreated" if healed else "unhealthy", reason if healed else str(after or created.get("comment")))
-    if healed:
-        log.warning("energy heal: %s container %s recreated and answering in %.2f s", component, name, duration)
-        ret["comment"] = f"recreated {component} container {name} because {reason}; answering after {duration} s"
-    else:
-        log.error("energy heal: %s container %s still unhealthy after recreation: %s", component, name,
-                  after or created.get("comment"))
-        ret["result"] = False
-        ret["comment"] = (f"recreated {component} container {name} because {reason}, but it is still "
-                          f"unhealthy: {after or created.get('comment')}")
-    return ret
+    found = __salt__["energy_health.check"](
+        name, component, run, probe=probe or {}, grace=grace, timeout=timeout, trigger=trigger,
+        started_here=name in __context__.get(names.STARTED, ()), recreate=_recreate,
+        test=bool(__opts__.get("test")))
+    return {"name": name, "changes": found["changes"], "result": found["result"], "comment": found["comment"]}
 
 
 def node_kept(name):
@@ -178,16 +106,6 @@ def node_kept(name):
     done = healing.write_atomic(name, content, mode=0o600)
     ret.update(comment=f"{name} {done} (this minion's containers and checks)", changes={"node": done})
     return ret
-
-
-def _note(name, status, reason):
-    """Keep what the health check found (``salt-run energy.summary`` shows it); not in test mode."""
-    if __opts__.get("test"):
-        return
-    try:
-        health.record(health.records_path(__opts__["cachedir"]), {name: (status, reason)}, time.time())
-    except OSError as exc:  # the check's result matters more than its record
-        log.warning("energy heal: cannot keep the health record of %s: %s", name, exc)
 
 
 def _restart_minion_later(how, delay=5):
@@ -263,7 +181,7 @@ def stays_up(name, component, seconds=5, cpu=None):
     except Exception as exc:  # pylint: disable=broad-except
         logs = f"(no output: {exc})"
     ret["result"] = False
-    refused = health.sensor_refusal(logs) if component == "sensor" else None
+    refused = health.sensor_refusal(logs, _sensor_groups(info or first)) if component == "sensor" else None
     if refused:
         __salt__["docker.stop"](name, timeout=1)
         ret["changes"] = {"stopped": name}
@@ -278,6 +196,20 @@ def stays_up(name, component, seconds=5, cpu=None):
                           f"{info.get('RestartCount', 0) - restarts} restart(s)); its last output:\n{logs.strip()[-1500:]}")
     log.error("energy: %s", ret["comment"])
     return ret
+
+
+def _sensor_groups(info):
+    """The event groups of the config the formula wrote for a sensor (its bind-mounted file), to
+    name the group of a refused event: hwpc-sensor 1.3.0 names none."""
+    import json  # pylint: disable=import-outside-toplevel
+
+    source = next((m.get("Source") for m in info.get("Mounts") or []
+                   if m.get("Destination") == "/etc/hwpc-sensor/config.json"), None)
+    try:
+        with open(source, encoding="utf-8") as handle:
+            return sensor_faults.config_groups(json.load(handle))
+    except (OSError, ValueError, TypeError, AttributeError):
+        return {}
 
 
 def _minion_pid():

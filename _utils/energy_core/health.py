@@ -223,37 +223,6 @@ def image_missing(component, name, reason, image, minion):
             f"{minion} state.apply energy.{component} (or wait for the next heal)")
 
 
-def diagnose(info, probe, grace, free_space=None, seen=None, clock=time.time):
-    """Why a container is unhealthy, or None: ``verdict.problem`` with its facts fetched here.
-    Kept for the Salt layers until they gather their facts for ``verdict`` themselves."""
-    from . import verdict  # pylint: disable=import-outside-toplevel
-
-    facts = {"info": info, "seen": None}
-    now = clock()
-
-    def fact(name):
-        if name not in facts:
-            if name == "free":
-                try:
-                    facts[name] = free_space(probe["space"]["volume"]) if free_space else None
-                except (OSError, KeyError, TypeError, ValueError):
-                    facts[name] = None
-            elif name == "seen":
-                facts[name] = (seen or {}).get(verdict.fresh_key(probe["fresh"]))
-            elif name == "sensor":
-                facts[name] = None
-            else:
-                facts[name] = network_fact(name, probe)
-        return facts[name]
-
-    facts.pop("seen")
-    reason, _, keep = verdict.problem(probe, fact, grace, now)
-    if keep and seen is not None:
-        for key, value in keep.items():
-            seen[key] = value
-    return reason
-
-
 # --------------------------------------------------------------------------- the last check of each container
 # energy_heal.healthy keeps what it last found per container (what `salt-run energy.summary` shows):
 # ``{name: {"status": "healthy"|"recreated"|"unhealthy"|"held", "reason", "at"}}`` in the minion's

@@ -1,10 +1,11 @@
 """The stack heals itself: energy.heal recreates what died, logs it, fires energy/heal/<component>,
 and no stored point is lost; the pillar-driven schedule does it with nobody acting."""
 
+import json
 import os
 import time
 
-from tests.integration.conftest import MONGO_PASSWORDS, XEON_E5, XEON_GOLD, containers, one, pillar_changed
+from tests.integration.conftest import MONGO_PASSWORDS, XEON_E5, XEON_GOLD, containers, one, pillar_changed, settled
 from tests.power import influx
 
 
@@ -177,3 +178,52 @@ def test_a_directory_docker_made_at_the_sensor_config_is_replaced_by_the_file(de
         if os.path.isdir(source):
             os.rmdir(source)
         salt_cli.run("state.apply", "energy.sensor", minion_tgt=minion)
+
+
+def test_a_sensor_refusing_a_system_event_is_left_with_its_group_and_the_fix(deployed, salt_cli, docker_engine,
+                                                                             event_listener, salt_master, salt_minions):
+    """A sensor that refuses an event of its system group sends no `all` report: recreating it
+    would refuse again. The light check, the heal state and the reactor leave it, naming the event,
+    the group (from the config the formula wrote when the sensor names none) and the fix, and
+    energy/unhealthy/sensor says so once."""
+    sensor = one(docker_engine, "sensor", XEON_E5)
+    minion = sensor.labels["energy.minion"]
+    source = next(m["Source"] for m in sensor.attrs["Mounts"] if m["Destination"] == "/etc/hwpc-sensor/config.json")
+    with open(source, encoding="utf-8") as handle:
+        original = handle.read()
+    config = json.loads(original)
+    config["system"]["rapl"]["events"].append("RAPL_ENERGY_NOPE")
+    with open(source, "w", encoding="utf-8") as handle:  # the same file (its mode stays 0600)
+        json.dump(config, handle)
+    start = time.time()
+    sensor.restart(timeout=1)
+    try:
+        deadline, found = time.time() + 60, {}
+        while time.time() < deadline and sensor.name not in found.get("left", {}):
+            found = salt_cli.run("energy_heal.heal_check", minion_tgt=minion).data
+            time.sleep(0 if sensor.name in found.get("left", {}) else 3)
+        reason = found["left"][sensor.name]
+        assert "system group 'rapl' cannot count event 'RAPL_ENERGY_NOPE'" in reason, found
+        assert "no `all` report" in reason and "Fix: remove 'RAPL_ENERGY_NOPE' from energy:sensor:events" in reason
+        assert sensor.name not in found["recreated"]
+        events = event_listener.wait_for_events([(salt_master.id, "energy/unhealthy/sensor")], after_time=start,
+                                                timeout=30)
+        assert events.found_all_events, events.missed
+        (event,) = [e for e in events if e.data["data"]["container"] == sensor.name]
+        assert "RAPL_ENERGY_NOPE" in event.data["data"]["reason"] and event.data["data"]["minion"] == minion
+        # the heal state says the same and changes nothing; the news is not fired again
+        fired = len(event_listener.get_events([(salt_master.id, "energy/unhealthy/sensor")], after_time=start))
+        ret = salt_cli.run("state.apply", "energy.heal", minion_tgt=minion)
+        (check,) = [r for sid, r in ret.data.items() if "health" in sid and sensor.name in sid]
+        assert check["result"] is False and "cannot count event 'RAPL_ENERGY_NOPE'" in check["comment"], check
+        assert not check["changes"]
+        assert one(docker_engine, "sensor", XEON_E5).id == sensor.id  # left, not recreated
+        time.sleep(2)
+        assert len(event_listener.get_events([(salt_master.id, "energy/unhealthy/sensor")], after_time=start)) == fired
+        log = open(salt_minions[minion].config["log_file"], encoding="utf-8").read()
+        assert f"energy heal: sensor container {sensor.name} is unhealthy: the hwpc-sensor refused its config" in log
+    finally:
+        with open(source, "w", encoding="utf-8") as handle:
+            handle.write(original)
+        one(docker_engine, "sensor", XEON_E5).restart(timeout=1)
+        settled(docker_engine)

@@ -28,6 +28,7 @@ heal_mod = _import("_modules", "energy_heal")
 heal_state = _import("_states", "energy_heal")
 heal_runner = _import("_runners", "energy_heal")
 archive_mod = _import("_modules", "energy_archive")
+health_mod = _import("_modules", "energy_health")  # the healing pipeline, run for real under the state
 
 MINION = "node-a"
 CPU = "Intel(R) Xeon(R) CPU @ 2.10GHz"  # slug intel_xeon
@@ -53,7 +54,7 @@ def module_logs(caplog):
     """The modules' log records, kept out of Salt's deferred stderr handler (which would print
     them when the interpreter exits, after pytest has closed the stream it captured)."""
     loggers = [logging.getLogger(m.__name__) for m in (energy_mod, energy_state, energy_runner, heal_mod, heal_state,
-                                                   heal_runner, archive_mod)]
+                                                   heal_runner, archive_mod, health_mod)]
     for logger in loggers:
         caplog.set_level(logging.INFO, logger=logger.name)
         logger.addHandler(caplog.handler)
@@ -103,7 +104,11 @@ def module_opts(conf_file, cachedir):
 def module_salt():
     return {
         "event.send": mock.MagicMock(return_value=True),
-        "energy_heal.healthy": mock.MagicMock(return_value={"energy_heal_|-x_|-x_|-healthy": {"result": True, "changes": {}}}),
+        "energy_health.check": mock.MagicMock(return_value={"status": "recreated", "result": True, "changes": {},
+                                                            "comment": "recreated ..."}),
+        # this minion's part of the plan, as energy_health.plan_part computes it when none is kept
+        "energy_health.plan_part": mock.MagicMock(side_effect=lambda: energy_mod.core.health.kept(
+            energy_mod.node(energy_mod.config(secrets=True), secrets=True), energy_mod.config(secrets=True)["heal"])),
         "cp.get_file_str": mock.MagicMock(return_value=DEFAULTS_TEXT),
         "mine.get": mock.MagicMock(side_effect=lambda tgt, fun, tgt_type=None: {MINION: dict(FACTS)}),
     }
@@ -120,8 +125,13 @@ STATE_SECRET = "a-mongo-password-in-the-env"
 @pytest.fixture
 def state_salt():
     return {
-        "energy_heal.held": mock.MagicMock(return_value=""),
         "energy_heal.engine_loaded": mock.MagicMock(return_value=False),
+        # energy_heal.healthy runs the real pipeline, whose Docker calls are the mocks of this dict
+        "energy_health.check": lambda *args, **kwargs: health_mod.check(*args, **kwargs),
+        "docker.inspect_volume": mock.MagicMock(return_value={}),
+        "docker.logs": mock.MagicMock(return_value=""),
+        "docker.ps": mock.MagicMock(return_value={}),
+        "state.running": mock.MagicMock(return_value=[]),
         "docker.inspect_container": mock.MagicMock(return_value=inspected()),
         "docker.rm": mock.MagicMock(return_value=True),
         "docker.inspect_image": mock.MagicMock(return_value={"Id": "sha256:0"}),
@@ -168,6 +178,7 @@ def _split_modules(module_opts, module_salt, pillar, state_opts, state_salt, sta
         heal_state: {"__opts__": state_opts, "__salt__": state_salt, "__states__": state_states,
                      "__grains__": {}, "__context__": context},
         heal_runner: {"__opts__": runner_opts, "__salt__": {}, "__context__": {}},
+        health_mod: {"__opts__": state_opts, "__salt__": state_salt, "__pillar__": pillar, "__context__": {}},
     }
 
 

@@ -130,7 +130,7 @@ def test_react_skips_when_the_engine_file_is_absent(module_salt, engine_path):
     assert ret["result"] is True and ret["changes"] == {}
     assert ret["comment"] == f"event-driven healing is off on this minion ({engine_path} is absent)"
     assert heal_mod.engine_file() == str(engine_path)
-    module_salt["energy_heal.healthy"].assert_not_called()
+    module_salt["energy_health.check"].assert_not_called()
 
 
 def test_react_skips_when_event_healing_is_off(module_salt, pillar, engine_on):
@@ -138,7 +138,7 @@ def test_react_skips_when_event_healing_is_off(module_salt, pillar, engine_on):
     ret = heal_mod.react(FORMULA, "die")
     assert ret["result"] is True
     assert ret["comment"] == "energy:heal:events:enabled is false"
-    module_salt["energy_heal.healthy"].assert_not_called()
+    module_salt["energy_health.check"].assert_not_called()
 
 
 @pytest.mark.parametrize("name", ["energy-node-b-formula-intel_xeon", "energy-node-a-formula-amd_epyc", "nginx"])
@@ -146,22 +146,14 @@ def test_react_skips_a_name_not_in_this_minions_plan(name, module_salt, engine_o
     ret = heal_mod.react(name, "destroy")
     assert ret["result"] is True
     assert ret["comment"] == "not a container of this minion's plan: left alone"
-    module_salt["energy_heal.healthy"].assert_not_called()
+    module_salt["energy_health.check"].assert_not_called()
 
 
 def test_react_skips_a_component_not_healed(module_salt, pillar, engine_on):
     pillar["energy"]["heal"] = {"components": ["sensor", "mongo"]}
     ret = heal_mod.react(FORMULA, "die")
     assert ret["comment"] == "formula is not in energy:heal:components: left alone"
-    module_salt["energy_heal.healthy"].assert_not_called()
-
-
-def test_react_leaves_a_container_in_maintenance_alone(module_salt, engine_on):
-    heal_mod.maintenance("on", "formula", reason="tuning")
-    ret = heal_mod.react(FORMULA, "die")
-    assert ret["result"] is True
-    assert ret["comment"].startswith("left alone: maintenance on formula since ") and "(tuning)" in ret["comment"]
-    module_salt["energy_heal.healthy"].assert_not_called()
+    module_salt["energy_health.check"].assert_not_called()
 
 
 @pytest.mark.parametrize("status", ["running"])
@@ -170,7 +162,7 @@ def test_react_leaves_a_running_container_alone_before_computing_any_plan(status
     module_salt["docker.inspect_container"] = mock.MagicMock(return_value=inspected(status))
     ret = heal_mod.react(FORMULA, "die")
     assert ret == {"result": True, "changes": {}, "comment": "still running: nothing to recreate"}
-    module_salt["energy_heal.healthy"].assert_not_called()
+    module_salt["energy_health.check"].assert_not_called()
     module_salt["mine.get"].assert_not_called()
 
 
@@ -181,31 +173,31 @@ def test_react_recreates_a_container_that_is_not_running_or_missing(status, modu
     else:
         module_salt["docker.inspect_container"] = mock.MagicMock(return_value=inspected(status))
     heal_mod.react(FORMULA, "destroy")
-    module_salt["energy_heal.healthy"].assert_called_once()
+    module_salt["energy_health.check"].assert_called_once()
 
 
-def test_react_recreates_with_energy_healthy(module_salt, engine_on):
+def test_react_runs_the_container_through_the_healing_pipeline(module_salt, engine_on):
     spec = formula_spec()
-    assert spec["health"]  # the formula's backlog probe: what energy_heal.healthy must check
+    assert spec["health"]  # the formula's backlog probe: what the pipeline must check
     ret = heal_mod.react(FORMULA, "die")
-    assert ret is module_salt["energy_heal.healthy"].return_value
-    module_salt["energy_heal.healthy"].assert_called_once_with(
-        FORMULA, component="formula", run=spec["run"], probe=spec["health"],
-        grace=90, timeout=60, trigger="docker die event")
+    assert ret is module_salt["energy_health.check"].return_value
+    module_salt["energy_health.check"].assert_called_once_with(
+        FORMULA, "formula", spec["run"], probe=spec["health"], grace=90, timeout=60, trigger="docker die event")
     assert "retcode" not in heal_mod.__context__
 
 
 def test_react_passes_the_action_and_pillar_timings_on(module_salt, pillar, engine_on):
     pillar["energy"]["heal"] = {"grace_seconds": 5, "timeout": 7}
     heal_mod.react(SENSOR, "destroy")
-    kwargs = module_salt["energy_heal.healthy"].call_args.kwargs
-    assert module_salt["energy_heal.healthy"].call_args.args == (SENSOR,) and kwargs["component"] == "sensor"
+    kwargs = module_salt["energy_health.check"].call_args.kwargs
+    assert module_salt["energy_health.check"].call_args.args[:2] == (SENSOR, "sensor")
     assert (kwargs["grace"], kwargs["timeout"], kwargs["trigger"]) == (5, 7, "docker destroy event")
     assert "fresh" in kwargs["probe"]
 
 
 def test_react_fails_the_job_when_the_recreation_fails(module_salt, engine_on):
-    module_salt["energy_heal.healthy"].return_value = {"energy_heal_|-x_|-x_|-healthy": {"result": False, "changes": {}}}
+    module_salt["energy_health.check"].return_value = {"status": "recreated", "result": False, "changes": {},
+                                                       "comment": "recreated ..., but it is still unhealthy"}
     heal_mod.react(FORMULA, "die")
     assert heal_mod.__context__["retcode"] == 1
 
@@ -217,10 +209,10 @@ def test_react_leaves_the_container_to_the_job_holding_its_lock(module_salt, cac
         fcntl.flock(held_lock, fcntl.LOCK_EX | fcntl.LOCK_NB)  # the first job, recreating it
         ret = heal_mod.react(FORMULA, "destroy")
     assert ret == {"result": True, "changes": {}, "comment": "another job is recreating it already"}
-    module_salt["energy_heal.healthy"].assert_not_called()
+    module_salt["energy_health.check"].assert_not_called()
     # the lock is the container's, not the module's: once released, the next event recreates
     heal_mod.react(FORMULA, "destroy")
-    module_salt["energy_heal.healthy"].assert_called_once()
+    module_salt["energy_health.check"].assert_called_once()
 
 
 
@@ -240,24 +232,17 @@ def test_no_secret_leaves_the_minion_in_a_return(engine_on):
 
 
 
-def test_react_waits_for_a_running_state_run_without_salt_s_state_queue(module_salt, engine_on, monkeypatch):
-    # a nested state.single(queue=True) makes Salt queue a job with no function name, which then
-    # breaks saltutil.is_running for every later state run: react retries on its own instead
-    monkeypatch.setattr(heal_mod, "REACT_RETRY_SECONDS", 0)
-    conflict = ['The function "state.apply" is running as PID 4242 and was started at ...']
-    done = {"energy_heal_|-x_|-x_|-healthy": {"result": True, "changes": {}}}
-    module_salt["energy_heal.healthy"].side_effect = [conflict, conflict, done]
-    assert heal_mod.react(FORMULA, "die") == done
-    assert module_salt["energy_heal.healthy"].call_count == 3
-    assert all("queue" not in call.kwargs for call in module_salt["energy_heal.healthy"].call_args_list)
-
-
-def test_react_gives_up_at_its_deadline_and_fails_the_job(module_salt, engine_on, monkeypatch, pillar):
-    monkeypatch.setattr(heal_mod, "REACT_RETRY_SECONDS", 0)
-    pillar["energy"]["heal"] = {"grace_seconds": 0.01, "timeout": 0.01}
-    module_salt["energy_heal.healthy"].return_value = ['The function "state.apply" is running as PID 4242']
-    ret = heal_mod.react(FORMULA, "die")
-    assert isinstance(ret, list) and heal_mod.__context__["retcode"] == 1
+def test_the_light_check_runs_each_healed_container_through_the_pipeline(module_salt, pillar):
+    pillar["energy"]["heal"] = {"components": ["formula", "sensor"]}
+    answers = {FORMULA: {"status": "recreated", "comment": "recreated formula container ..."},
+               SENSOR: {"status": "left", "comment": "sensor container ... is unhealthy: ...; left as it is"}}
+    module_salt["energy_health.check"].side_effect = lambda name, *a, **kw: dict(
+        answers.get(name, {"status": "healthy", "comment": ""}), result=True, changes={})
+    found = heal_mod.heal_check()
+    assert found == {"healthy": [], "held": [], "left": {SENSOR: answers[SENSOR]["comment"]},
+                     "recreated": {FORMULA: answers[FORMULA]["comment"]}}
+    assert sorted(c.args[0] for c in module_salt["energy_health.check"].call_args_list) == sorted([FORMULA, SENSOR])
+    assert {c.kwargs["trigger"] for c in module_salt["energy_health.check"].call_args_list} == {"heal schedule"}
 
 
 # --------------------------------------------------------------------------- energy_archive.restore_influxdb

@@ -3,6 +3,7 @@ energy_heal.events_engine, and the reactor's energy.react_event."""
 
 import logging
 import stat
+import time
 from unittest import mock
 
 import pytest
@@ -34,8 +35,7 @@ def undigested(running):
 def test_healthy_container_is_left_as_it_is(state_salt, state_states):
     ret = heal_state.healthy(FORMULA, "formula", RUN)
     assert ret == {"name": FORMULA, "changes": {}, "result": True, "comment": f"formula container {FORMULA} is healthy"}
-    state_salt["docker.inspect_container"].assert_called_once_with(FORMULA)
-    state_salt["energy_heal.held"].assert_called_once_with(FORMULA, "formula")
+    state_salt["docker.inspect_container"].assert_called_once_with(FORMULA)  # once per check
     state_states["docker_container.running"].assert_not_called()
     state_salt["docker.rm"].assert_not_called()
     state_salt["event.send"].assert_not_called()
@@ -92,7 +92,11 @@ def test_a_check_that_cannot_run_is_unhealthy_with_its_reason_and_recreates_noth
     assert ret["result"] is False
     assert ret["comment"].startswith(f"formula container {FORMULA} is unhealthy: cannot check: the formula's backlog")
     state_states["docker_container.running"].assert_not_called()
-    state_salt["event.send"].assert_not_called()
+    # no recreation to announce; the news that it is unhealthy, once
+    (tag, data), = [c.args for c in state_salt["event.send"].call_args_list]
+    assert tag == "energy/unhealthy/formula" and data["reason"].startswith("cannot check: the formula's backlog")
+    heal_state.healthy(FORMULA, "formula", RUN, probe=probe, grace=0)
+    assert state_salt["event.send"].call_count == 1
 
 
 def test_recreation_that_does_not_heal_fails_and_says_so(state_salt, state_states):
@@ -124,13 +128,14 @@ def test_healthy_in_test_mode_only_says_what_it_would_do(state_opts, state_salt,
     state_salt["event.send"].assert_not_called()
 
 
-def test_healthy_leaves_a_container_in_maintenance_alone(state_salt, state_states):
-    state_salt["energy_heal.held"].return_value = "maintenance on formula since 2024-01-01 00:00:00 (tuning)"
+def test_healthy_leaves_a_container_in_maintenance_alone(state_salt, state_states, cachedir):
+    heal_state.core.maintenance.write(str(cachedir / "energy" / "maintenance.json"),
+                                      {"formula": {"reason": "tuning", "since": time.time(), "until": None}})
     state_salt["docker.inspect_container"].side_effect = Exception("No such container")
     ret = heal_state.healthy(FORMULA, "formula", RUN)
     assert ret["result"] is True and ret["changes"] == {}
-    assert ret["comment"] == (f"formula container {FORMULA} left alone: "
-                              "maintenance on formula since 2024-01-01 00:00:00 (tuning)")
+    assert ret["comment"].startswith(f"formula container {FORMULA} left alone: maintenance on formula since ")
+    assert "(tuning)" in ret["comment"]
     state_salt["docker.inspect_container"].assert_not_called()
     state_states["docker_container.running"].assert_not_called()
     state_salt["docker.rm"].assert_not_called()
