@@ -10,6 +10,7 @@ from unittest import mock
 
 import pytest
 
+from energy_core import health as health_core
 from tests.conftest import ROOT
 
 
@@ -107,7 +108,7 @@ def module_salt():
         "energy_health.check": mock.MagicMock(return_value={"status": "recreated", "result": True, "changes": {},
                                                             "comment": "recreated ..."}),
         # this minion's part of the plan, as energy_health.plan_part computes it when none is kept
-        "energy_health.plan_part": mock.MagicMock(side_effect=lambda: energy_mod.core.health.kept(
+        "energy_health.plan_part": mock.MagicMock(side_effect=lambda: health_core.kept(
             energy_mod.node(energy_mod.config(secrets=True), secrets=True), energy_mod.config(secrets=True)["heal"])),
         "cp.get_file_str": mock.MagicMock(return_value=DEFAULTS_TEXT),
         "mine.get": mock.MagicMock(side_effect=lambda tgt, fun, tgt_type=None: {MINION: dict(FACTS)}),

@@ -8,6 +8,7 @@ from unittest import mock
 
 import pytest
 import yaml
+from energy_core import maintenance as maintenance_core
 from energy_core import trust
 
 from tests.unit.loader_mocks import (  # noqa: F401  the fixtures are used by name  pylint: disable=unused-import
@@ -129,7 +130,7 @@ def test_healthy_in_test_mode_only_says_what_it_would_do(state_opts, state_salt,
 
 
 def test_healthy_leaves_a_container_in_maintenance_alone(state_salt, state_states, cachedir):
-    heal_state.core.maintenance.write(str(cachedir / "energy" / "maintenance.json"),
+    maintenance_core.write(str(cachedir / "energy" / "maintenance.json"),
                                       {"formula": {"reason": "tuning", "since": time.time(), "until": None}})
     state_salt["docker.inspect_container"].side_effect = Exception("No such container")
     ret = heal_state.healthy(FORMULA, "formula", RUN)
