@@ -2,7 +2,7 @@
 schedule's check, a reaction and a state run found it dead together: two docker_container.running
 replacing one container fail with a name conflict and leave a temporary container behind)."""
 
-import importlib
+import importlib.util
 import multiprocessing
 import time
 
@@ -48,7 +48,12 @@ def test_re_entrant_in_one_thread_also_across_fresh_copies_of_the_core(tmp_path)
     """The heal state takes the lock, then the container state it calls takes it again, each with
     its own copy of the core (energy_core.load imports it afresh for every Salt module)."""
     with container_lock.held(str(tmp_path), "energy-a-influxdb-x", wait=0.5):
-        fresh = importlib.reload(container_lock)
+        # energy_core.load() drops the core from sys.modules (other tests call it): a fresh copy
+        # read from the same file, as load() gives each Salt module, not importlib.reload
+        spec = importlib.util.spec_from_file_location("fresh_container_lock", container_lock.__file__)
+        fresh = importlib.util.module_from_spec(spec)
+        spec.loader.exec_module(fresh)
+        assert fresh is not container_lock
         with fresh.held(str(tmp_path), "energy-a-influxdb-x", wait=0.5):
             pass
 
