@@ -245,6 +245,14 @@ def test_the_light_check_runs_each_healed_container_through_the_pipeline(module_
     assert {c.kwargs["trigger"] for c in module_salt["energy_health.check"].call_args_list} == {"heal schedule"}
 
 
+def test_the_light_check_leaves_a_container_another_job_holds_to_that_job(module_salt, pillar):
+    pillar["energy"]["heal"] = {"components": ["formula"]}
+    busy = f"formula container {FORMULA} left to the other job: another job of this minion has been recreating it"
+    module_salt["energy_health.check"].side_effect = lambda name, *a, **kw: {
+        "status": "busy", "result": False, "changes": {}, "comment": busy}
+    assert heal_mod.heal_check() == {"healthy": [], "held": [], "left": {FORMULA: busy}, "recreated": {}}
+
+
 # --------------------------------------------------------------------------- energy_archive.restore_influxdb
 
 

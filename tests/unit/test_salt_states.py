@@ -2,14 +2,16 @@
 energy_heal.events_engine, and the reactor's energy.react_event."""
 
 import logging
+import multiprocessing
 import stat
+import sys
 import time
 from unittest import mock
 
 import pytest
 import yaml
+from energy_core import container_lock, trust
 from energy_core import maintenance as maintenance_core
-from energy_core import trust
 
 from tests.unit.loader_mocks import (  # noqa: F401  the fixtures are used by name  pylint: disable=unused-import
     CPU, DEFAULTS_TEXT, FACTS, FORMULA, MINION, RUN, SENSOR, STATE_SECRET, cachedir, conf_file, configure_loader_modules, energy_mod,
@@ -115,6 +117,57 @@ def test_failed_docker_container_running_fails_the_state(state_salt, state_state
     ret = heal_state.healthy(FORMULA, "formula", RUN)
     assert ret["result"] is False and ret["comment"].endswith("still unhealthy: image not found")
     assert state_salt["event.send"].call_args.args[1]["healed"] is False
+
+
+def _hold_lock(cachedir, name, seconds, ready):
+    with container_lock.held(cachedir, name):
+        ready.set()
+        time.sleep(seconds)
+
+
+def _other_job_holds(cachedir, name, seconds):
+    """Another job of this minion (a process) holding container ``name``'s lock for ``seconds``."""
+    ready = multiprocessing.Event()
+    other = multiprocessing.Process(target=_hold_lock, args=(str(cachedir), name, seconds, ready))
+    other.start()
+    assert ready.wait(10)
+    return other
+
+
+def test_the_recreation_runs_under_the_container_lock(state_salt, state_states, cachedir):
+    lock_file = container_lock.path(str(cachedir), FORMULA)
+    held = []
+    state_salt["docker.inspect_container"].side_effect = [None, None, inspected(age=1)]
+    state_states["docker_container.running"].side_effect = lambda **kw: held.append(
+        any(path == lock_file for _, path in sys.__dict__.get("_energy_container_locks", ()))) or {
+        "result": True, "changes": {}, "comment": ""}
+    assert heal_state.healthy(FORMULA, "formula", RUN)["result"] is True
+    assert held == [True]
+
+
+def test_a_job_that_waited_for_the_lock_judges_again_and_recreates_nothing(state_salt, state_states, cachedir):
+    # the other job (the heal schedule, a reaction) found it dead and recreated it meanwhile
+    other = _other_job_holds(cachedir, FORMULA, 1.0)
+    started = time.monotonic()
+    ret = heal_state.healthy(FORMULA, "formula", RUN)
+    other.join()
+    assert time.monotonic() - started > 0.5  # it waited for the other job
+    assert ret["result"] is True and ret["comment"] == f"formula container {FORMULA} is healthy"
+    state_states["docker_container.running"].assert_not_called()
+    state_salt["event.send"].assert_not_called()
+
+
+def test_a_container_another_job_holds_too_long_is_left_to_it(state_salt, state_states, cachedir):
+    other = _other_job_holds(cachedir, FORMULA, 3.0)
+    try:
+        state_salt["docker.inspect_container"].side_effect = Exception("No such container")
+        ret = heal_state.healthy(FORMULA, "formula", RUN, grace=0, timeout=0.3)
+    finally:
+        other.join()
+    assert ret["result"] is False and ret["changes"] == {}
+    assert ret["comment"].startswith(f"formula container {FORMULA} left to the other job: another job of this minion")
+    state_salt["docker.inspect_container"].assert_not_called()  # judged by the job that holds it
+    state_states["docker_container.running"].assert_not_called()
 
 
 def test_healthy_in_test_mode_only_says_what_it_would_do(state_opts, state_salt, state_states):
