@@ -40,7 +40,7 @@ try:
 except ImportError as exc:  # the utils are not synced yet (saltutil.sync_utils)
     CORE_ERROR = str(exc)
 
-RETRY_SECONDS = 2  # how often a recreation asks again while another state run holds the minion
+RETRY_SECONDS = 2  # how often a check asks again while another state run holds the minion
 SENSOR_CONFIG = "/etc/hwpc-sensor/config.json"  # where the sensor's container reads its config
 
 
@@ -174,20 +174,15 @@ def _held_pillar():
     return pillar or {"energy": {}}
 
 
-def _recreate(name, run, force, wait=60):
+def _recreate(name, run, force):
     """``energy_network.present`` (the stack's network) then ``energy.container_running`` with
     ``force``, applied with the pillar this minion holds. Like ``state.single`` it does not run
-    beside another state run of this minion: it waits up to ``wait`` seconds for it (Salt's
-    state queue would store the job with no function name and break saltutil.is_running)."""
+    beside another state run of this minion: ``check`` waits for one to end, without the
+    container's lock, before it calls this (Salt's state queue would store the job with no
+    function name and break saltutil.is_running)."""
     import salt.state  # pylint: disable=import-outside-toplevel
     import salt.utils.state  # pylint: disable=import-outside-toplevel
 
-    deadline = time.monotonic() + float(wait)
-    while __salt__["state.running"]():
-        if time.monotonic() >= deadline:
-            return {"result": False, "changes": {}, "comment": "another state run held this minion: "
-                                                               f"{__salt__['state.running']()}"}
-        time.sleep(RETRY_SECONDS)
     opts = salt.utils.state.get_sls_opts(__opts__)
     opts["test"] = False  # check says what it would do under test=True and recreates nothing
     state = salt.state.State(opts, initial_pillar=_held_pillar())
@@ -262,7 +257,8 @@ def check(name, component, run, probe=None, grace=60, timeout=60, trigger="healt
     and recreating it would not help: the comment says why and the fix), ``recreated`` or ``busy``.
     One job at a time judges and recreates a container (``energy_core.container_lock``): the heal
     schedule, a reaction and a state run that find it dead together recreate it once, the one that
-    waited judging it again; ``busy`` when another job held it for ``timeout`` + ``grace`` seconds.
+    waited judging it again; ``busy`` when another job held it for ``timeout`` + ``grace`` seconds
+    (or, recreating without a state, another state run of this minion went on that long).
     Under ``test`` (default: this job's ``test``) it says what it would recreate, changes nothing
     and takes no lock.
     ``recreate(name, run, force)``: how a state that calls this recreates (default: with the
@@ -280,12 +276,17 @@ def check(name, component, run, probe=None, grace=60, timeout=60, trigger="healt
         return _judged(spec, settings, recreate, test=True)
     # one job at a time: the schedule's check, a reaction and a state run may find it dead together;
     # the one that waited judges it again, after the other recreated it (energy_core.container_lock)
-    try:
-        with container_lock.held(__opts__["cachedir"], name, wait=float(timeout) + float(grace)):
-            return _judged(spec, settings, recreate, test=False)
-    except container_lock.Busy as exc:
-        return {"status": "busy", "result": False, "changes": {},
-                "comment": f"{component} container {name} left to the other job: {exc}"}
+    deadline = time.monotonic() + float(timeout) + float(grace)
+    while True:
+        try:
+            with container_lock.held(__opts__["cachedir"], name, wait=deadline - time.monotonic()):
+                ret = _judged(spec, settings, recreate, test=False)
+        except container_lock.Busy as exc:
+            ret = {"status": "busy", "result": False, "changes": {},
+                   "comment": f"{component} container {name} left to the other job: {exc}"}
+        if ret["status"] != "state run" or time.monotonic() >= deadline:
+            return dict(ret, status="busy") if ret["status"] == "state run" else ret
+        time.sleep(RETRY_SECONDS)  # without its lock, which that state run may be waiting for
 
 
 def _judged(spec, settings, recreate, test):
@@ -312,4 +313,8 @@ def _judged(spec, settings, recreate, test):
     if test:
         return {"status": "recreated", "result": None, "changes": {"recreate": {"reason": reason}},
                 "comment": f"would recreate {component} container {name} because {reason}"}
+    running = None if recreate else __salt__["state.running"]()
+    if running:  # check waits for it, and judges again
+        return {"status": "state run", "result": False, "changes": {},
+                "comment": f"{component} container {name} left to another state run of this minion: {running}"}
     return _recreated(spec, found, facts.get("info") is not None, settings, recreate)

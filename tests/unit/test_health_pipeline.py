@@ -5,6 +5,7 @@ news of a container left unhealthy fired once."""
 import datetime
 import importlib.util
 import json
+import sys
 import time
 from unittest import mock
 
@@ -94,6 +95,41 @@ def test_test_mode_says_what_it_would_recreate_and_does_nothing(mod):
     recreate.assert_not_called()
     mod.__salt__["event.send"].assert_not_called()
     assert records(mod) == {}
+
+
+def test_a_recreation_without_a_state_waits_for_a_state_run_without_the_lock_then_judges_again(mod, monkeypatch):
+    # a state run of this minion (the orch) may be waiting for the container's lock to recreate it
+    # itself: the heal schedule's check lets go of the lock while it waits, then judges again
+    monkeypatch.setattr(mod, "RETRY_SECONDS", 0.05)
+    lock_file = mod.container_lock.path(mod.__opts__["cachedir"], FORMULA[0])
+    lock_held_while_asked = []
+
+    def state_running():
+        lock_held_while_asked.append(any(p == lock_file for _, p in sys.__dict__.get("_energy_container_locks", ())))
+        return ["the orch's state.apply"] if len(lock_held_while_asked) == 1 else []
+
+    mod.__salt__["state.running"] = mock.Mock(side_effect=state_running)
+    # dead at the first look; the state run recreated it meanwhile
+    mod.__salt__["docker.inspect_container"].side_effect = [None, inspected()]
+    mod.answers = {"backlog": 5}
+    monkeypatch.setattr(mod, "_recreate", mock.Mock())
+    ret = mod.check(*FORMULA)
+    assert ret["status"] == "healthy" and lock_held_while_asked == [True]
+    mod._recreate.assert_not_called()
+    mod.__salt__["event.send"].assert_not_called()
+
+
+def test_a_state_run_that_goes_on_past_the_deadline_leaves_the_container_to_it(mod, monkeypatch):
+    monkeypatch.setattr(mod, "RETRY_SECONDS", 0.05)
+    mod.__salt__["state.running"] = mock.Mock(return_value=["the orch's state.apply"])
+    mod.__salt__["docker.inspect_container"].side_effect = Exception("No such container")
+    monkeypatch.setattr(mod, "_recreate", mock.Mock())
+    ret = mod.check(*FORMULA, grace=0, timeout=0.2)
+    assert ret["status"] == "busy" and ret["result"] is False
+    assert ret["comment"] == (f"formula container {FORMULA[0]} left to another state run of this minion: "
+                              "[\"the orch's state.apply\"]")
+    mod._recreate.assert_not_called()
+    mod.__salt__["event.send"].assert_not_called()
 
 
 def test_a_recreation_without_a_state_makes_sure_of_the_network_first(mod, monkeypatch):
