@@ -14,7 +14,6 @@ saltext-dockermod) and hands it to the pure core (``_utils/energy_core``), which
 import logging
 import os
 import sys
-import time
 
 log = logging.getLogger(__name__)
 
@@ -28,9 +27,9 @@ try:
     import energy_core
 
     energy_core.load()  # afresh from disk, before the names below are bound (energy_core.load)
-    from energy_core import health as health_core, inventory, maintenance, names as names_core, parts
+    from energy_core import health as health_core, inventory, names as names_core, parts
     from energy_core import plan as plan_core
-    from energy_core import schema, sensor, sizing as sizing_core, stack, topology as topology_core, trust
+    from energy_core import schema, sensor, sizing as sizing_core, stack, trust
     CORE_ERROR = None
 except ImportError as exc:  # the utils are not synced yet (saltutil.sync_utils)
     CORE_ERROR = str(exc)
@@ -316,20 +315,12 @@ def _space_problem(conf, node_part):
     part = _part()
     sizes = part["volume_sizes"] if part else sizing_core.estimate(conf, _plan(conf)).get(__opts__["id"], {})
     existing = {v.get("Name") for v in (__salt__["docker.volumes"]() or {}).get("Volumes") or []}
-    new = {volume: size for volume, size in sizes.items() if volume not in existing}
-    if not new:
-        return None
-    root = (__salt__["docker.info"]() or {}).get("DockerRootDir") or "/var/lib/docker"
-    free = health_core.free_bytes(root)
-    need = sum(new.values())
-    if need <= free:
-        return None
-    h = sizing_core.human
-    return (f"energy:experiment: {__opts__['id']} needs {h(need)} for its new database volumes "
-            f"({', '.join(f'{v} {h(n)}' for v, n in sorted(new.items()))}) and {root} has {h(free)} free. Fix: a "
-            "shorter energy:experiment:duration or energy:influxdb:retention, a longer energy:sensor:frequency_ms, "
-            "fewer energy:experiment:containers, another energy:strategy or other database hosts, or "
-            "energy:experiment:check_space: false")
+
+    def docker_root():
+        root = (__salt__["docker.info"]() or {}).get("DockerRootDir") or "/var/lib/docker"
+        return root, health_core.free_bytes(root)
+
+    return sizing_core.space_problem(__opts__["id"], sizes, existing, docker_root)
 
 
 def check(conf=None):
@@ -372,18 +363,7 @@ def sizing(conf=None):
     """
     conf = conf if conf is not None else config(secrets=True)
     full_plan = _plan(conf)
-    sizes = sizing_core.estimate(conf, full_plan)
-    return {
-        "hosts": {host: {volume: sizing_core.human(size) for volume, size in sorted(volumes.items())}
-                  for host, volumes in sorted(sizes.items())},
-        "total": {host: sizing_core.human(sum(volumes.values())) for host, volumes in sorted(sizes.items())},
-        "retention": sizing_core.retention(conf),
-        "max_sensors": plan_core.max_sensors(conf),
-        "experiment": dict(conf["experiment"]),
-        "frequency_ms": conf["sensor"]["frequency_ms"],
-        "constants": {"bytes_per_point": sizing_core.BYTES_PER_POINT, "bytes_per_report": sizing_core.BYTES_PER_REPORT,
-                      "formula_reports_per_s": sizing_core.FORMULA_REPORTS_PER_S},
-    }
+    return sizing_core.report(conf, full_plan, plan_core.max_sensors(conf))
 
 
 def summary(conf=None):
@@ -398,53 +378,6 @@ def summary(conf=None):
     """
     conf = conf if conf is not None else config(secrets=True)
     return _masked(plan_core.summary(_plan(conf)), conf, False)
-
-
-def live(topology=False):
-    """
-    What really runs here: every container labelled ``energy.minion=<this id>``, with its
-    component, CPU name, state, last health check (``energy_heal.healthy``), maintenance window,
-    published address and port, data volume and the volume's size. With ``topology=True``, also
-    the plan's topology as this minion computes it (``salt-run energy.summary`` asks one minion
-    for it), or the reason it cannot.
-
-    CLI Example:
-
-    .. code-block:: bash
-
-        salt '*' energy.live
-    """
-    minion = __opts__["id"]
-    now = time.time()
-    found = __salt__["docker.ps"](all=True, filters={"label": [f"{names_core.LABEL_MINION}={minion}"]})
-    health = health_core.read_records(health_core.records_path(__opts__["cachedir"]))
-    windows = maintenance.read(maintenance.path_in(__opts__["cachedir"]), now)
-    containers = []
-    for entry in inventory.containers(found):
-        try:
-            info = __salt__["docker.inspect_container"](entry["name"])
-        except Exception:  # pylint: disable=broad-except
-            continue  # removed meanwhile
-        ports = (info.get("NetworkSettings") or {}).get("Ports") or {}
-        published = sorted(f"{b.get('HostIp') or '0.0.0.0'}:{b.get('HostPort')}"
-                           for bindings in ports.values() for b in (bindings or []))
-        volume = next((m for m in info.get("Mounts") or [] if m.get("Type") == "volume"), None)
-        containers.append({
-            "name": entry["name"], "component": entry["component"], "cpu": entry["cpu"],
-            "state": (info.get("State") or {}).get("Status"),
-            "health": health.get(entry["name"]),
-            "maintenance": maintenance.held_reason(windows, entry["name"], entry["component"], minion) or None,
-            "published": published[0] if published else None,
-            "volume": volume.get("Name") if volume else None,
-            "volume_bytes": sizing_core.used_bytes(volume.get("Source")) if volume else None,
-        })
-    result = {"minion": minion, "containers": containers, "time": now}
-    if topology:
-        try:
-            result["topology"] = topology_core.planned(_plan(config(secrets=True)))
-        except Exception as exc:  # pylint: disable=broad-except
-            result["topology_error"] = str(exc)[:2000]
-    return result
 
 
 def hostname_to_influx(conf=None):
@@ -462,30 +395,6 @@ def hostname_to_influx(conf=None):
         salt-call energy.hostname_to_influx
     """
     return plan_core.influx_by_minion(plan(conf))
-
-
-def deployed(conf=None):
-    """
-    What the energy formula has deployed on this minion, in removal order: the containers labelled
-    ``energy.minion=<this id>``, the data volumes and the files it wrote (sensor config, Grafana
-    provisioning).
-
-    CLI Example:
-
-    .. code-block:: bash
-
-        salt-call energy.deployed
-    """
-    import glob  # pylint: disable=import-outside-toplevel
-
-    conf = conf if conf is not None else config()
-    minion = __opts__["id"]
-    found = __salt__["docker.ps"](all=True, filters={"label": [f"{names_core.LABEL_MINION}={minion}"]})
-    volumes = [v.get("Name", "") for v in (__salt__["docker.volumes"]() or {}).get("Volumes") or []]
-    files = glob.glob(names_core.sensor_config_file(conf["config_dir"], minion))
-    files += glob.glob(names_core.grafana_dir(conf["config_dir"], minion))
-    return {"containers": inventory.containers(found), "volumes": inventory.volumes(minion, volumes),
-            "config_files": sorted(files)}
 
 
 def empty_dir(path):

@@ -21,7 +21,7 @@ try:
     import energy_core
 
     energy_core.load()  # afresh from disk, before the names below are bound (energy_core.load)
-    from energy_core import archive as archive_core, health, influx, names, plan, sizing, topology
+    from energy_core import archive as archive_core, health, influx, influx_archive, names, plan, sizing
     CORE_ERROR = None
 except ImportError as exc:  # the utils are not synced yet (saltutil.sync_utils)
     CORE_ERROR = str(exc)
@@ -62,45 +62,25 @@ def _transfer_dir():
 
 
 def _influx_holding(database):
-    """This minion's InfluxDB container of the plan that holds ``database``, and its inspection."""
+    """This minion's InfluxDB container of the plan that holds ``database``, its inspection and data directory."""
     conf = __salt__["energy.config"](secrets=True)
     if conf["influxdb"]["version"] != 1:
-        _fail(archive_core.ArchiveError(
-            "energy:influxdb:version: bad value 2: energy.backup, energy.restore and energy.export read InfluxDB 1.x "
-            "(influxd backup -portable, InfluxQL). Fix: with InfluxDB 2 use the influx CLI in the container "
-            "(influx backup / influx restore, with the admin token)"))
-    for container in plan.node(__salt__["energy.plan"](conf, secrets=True), __opts__["id"])["containers"]:
-        if container["component"] == "influxdb" and database in [d["name"] for d in container["databases"]]:
-            try:
-                info = __salt__["docker.inspect_container"](container["name"])
-            except Exception:  # pylint: disable=broad-except
-                info = None
-            if not info or not (info.get("State") or {}).get("Running"):
-                _fail(archive_core.ArchiveError(
-                    f"InfluxDB container {container['name']} on {__opts__['id']} is not running. Fix: salt-run "
-                    "state.orchestrate energy.orch (or end its maintenance window), then try again"))
-            return container, info
-    _fail(archive_core.ArchiveError(f"database {database!r}: no InfluxDB of the plan on {__opts__['id']} holds it. "
-                                    "Fix: a database of the current plan (salt-run energy.summary shows them)"))
-    return None, None  # unreachable
-
-
-def _data_dir(info):
-    """Where the InfluxDB container's /var/lib/influxdb is on this host."""
-    mount = next((m for m in info.get("Mounts") or [] if m.get("Destination") == "/var/lib/influxdb"), None)
-    if not mount or not mount.get("Source"):
-        _fail(archive_core.ArchiveError(f"InfluxDB container {info.get('Name')} has no volume on /var/lib/influxdb"))
-    return mount["Source"]
-
-
-def _bind_address(info):
-    """``influxd backup/restore -host``: the RPC address the server listens on (INFLUXDB_BIND_ADDRESS
-    of the container, else InfluxDB's default 127.0.0.1:8088, inside the container)."""
-    for item in (info.get("Config") or {}).get("Env") or []:
-        if item.startswith("INFLUXDB_BIND_ADDRESS="):
-            address = item.split("=", 1)[1]
-            return ("127.0.0.1" + address) if address.startswith(":") else address
-    return "127.0.0.1:8088"
+        _fail(influx_archive.VERSION_ERROR)
+    container = influx_archive.holding(plan.node(__salt__["energy.plan"](conf, secrets=True), __opts__["id"]), database)
+    if container is None:
+        _fail(f"database {database!r}: no InfluxDB of the plan on {__opts__['id']} holds it. "
+              "Fix: a database of the current plan (salt-run energy.summary shows them)")
+    try:
+        info = __salt__["docker.inspect_container"](container["name"])
+    except Exception:  # pylint: disable=broad-except
+        info = None
+    if not info or not (info.get("State") or {}).get("Running"):
+        _fail(f"InfluxDB container {container['name']} on {__opts__['id']} is not running. Fix: salt-run "
+              "state.orchestrate energy.orch (or end its maintenance window), then try again")
+    try:
+        return container, info, influx_archive.data_dir(info)
+    except archive_core.ArchiveError as exc:
+        return _fail(exc)
 
 
 def _exec(name, argv, timeout=3600):
@@ -141,57 +121,38 @@ def backup_influxdb(database, since=None, until=None, upload=None, job=None):
     import tarfile  # pylint: disable=import-outside-toplevel
 
     started = time.monotonic()
-    container, info = _influx_holding(database)
-    data_dir = _data_dir(info)
+    container, info, data_dir = _influx_holding(database)
     stamp = names.safe_minion(str(job or int(time.time())))
     where = archive_core.time_filter(since, until)
     points = influx.counts(container["url"], database, where)
     need = sizing.used_bytes(os.path.join(data_dir, "data", database)) or 0
-    for place, free in ((f"the volume of {container['name']}", health.free_bytes(data_dir)),
-                        (f"{__opts__['cachedir']} on {__opts__['id']}", health.free_bytes(_transfer_dir()))):
-        if free < need + 16 * 2**20:
-            _fail(archive_core.ArchiveError(
-                f"no space for the backup of {database}: it needs about {topology.human(need)} on {place}, which "
-                f"has {topology.human(free)} free. Fix: free space there, or back up a shorter range "
-                "(since=/until=)"))
+    problem = influx_archive.space_problem(database, need, (
+        (f"the volume of {container['name']}", health.free_bytes(data_dir)),
+        (f"{__opts__['cachedir']} on {__opts__['id']}", health.free_bytes(_transfer_dir()))))
+    if problem:
+        _fail(problem)
     inside = f"energy-backup-{stamp}"
-    argv = ["influxd", "backup", "-portable", "-host", _bind_address(info), "-database", database]
-    if since is not None:
-        argv += ["-start", archive_core.rfc3339(since)]
-    if until is not None:
-        argv += ["-end", archive_core.rfc3339(until)]
     target = os.path.join(data_dir, inside)
     archive = os.path.join(_transfer_dir(), f"{inside}-{database}.tar.gz")
     try:
-        code, output = _exec(container["name"], argv + [f"/var/lib/influxdb/{inside}"])
+        code, output = _exec(container["name"],
+                             influx_archive.backup_argv(influx_archive.bind_address(info), database, since, until, inside))
         if code != 0:
-            _fail(archive_core.ArchiveError(f"influxd backup of {database} in {container['name']} failed "
-                                            f"(exit {code}): {output.strip()[-1500:]}"))
+            _fail(influx_archive.failed(f"backup of {database} in {container['name']}", code, output))
         with tarfile.open(archive, "w:gz") as tar:
             tar.add(target, arcname="backup")
     finally:
         shutil.rmtree(target, ignore_errors=True)
     size, digest = os.path.getsize(archive), archive_core.sha256_of(archive)
-    edges = {}
-    if points.get(archive_core.MEASUREMENT):
-        for func in ("FIRST", "LAST"):  # asked together, both would answer the range's start
-            one = influx.query(container["url"], f'SELECT {func}("power") FROM "{archive_core.MEASUREMENT}"{where}',
-                                    db=database, epoch="ns")
-            edges[func] = ((one.get("series") or [{}])[0].get("values") or [[None]])[0][0]
+    edges = {func: influx_archive.first_value(influx.query(container["url"], influx_archive.edge_statement(func, where),
+                                                            db=database, epoch="ns"))
+             for func in ("FIRST", "LAST") if points.get(archive_core.MEASUREMENT)}
     first, last = edges.get("FIRST"), edges.get("LAST")
     if upload:
         _push(archive, upload)
     return {"database": database, "container": container["name"], "size": size, "sha256": digest,
             "points": points, "first": archive_core.rfc3339(first) if first else None,
             "last": archive_core.rfc3339(last) if last else None, "seconds": round(time.monotonic() - started, 2)}
-
-
-def _safe_extract(tar, dest):
-    for member in tar.getmembers():
-        path = os.path.realpath(os.path.join(dest, member.name))
-        if not path.startswith(os.path.realpath(dest) + os.sep) or not (member.isfile() or member.isdir()):
-            _fail(archive_core.ArchiveError(f"archive member {member.name!r} is not a plain file under the archive"))
-    tar.extractall(dest)  # nosec: every member checked above
 
 
 def _restored(url, database, expected, wait):
@@ -243,62 +204,67 @@ def restore_influxdb(archive, database, sha256, source_database=None, job=None, 
 
         salt ctl energy_archive.restore_influxdb /var/cache/salt/minion/energy/transfer/x.tar.gz power_intel_xeon <sha256>
     """
-    import shutil  # pylint: disable=import-outside-toplevel
-    import tarfile  # pylint: disable=import-outside-toplevel
-
     started = time.monotonic()
     transfer = os.path.realpath(_transfer_dir())
     archive = os.path.realpath(str(archive))
     if not archive.startswith(transfer + os.sep) or not os.path.isfile(archive):
-        _fail(archive_core.ArchiveError(f"archive {archive!r} is not a file under {transfer}"))
+        _fail(f"archive {archive!r} is not a file under {transfer}")
     try:
         if archive_core.sha256_of(archive) != sha256:
-            _fail(archive_core.ArchiveError(f"archive {os.path.basename(archive)} arrived damaged (SHA-256 differs)"))
-        container, info = _influx_holding(database)
-        data_dir = _data_dir(info)
+            _fail(f"archive {os.path.basename(archive)} arrived damaged (SHA-256 differs)")
+        container, info, data_dir = _influx_holding(database)
         stamp = names.safe_minion(str(job or int(time.time())))
-        inside = f"energy-restore-{stamp}"
-        target = os.path.join(data_dir, inside)
-        temporary = f"{database}_restore_{stamp}"[:200]
-        url = container["url"]
-        try:
-            os.makedirs(target, mode=0o700, exist_ok=True)
-            with tarfile.open(archive, "r:gz") as tar:
-                _safe_extract(tar, target)
-            argv = ["influxd", "restore", "-portable", "-host", _bind_address(info),
-                    "-db", source_database or database, "-newdb", temporary, f"/var/lib/influxdb/{inside}/backup"]
-            code, output = _exec(container["name"], argv)
-            if code != 0:
-                _fail(archive_core.ArchiveError(f"influxd restore into {container['name']} failed (exit {code}): "
-                                                f"{output.strip()[-1500:]}"))
-            expected = archive_core.points_of(points)
-            if points is None or expected:  # a manifest that counts no point has nothing to wait for
-                _restored(url, temporary, expected, float(wait))
-            into = influx.default_policy(url, database) or "autogen"
-            copied = {}
-            for row in (influx.query(url, f'SHOW RETENTION POLICIES ON "{temporary}"').get("series")
-                        or [{}])[0].get("values") or []:
-                result = influx.query(
-                    url, f'SELECT * INTO "{database}"."{into}".:MEASUREMENT FROM "{temporary}"."{row[0]}"./.*/ GROUP BY *',
-                    method="POST", timeout=3600)
-                for series in result.get("series") or []:
-                    for values in series.get("values") or []:
-                        copied["written"] = copied.get("written", 0) + int(values[-1] or 0)
-            if copied.get("written", 0) < sum(expected.values()):
-                _fail(archive_core.ArchiveError(
-                    f"restore of {database} on {__opts__['id']}: {copied.get('written', 0)} points written, the backup "
-                    f"holds {sum(expected.values())}. Fix: run the restore again (a point already there is "
-                    "overwritten, not doubled)"))
-        finally:
-            try:
-                influx.query(url, f'DROP DATABASE "{temporary}"', method="POST")
-            except (OSError, RuntimeError) as exc:
-                log.warning("energy restore: cannot drop the temporary database %s: %s", temporary, exc)
-            shutil.rmtree(target, ignore_errors=True)
+        expected = archive_core.points_of(points)
+        # a manifest that counts no point has nothing to wait for
+        wait = float(wait) if points is None or expected else None
+        written = _restore_into(container, info, data_dir, archive, (database, source_database or database), stamp,
+                                expected, wait)
     finally:
         os.remove(archive)
-    return {"database": database, "container": container["name"], "written": copied.get("written", 0),
-            "points": influx.counts(url, database), "seconds": round(time.monotonic() - started, 2)}
+    return {"database": database, "container": container["name"], "written": written,
+            "points": influx.counts(container["url"], database), "seconds": round(time.monotonic() - started, 2)}
+
+
+def _restore_into(container, info, data_dir, archive, databases, stamp, expected, wait):
+    """``archive`` unpacked into the container's volume, ``influxd restore`` of its database
+    ``databases[1]`` into a temporary one, whose points are copied into ``databases[0]``; the
+    points written. Waits up to ``wait`` s for the copy to show ``expected`` (None: no wait)."""
+    import shutil  # pylint: disable=import-outside-toplevel
+    import tarfile  # pylint: disable=import-outside-toplevel
+
+    database, source = databases
+    inside = f"energy-restore-{stamp}"
+    target = os.path.join(data_dir, inside)
+    temporary = influx_archive.temporary_database(database, stamp)
+    url = container["url"]
+    try:
+        os.makedirs(target, mode=0o700, exist_ok=True)
+        with tarfile.open(archive, "r:gz") as tar:
+            bad = influx_archive.unsafe_member([(m.name, m.isfile() or m.isdir()) for m in tar.getmembers()], target)
+            if bad is not None:
+                _fail(f"archive member {bad!r} is not a plain file under the archive")
+            tar.extractall(target)  # nosec: every member checked above
+        argv = influx_archive.restore_argv(influx_archive.bind_address(info), source, temporary, inside)
+        code, output = _exec(container["name"], argv)
+        if code != 0:
+            _fail(influx_archive.failed(f"restore into {container['name']}", code, output))
+        if wait is not None:
+            _restored(url, temporary, expected, wait)
+        into = influx.default_policy(url, database) or "autogen"
+        policies = influx.query(url, influx_archive.policies_statement(temporary))
+        count = sum(influx_archive.written(influx.query(
+            url, influx_archive.copy_statement(database, into, temporary, row[0]), method="POST", timeout=3600))
+            for row in (policies.get("series") or [{}])[0].get("values") or [])
+        problem = influx_archive.short_restore(database, __opts__["id"], count, expected)
+        if problem:
+            _fail(problem)
+        return count
+    finally:
+        try:
+            influx.query(url, f'DROP DATABASE "{temporary}"', method="POST")
+        except (OSError, RuntimeError) as exc:
+            log.warning("energy restore: cannot drop the temporary database %s: %s", temporary, exc)
+        shutil.rmtree(target, ignore_errors=True)
 
 
 def export_influxdb(database, cpu, since=None, until=None, fmt="csv", upload=None, job=None):
@@ -318,11 +284,11 @@ def export_influxdb(database, cpu, since=None, until=None, fmt="csv", upload=Non
     import gzip  # pylint: disable=import-outside-toplevel
 
     if fmt not in archive_core.FORMATS:
-        _fail(archive_core.ArchiveError(f"format: bad value {fmt!r}: one of {', '.join(archive_core.FORMATS)}"))
+        _fail(f"format: bad value {fmt!r}: one of {', '.join(archive_core.FORMATS)}")
     started = time.monotonic()
-    container, _info = _influx_holding(database)
+    container, _info, _dir = _influx_holding(database)
     url = container["url"]
-    where = archive_core.time_filter(since, until)
+    statement = influx_archive.export_statement(fmt, archive_core.time_filter(since, until))
     stamp = names.safe_minion(str(job or int(time.time())))
     path = os.path.join(_transfer_dir(), f"energy-export-{stamp}-{database}.{fmt}.gz")
     rows = 0
@@ -330,8 +296,6 @@ def export_influxdb(database, cpu, since=None, until=None, fmt="csv", upload=Non
         if fmt == "csv":
             writer = csv.writer(out, lineterminator="\n")
             rows_of = archive_core.CsvRows(cpu)
-            statement = (f'SELECT "power" FROM "{archive_core.MEASUREMENT}"{where} '
-                         'GROUP BY "sensor","target","scope"')
             for series in influx.stream(url, statement, db=database, epoch="ns"):
                 for row in rows_of.feed(series):
                     writer.writerow(row)
@@ -340,9 +304,7 @@ def export_influxdb(database, cpu, since=None, until=None, fmt="csv", upload=Non
                 writer.writerow(row)
                 rows += 1
         else:
-            keys = influx.query(url, f'SHOW FIELD KEYS FROM "{archive_core.MEASUREMENT}"', db=database)
-            types = {r[0]: r[1] for s in keys.get("series") or [] for r in s.get("values") or []}
-            statement = f'SELECT * FROM "{archive_core.MEASUREMENT}"{where} GROUP BY *'
+            types = influx_archive.field_types(influx.query(url, influx_archive.FIELD_KEYS, db=database))
             for series in influx.stream(url, statement, db=database, epoch="ns"):
                 for line in archive_core.line_protocol(series, types):
                     out.write(line + "\n")

@@ -3,7 +3,7 @@ The deployment summary on the master: ``salt-run energy.summary`` (the ``energy`
 name and calls this one; ``salt-run energy_summary.summary`` is the same).
 
 The topology is the plan the master computes itself (``salt-run energy.plan``), never one a minion
-sends; each minion's ``energy.live`` answer is checked (``energy_core.trust.live``) and what it
+sends; each minion's ``energy_inventory.live`` answer is checked (``energy_core.trust.live``) and what it
 cannot vouch for is left out, with a log line naming the minion. A picture is written as a new
 file only (``energy_core.trust.Outbox``).
 
@@ -55,7 +55,7 @@ def _client():
 
 def _combined(tgt, timeout):
     """The summary's facts: the topology of the plan computed here on the master (``energy.plan``),
-    with each minion's ``energy.live`` checked (``energy_core.trust.live``: what it cannot vouch for
+    with each minion's ``energy_inventory.live`` checked (``energy_core.trust.live``: what it cannot vouch for
     is left out and logged naming the minion). The minions with energy facts in the mine are the
     ones expected to answer."""
     try:
@@ -64,7 +64,7 @@ def _combined(tgt, timeout):
         topology, error = None, str(exc)
     expected = sorted(__salt__["energy.mine"](tgt).keys())
     with _client() as client:
-        found = client.cmd(tgt, "energy.live", timeout=timeout, full_return=True)
+        found = client.cmd(tgt, "energy_inventory.live", timeout=timeout, full_return=True)
     lives = {}
     for minion, ret in sorted((found or {}).items()):
         lives[minion], problems = trust.live(minion, ret.get("ret") if isinstance(ret, dict) else ret)
@@ -114,7 +114,7 @@ def _picture(facts, format, path):  # pylint: disable=redefined-builtin
 
 def summary(tgt="*", format="text", path=None, timeout=30):  # pylint: disable=redefined-builtin
     """
-    The deployment as it is: from every minion's live containers (``energy.live``, checked) and the
+    The deployment as it is: from every minion's live containers (``energy_inventory.live``, checked) and the
     plan (computed on the master from its pillar and the mine).
 
     - a table per minion: its containers, component, CPU name, state, last health check,

@@ -3,7 +3,7 @@
     sensor config files, and the data volumes only when energy:clean:purge_data is true. #}
 {%- from tpldir ~ "/map.jinja" import energy with context %}
 {%- from tpldir ~ "/names.jinja" import heal_schedule, heal_full_schedule %}
-{%- set deployed = salt['energy.deployed']() %}
+{%- set deployed = salt['energy_inventory.deployed']() %}
 {%- set ns = namespace(previous='energy_heal: energy-heal-engine-absent') %}
 {#- first the heal schedule and the engine config (energy_heal.react ignores events without it), or
     they would bring back what this removes #}

@@ -27,6 +27,7 @@ Modules, one concern each:
 ``sensor_faults`` why a running hwpc-sensor counts nothing useful (silent failures), and the fix
 ``verdict``      what is wrong with a container and what to do: the one verdict heal acts on
 ``influx``       InfluxDB 1.x queries, and a database kept with its retention
+``influx_archive`` what backup, restore and export do with an InfluxDB 1.x: influxd argv, InfluxQL, room
 ``mongo_wire``   MongoDB commands over the wire protocol (SCRAM-SHA-256 included), without a driver
 ``mongo_users``  the stack's MongoDB users and roles, one per purpose
 ``healing``      event-driven healing: engine and reactor configs, daemon restarts, atomic writes
@@ -50,7 +51,7 @@ Modules, one concern each:
 """
 
 MODULES = ("stack", "names", "checks", "masking", "rules", "schema", "placement", "events", "sensor", "dashboards",
-           "sizing", "components", "plan", "inventory", "influx", "mongo_wire", "mongo_users", "sensor_faults", "health", "verdict", "healing", "maintenance",
+           "sizing", "components", "plan", "inventory", "influx", "influx_archive", "mongo_wire", "mongo_users", "sensor_faults", "health", "verdict", "healing", "maintenance",
            "container_lock",
            "topology", "archive", "extmods", "orch_lock", "hardening",
            "trust", "reactions", "report", "report_names", "report_view", "report_plot", "experiment", "parts")

@@ -13,7 +13,7 @@ GRAIN = "energy_extmods"
 # minion's extension_modules/<kind>/<path>)
 SHIPPED = {"engines": ("energy_names.py",), "grains": ("energy.py",),
            "modules": ("energy.py", "energy_archive.py", "energy_engine.py", "energy_heal.py", "energy_health.py",
-                       "energy_report.py"),
+                       "energy_inventory.py", "energy_report.py"),
            "states": ("energy.py", "energy_heal.py", "energy_network.py"), "utils": ("energy_core",)}
 SYNCED = (".py", ".pyx", ".so", ".zip")  # the files saltutil.sync_* copies (its include pattern)
 

@@ -80,3 +80,22 @@ def move_problem(conf, moved, roles):
             f"salt-run state.orchestrate energy.orch, then salt-run energy.restore src=<that directory> cpus={arg} "
             "stop_formulas=True and set energy:strategy_change back to refuse (MongoDB holds only the reports not "
             "yet read, energy:experiment:buffer); to drop them: only energy:strategy_change: allow and the orch.")
+
+
+def live(entry, info, health, held, used_bytes):
+    """One container as ``salt-call energy_inventory.live`` shows it: ``entry`` (``containers``), Docker's
+    inspection ``info``, its last health record, why maintenance holds it (or ''), and its data
+    volume's size through ``used_bytes(path)``."""
+    ports = (info.get("NetworkSettings") or {}).get("Ports") or {}
+    published = sorted(f"{b.get('HostIp') or '0.0.0.0'}:{b.get('HostPort')}"
+                       for bindings in ports.values() for b in (bindings or []))
+    volume = next((m for m in info.get("Mounts") or [] if m.get("Type") == "volume"), None)
+    return {
+        "name": entry["name"], "component": entry["component"], "cpu": entry["cpu"],
+        "state": (info.get("State") or {}).get("Status"),
+        "health": health,
+        "maintenance": held or None,
+        "published": published[0] if published else None,
+        "volume": volume.get("Name") if volume else None,
+        "volume_bytes": used_bytes(volume.get("Source")) if volume else None,
+    }

@@ -91,7 +91,7 @@ def change(entries, action, what, reason, hours, now):
     if not valid_target(what):
         raise ValueError(f"energy_heal.maintenance: bad target {what!r}. Fix: all, a component "
                          f"({', '.join(names.COMPONENTS)}) or a container name of the stack (energy-...; see "
-                         "salt-call energy.deployed).")
+                         "salt-call energy_inventory.deployed).")
     bad = unreadable(entries)
     if bad and not (action == "off" and (what == "all" or what in bad)):
         raise ValueError(f"energy_heal.maintenance: {'; '.join(bad.values())}. Fix: correct the file, or end the "

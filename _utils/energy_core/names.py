@@ -135,7 +135,7 @@ def reaction_refused(minion, event):
 
 
 def labels(component, minion, cpu=None):
-    """The labels of a container of the stack (what energy.deployed and the engine filter on)."""
+    """The labels of a container of the stack (what energy_inventory.deployed and the engine filter on)."""
     result = {LABEL_COMPONENT: component, LABEL_MINION: minion}
     if cpu is not None:
         result[LABEL_CPU] = cpu

@@ -103,6 +103,41 @@ def human(size):
     return f"{size:.1f} TiB"  # pragma: no cover
 
 
+def report(conf, full_plan, max_sensors):
+    """What ``salt-call energy.sizing`` shows: each database volume's expected size per host (and
+    the total), with the inputs and constants it comes from, and the sensors per SmartWatts."""
+    sizes = estimate(conf, full_plan)
+    return {
+        "hosts": {host: {volume: human(size) for volume, size in sorted(volumes.items())}
+                  for host, volumes in sorted(sizes.items())},
+        "total": {host: human(sum(volumes.values())) for host, volumes in sorted(sizes.items())},
+        "retention": retention(conf),
+        "max_sensors": max_sensors,
+        "experiment": dict(conf["experiment"]),
+        "frequency_ms": conf["sensor"]["frequency_ms"],
+        "constants": {"bytes_per_point": BYTES_PER_POINT, "bytes_per_report": BYTES_PER_REPORT,
+                      "formula_reports_per_s": FORMULA_REPORTS_PER_S},
+    }
+
+
+def space_problem(minion, sizes, existing, docker_root):
+    """Why ``minion`` lacks the room its new database volumes need, or None. ``sizes``: its
+    volumes' expected sizes; ``existing``: the volumes Docker has (they grow in place);
+    ``docker_root()``: Docker's data root and its free bytes, asked only when a volume is new."""
+    new = {volume: size for volume, size in sizes.items() if volume not in existing}
+    if not new:
+        return None
+    root, free = docker_root()
+    need = sum(new.values())
+    if need <= free:
+        return None
+    return (f"energy:experiment: {minion} needs {human(need)} for its new database volumes "
+            f"({', '.join(f'{v} {human(n)}' for v, n in sorted(new.items()))}) and {root} has {human(free)} free. "
+            "Fix: a shorter energy:experiment:duration or energy:influxdb:retention, a longer "
+            "energy:sensor:frequency_ms, fewer energy:experiment:containers, another energy:strategy or other "
+            "database hosts, or energy:experiment:check_space: false")
+
+
 def used_bytes(path):
     """Disk use of the files under ``path`` (what ``du`` counts), or None when it cannot be read."""
     if not path or not os.path.isdir(path):

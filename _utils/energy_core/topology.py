@@ -3,7 +3,7 @@ what each minion really runs, and what differs between the two; drawn as text fo
 SVG (drawn here, no dependency) or as Graphviz DOT.
 
 ``planned(full_plan)`` is computed on a minion (it has the plan); ``combine`` runs on the master
-with every minion's ``energy.live`` answer; ``text``, ``svg`` and ``dot`` draw what ``combine``
+with every minion's ``energy_inventory.live`` answer; ``text``, ``svg`` and ``dot`` draw what ``combine``
 returns. Everything here is pure: no Salt, no Docker."""
 
 import html
@@ -70,7 +70,7 @@ def combine(topology, lives, expected=()):
     and what differs.
 
     ``topology``: ``planned`` of one minion (None when no minion could compute the plan);
-    ``lives``: ``{minion: energy.live answer}`` of the minions that answered (a string is an error
+    ``lives``: ``{minion: energy_inventory.live answer}`` of the minions that answered (a string is an error
     the minion returned); ``expected``: the minions that should have answered (those with energy
     facts in the mine, and those the plan places containers on)."""
     topology = topology or {"strategy": None, "boxes": {}, "edges": [], "cpus": {}, "grafana": None}

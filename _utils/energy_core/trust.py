@@ -124,7 +124,7 @@ def _text(value, limit=MAX_TEXT):
 
 
 def _row(container):
-    """One container of ``energy.live`` with only well-formed values, or None when its name is not one."""
+    """One container of ``energy_inventory.live`` with only well-formed values, or None when its name is not one."""
     if not isinstance(container, dict):
         return None
     name = container.get("name")
@@ -152,25 +152,25 @@ def _row(container):
 
 
 def live(minion, value):
-    """An ``energy.live`` answer as the summary may use it, and the problems found (each names the
+    """An ``energy_inventory.live`` answer as the summary may use it, and the problems found (each names the
     minion): malformed rows are left out, malformed values become None; a non-mapping is an error
     string, as ``topology.combine`` expects."""
     if not isinstance(value, dict) or not isinstance(value.get("containers"), list):
-        return (str(value)[:500] if isinstance(value, str) else "malformed energy.live answer"), [
-            f"minion {minion!r}: energy.live returned no container list"]
+        return (str(value)[:500] if isinstance(value, str) else "malformed energy_inventory.live answer"), [
+            f"minion {minion!r}: energy_inventory.live returned no container list"]
     rows, problems = [], []
     for container in value["containers"][:MAX_ROWS]:
         row = _row(container)
         if row is None:
-            problems.append(f"minion {minion!r}: energy.live returned a container without a Docker name: "
+            problems.append(f"minion {minion!r}: energy_inventory.live returned a container without a Docker name: "
                             f"{repr(container)[:80]}")
             continue
         bad = [k for k in ("component", "state", "volume_bytes") if container.get(k) is not None and row[k] is None]
         if bad:
-            problems.append(f"minion {minion!r}: energy.live returned malformed {', '.join(bad)} for {row['name']}")
+            problems.append(f"minion {minion!r}: energy_inventory.live returned malformed {', '.join(bad)} for {row['name']}")
         rows.append(row)
     if len(value["containers"]) > MAX_ROWS:
-        problems.append(f"minion {minion!r}: energy.live returned {len(value['containers'])} containers, "
+        problems.append(f"minion {minion!r}: energy_inventory.live returned {len(value['containers'])} containers, "
                         f"{MAX_ROWS} kept")
     return {"minion": minion, "containers": rows}, problems
 

@@ -56,7 +56,7 @@ def render(opts, conf, sls, deployed=None):
         "energy.empty_dir": lambda path: None,
         "energy.components": stack.rows,
         "energy_heal.held": lambda name, component: None,
-        "energy.deployed": lambda: deployed or {"containers": [], "volumes": [], "config_files": []},
+        "energy_inventory.deployed": lambda: deployed or {"containers": [], "volumes": [], "config_files": []},
         "energy_heal.node_kept_file": lambda: "/var/cache/salt/minion/energy/node.json",
         "energy_heal.engine_file": lambda: "/etc/salt/minion.d/energy-engine.conf",
     }

@@ -95,3 +95,8 @@ def test_the_split_modules_and_states_load_under_their_own_names(loaders):
     for name in ("healthy", "node_kept", "stays_up", "events_engine"):
         assert f"energy_heal.{name}" in loaders.states, name
     assert "energy.container_running" in loaders.states
+
+
+def test_the_inventory_module_loads_under_its_own_name(loaders):
+    assert "energy_inventory.live" in loaders.modules and "energy_inventory.deployed" in loaders.modules
+    assert loaders.modules.energy.components()[0]["name"] == "mongo"  # the table, in deploy order

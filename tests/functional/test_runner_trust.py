@@ -2,7 +2,7 @@
 
 The plan is the master's own (``salt-run energy.plan``: defaults.yaml from its file server, its
 pillar compiled from pillar_roots, the mine as its cache answers); only the minions are faked: what
-``energy.live``, ``energy_archive.backup_influxdb`` and ``energy_archive.export_influxdb`` return (and what
+``energy_inventory.live``, ``energy_archive.backup_influxdb`` and ``energy_archive.export_influxdb`` return (and what
 ``cp.push`` leaves in the master's cachedir) is written here by a hostile minion."""
 
 import copy
@@ -92,7 +92,7 @@ class Minions:
                 return False
 
             def cmd(self, tgt, fun, **kwargs):  # pylint: disable=unused-argument
-                assert fun == "energy.live"
+                assert fun == "energy_inventory.live"
                 return {m: {"ret": live, "retcode": 0} for m, live in outer.live.items()}
 
         return Client()

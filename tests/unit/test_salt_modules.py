@@ -111,7 +111,7 @@ def test_held_names_the_window_of_the_container_its_component_or_all():
 
 def test_held_ignores_an_ended_window(cachedir):
     now = time.time()
-    energy_mod.maintenance.write(str(cachedir / "energy" / "maintenance.json"),
+    heal_mod.maintenance_core.write(str(cachedir / "energy" / "maintenance.json"),
                                       {"formula": {"reason": "", "since": now - 7200, "until": now - 3600}})
     assert heal_mod.held(FORMULA, "formula") == ""
     assert heal_mod.maintenance("status") == {}

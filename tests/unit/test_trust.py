@@ -165,7 +165,7 @@ def test_live_keeps_only_well_formed_rows_and_says_what_it_dropped():
     assert (grafana["component"], grafana["state"], grafana["volume_bytes"], grafana["published"]) == (
         None, None, None, None)
     assert grafana["health"] == {"status": "healthy"}
-    assert len(problems) == 3 and all(p.startswith("minion 'node-a': energy.live returned") for p in problems)
+    assert len(problems) == 3 and all(p.startswith("minion 'node-a': energy_inventory.live returned") for p in problems)
     assert trust.live(MINION, "boom")[0] == "boom"
     assert trust.live(MINION, {"containers": [{"name": f"c{i}"} for i in range(5000)]})[0]["containers"][999:] == [
         {"name": "c999", "component": None, "cpu": None, "state": None, "health": None, "maintenance": None,
