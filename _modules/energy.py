@@ -70,19 +70,16 @@ def _job_id():
         names = os.listdir(proc)
     except OSError:
         return None
-    pid, jids = os.getpid(), set()
+    entries = []
     for name in names:
         try:
             with open(os.path.join(proc, name), "rb") as handle:
-                data = salt.payload.loads(handle.read())
+                entries.append(salt.payload.loads(handle.read()))
         except Exception:  # pylint: disable=broad-except  (a proc file removed or half written meanwhile)
             continue
-        if isinstance(data, dict) and data.get("pid") == pid and data.get("jid"):
-            jids.add(str(data["jid"]))
-    if not __opts__.get("multiprocessing", True):  # every job of this minion has this pid
-        thread = threading.current_thread().name
-        jids = {jid for jid in jids if jid in thread}
-    return jids.pop() if len(jids) == 1 else None
+    # with multiprocessing: False, every job of this minion has this pid
+    thread = None if __opts__.get("multiprocessing", True) else threading.current_thread().name
+    return plan_core.job_of(entries, os.getpid(), thread)
 
 
 def _per_job(name, inputs, compute):
@@ -106,17 +103,11 @@ def facts():
 
         salt-call energy.facts
     """
-    result = dict(__grains__.get("energy") or {})
-    if "energy_engine.facts" in __salt__:  # which Docker engine, and whether it knows CAP_PERFMON
-        result.update(__salt__["energy_engine.facts"]())
+    engine = __salt__["energy_engine.facts"]() if "energy_engine.facts" in __salt__ else {}  # CAP_PERFMON known?
     pillar = __pillar__.get("energy")
-    overrides = (pillar.get("facts") if isinstance(pillar, dict) else None) or {}
-    result.update({k: v for k, v in overrides.items() if k in names_core.FACT_KEYS})
-    if not result.get("address"):
-        candidates = [ip for ip in (__grains__.get("fqdn_ip4") or []) + (__grains__.get("ipv4") or [])
-                      if not ip.startswith("127.")]
-        result["address"] = candidates[0] if candidates else "127.0.0.1"
-    return result
+    return names_core.published_facts(__grains__.get("energy"), engine,
+                                      pillar.get("facts") if isinstance(pillar, dict) else None,
+                                      (__grains__.get("fqdn_ip4") or []) + (__grains__.get("ipv4") or []))
 
 
 def _defaults():
@@ -130,22 +121,14 @@ def _defaults():
 
 def _masked(value, conf, secrets):
     """``value`` as it may leave the minion: secrets replaced by ``***`` unless ``secrets`` (the
-    formula's own SLS files, which render in the job and return nothing of it)."""
-    return value if secrets else schema.mask(value, schema.secrets(conf) | set(_hidden()))
-
-
-def _handed():
-    """What the master handed this minion (pillar ``energy_plan``, ``energy_core.parts``), or None."""
-    return parts.from_pillar(__pillar__, __opts__["id"])
+    formula's own SLS files, which render in the job and return nothing of it), with those of
+    this minion's part (``hidden``)."""
+    return value if secrets else schema.mask(value, schema.secrets(conf) | set((_part() or {}).get("hidden") or []))
 
 
 def _part():
     """This minion's part of the plan (``energy_core.parts.own``), or None: it builds its own."""
     return parts.own(__pillar__, __opts__["id"])
-
-
-def _hidden():
-    return (_part() or {}).get("hidden") or []  # the secrets of this minion's part
 
 
 def config(defaults=None, secrets=False):
@@ -192,7 +175,7 @@ def _plan(conf):
     """The whole plan computed on this minion from the mine (salt-call energy.plan, sizing, summary,
     hostname_to_influx, a local part), placed as the master placed it (the placement of its part)."""
 
-    handed = _handed()
+    handed = parts.from_pillar(__pillar__, __opts__["id"])  # what the master handed this minion, or None
     kept = handed.get("placement") if handed else None  # place as the master did
 
     def compute():
@@ -340,12 +323,10 @@ def check(conf=None):
     conf = conf if conf is not None else config(secrets=True)
     part = node(conf)
     found = orphans(conf)
-    leave = set((_part() or {}).get("leave") or [])  # salt-run energy.rebalance apply=True backed them up
-    guarded = [o for o in found if o["name"] not in leave]
-    problems = [p for p in (inventory.orphan_problem(conf, __opts__["id"], guarded), _space_problem(conf, part))
-                if p]
-    if problems:
-        _fail(schema.PlanError("\n".join(problems)))
+    problem = inventory.plan_problem(conf, __opts__["id"], found, (_part() or {}).get("leave"),
+                                     _space_problem(conf, part))
+    if problem:
+        _fail(schema.PlanError(problem))
     return dict(part, leaving=[o["name"] for o in found])
 
 

@@ -60,6 +60,15 @@ def orphan_problem(conf, minion, found):
 ROLE_OF_KIND = {"mongo": "mongos", "influxdb": "influxdbs"}
 
 
+def plan_problem(conf, minion, found, leave, space_problem):
+    """Why the orch's plan check refuses this minion (``energy.check``), or None: a database
+    container of an earlier plan left behind (``orphan_problem``; those in ``leave``, which
+    ``salt-run energy.rebalance apply=True`` backed up, do not count), and ``space_problem``."""
+    guarded = [o for o in found if o["name"] not in set(leave or ())]
+    problems = [p for p in (orphan_problem(conf, minion, guarded), space_problem) if p]
+    return "\n".join(problems) or None
+
+
 def move_problem(conf, moved, roles):
     """The error when the plan moves a database of a CPU name (``moved``: ``placement.moves``) and
     energy:strategy_change is not allow, with the exact commands that keep its measurements; None

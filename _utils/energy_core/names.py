@@ -25,6 +25,17 @@ FACT_KEYS = ("cpu_name", "cpu_vendor", "cpu_family", "cpu_model", "cpu_count", "
              "msr_events")
 MINE_FUNCTION = "energy.facts"
 
+
+def published_facts(grain, engine, overrides, ips):
+    """What ``energy.facts`` publishes: the ``energy`` grain, its Docker engine's facts, overridden
+    by pillar ``energy:facts`` (only fact keys), plus ``address`` (an override, else the first of
+    ``ips`` that is not loopback, else 127.0.0.1)."""
+    result = dict(grain or {}, **(engine or {}))
+    result.update({k: v for k, v in (overrides or {}).items() if k in FACT_KEYS})
+    if not result.get("address"):
+        result["address"] = next((ip for ip in ips if not ip.startswith("127.")), "127.0.0.1")
+    return result
+
 LABEL_COMPONENT = "energy.component"
 LABEL_MINION = "energy.minion"
 LABEL_CPU = "energy.cpu"

@@ -123,6 +123,27 @@ def test_the_plan_is_computed_once_per_job_and_again_for_the_next():
     assert plan.once_per_job(context, "k", None, {"a": 2}, compute) == 4  # no job id: no keeping
 
 
+def test_the_job_is_the_one_proc_file_of_this_process_and_under_threads_of_this_thread():
+    from energy_core import plan
+
+    entries = [{"pid": 7, "jid": 20260101}, {"pid": 8, "jid": "2027"}, "half written", {"pid": 7}]
+    assert plan.job_of(entries, 7) == "20260101"
+    assert plan.job_of(entries, 9) is None  # not in a job
+    assert plan.job_of(entries + [{"pid": 7, "jid": "2028"}], 7) is None  # two: cannot tell
+    threaded = [{"pid": 7, "jid": "2028"}, {"pid": 7, "jid": "2029"}]  # every job has the minion's pid
+    assert plan.job_of(threaded, 7, thread_name="ProcessPayload(jid=2029)") == "2029"
+
+
+def test_the_mine_facts_take_overrides_of_fact_keys_only_and_an_address_not_on_loopback():
+    from energy_core import names
+
+    facts = names.published_facts({"cpu_name": "Xeon", "cpu_count": 4}, {"docker_engine": "20.10"},
+                                  {"cpu_count": 8, "secret": "x"}, ["127.0.0.1", "10.0.0.5", "10.0.0.6"])
+    assert facts == {"cpu_name": "Xeon", "cpu_count": 8, "docker_engine": "20.10", "address": "10.0.0.5"}
+    assert names.published_facts(None, {}, {"address": "192.0.2.1"}, ["10.0.0.5"])["address"] == "192.0.2.1"
+    assert names.published_facts({}, {}, None, ["127.0.1.1"])["address"] == "127.0.0.1"
+
+
 @pytest.mark.parametrize("document", [
     struct.pack("<i", 15) + b"\x03a\x00" + struct.pack("<i", -2) + b"\x00" * 6,   # a sub-document going backwards
     struct.pack("<i", 15) + b"\x02a\x00" + struct.pack("<i", -9) + b"\x00" * 6,   # a string of negative size

@@ -205,6 +205,12 @@ def test_containers_of_an_earlier_plan_are_found_and_databases_need_allow(conf):
     # a formula or sensor of an earlier plan holds no data: it goes without asking
     assert inventory.orphan_problem(dict(conf, strategy_change="refuse"), "db1",
                                     [{"name": "energy-db1-formula-x", "component": "formula", "data": False}]) is None
+    # the orch's plan check: databases energy.rebalance apply=True backed up (leave) do not count
+    refuse = dict(conf, strategy_change="refuse")
+    assert inventory.plan_problem(refuse, "db1", found, [o["name"] for o in found], None) is None
+    assert inventory.plan_problem(refuse, "db1", found, None, "no room") == inventory.orphan_problem(
+        refuse, "db1", found) + "\nno room"
+    assert inventory.plan_problem(refuse, "db1", [], [], "no room") == "no room"
 
 
 def test_shared_with_influxdb2_and_several_cpu_names_is_refused(conf):
