@@ -163,14 +163,10 @@ def stays_up(name, component, seconds=5, cpu=None):
         first = _inspect(name) or {}
     restarts = first.get("RestartCount", 0)
     started = (first.get("State") or {}).get("StartedAt")
-    up_for = health.age(first)  # a restart moves StartedAt: up that long means up all along
-    wait = float(seconds) if up_for is None else min(float(seconds), max(0.0, float(seconds) - up_for))
-    deadline = time.monotonic() + wait
+    deadline = time.monotonic() + health.watch_left(seconds, health.age(first))
     while True:
         info = _inspect(name) or {}
-        state = info.get("State") or {}
-        status = state.get("Status")
-        if status != "running" or info.get("RestartCount", 0) > restarts or state.get("StartedAt") != started:
+        if not health.same_run(info, restarts, started):
             break
         if time.monotonic() >= deadline:
             ret["comment"] = f"{component} container {name} stays up ({seconds} s since it started)"
@@ -185,15 +181,10 @@ def stays_up(name, component, seconds=5, cpu=None):
     if refused:
         __salt__["docker.stop"](name, timeout=1)
         ret["changes"] = {"stopped": name}
-        ret["comment"] = (
-            f"the hwpc-sensor on {minion} refused its config: this machine cannot count event "
-            f"'{refused['event']}' (group {refused['group']}), so the sensor exits; it is stopped rather than "
-            f"left restarting. Fix: remove '{refused['event']}' from energy:sensor:events / "
-            f"energy:sensor:extra_events for {cpu or 'this CPU name'} (salt {minion} grains.get energy:pmu_events "
-            "lists what it offers), or run the sensor on a machine that has it.")
+        ret["comment"] = sensor_faults.stopped_comment(minion, refused, cpu)
     else:
-        ret["comment"] = (f"{component} container {name} on {minion} does not stay up ({status or 'gone'}, "
-                          f"{info.get('RestartCount', 0) - restarts} restart(s)); its last output:\n{logs.strip()[-1500:]}")
+        ret["comment"] = health.not_up_comment(component, name, minion, (info.get("State") or {}).get("Status"),
+                                               info.get("RestartCount", 0) - restarts, logs)
     log.error("energy: %s", ret["comment"])
     return ret
 
@@ -247,22 +238,16 @@ def events_engine(name, enabled=True, restart=True):
     loaded = __salt__["energy_heal.engine_loaded"]()
     comments = []
     if current != wanted:
-        verb = "would be " if __opts__.get("test") else ""
-        if wanted is None:
-            comments.append(f"{name} {verb}removed")
-            ret["changes"]["config"] = {"old": name, "new": None}
-        else:
-            comments.append(f"{name} {verb}{'written' if current is None else 'updated'}")
-            ret["changes"]["config"] = {"old": None if current is None else "other content", "new": name}
+        comment, ret["changes"]["config"] = healing.config_change(name, current, wanted, __opts__.get("test"))
+        comments.append(comment)
         if __opts__.get("test"):
             ret["result"] = None
         else:
             healing.write_atomic(name, wanted)
-    needs_restart = loaded != enabled or (enabled and current != wanted and current is not None)
-    if not needs_restart:
+    what = healing.engine_restart(enabled, loaded, current, wanted)
+    if what is None:
         comments.append("the docker_events engine is " + ("running" if loaded else "off"))
     else:
-        what = "start" if enabled and not loaded else "reload" if enabled else "stop"
         how = _can_restart_minion() if restart else None
         if __opts__.get("test"):
             ret["result"] = None
@@ -281,11 +266,8 @@ def events_engine(name, enabled=True, restart=True):
         elif not enabled and not restart:  # energy.clean: without its file, energy_heal.react does nothing
             comments.append("the docker_events engine stops with the next salt-minion restart")
         else:
-            why = "energy:heal:events:restart_minion is false" if not restart else \
-                "no systemd, minion_restart_command or daemon mode to restart it with"
-            ret.setdefault("warnings", []).append(
-                f"restart salt-minion on {__opts__['id']} to {what} the docker_events engine ({why}); "
-                "until then the heal schedule recreates what dies")
-            comments.append(f"salt-minion needs a restart to {what} the docker_events engine ({why})")
+            warning, comment = healing.restart_needed(__opts__["id"], what, restart)
+            ret.setdefault("warnings", []).append(warning)
+            comments.append(comment)
     ret["comment"] = "; ".join(comments)
     return ret

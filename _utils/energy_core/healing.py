@@ -50,6 +50,35 @@ def engine_content(minion, main_engines=None):
             + yaml.safe_dump(engine_config(minion, main_engines), default_flow_style=False))
 
 
+def config_change(name, current, wanted, test):
+    """(the comment, the change) of a config file ``name`` going from ``current`` to ``wanted``
+    (None: absent), as a state says it; ``test``: what it would do."""
+    verb = "would be " if test else ""
+    if wanted is None:
+        return f"{name} {verb}removed", {"old": name, "new": None}
+    return (f"{name} {verb}{'written' if current is None else 'updated'}",
+            {"old": None if current is None else "other content", "new": name})
+
+
+def engine_restart(enabled, loaded, current, wanted):
+    """What a salt-minion restart must do to the docker_events engine (``start``, ``reload`` or
+    ``stop``), or None: engines start with the minion, so a new, changed or removed config file
+    (``current`` -> ``wanted``) takes a restart to apply."""
+    if loaded == enabled and not (enabled and current != wanted and current is not None):
+        return None
+    return "start" if enabled and not loaded else "reload" if enabled else "stop"
+
+
+def restart_needed(minion, what, restart):
+    """(the warning, the comment) of ``energy_heal.events_engine`` when the minion needs a restart it
+    cannot do itself (``restart``: energy:heal:events:restart_minion)."""
+    why = "energy:heal:events:restart_minion is false" if not restart else \
+        "no systemd, minion_restart_command or daemon mode to restart it with"
+    return (f"restart salt-minion on {minion} to {what} the docker_events engine ({why}); "
+            "until then the heal schedule recreates what dies",
+            f"salt-minion needs a restart to {what} the docker_events engine ({why})")
+
+
 def reactor_config(main_reactions, enabled=True):
     """The text of master.d/energy-reactor.conf, or None when it should not exist."""
     if not enabled:

@@ -28,6 +28,28 @@ def sensor_refusal(logs, groups=None):
     return sensor_faults.refusal(logs, groups)
 
 
+def watch_left(seconds, up_for):
+    """How long ``energy_heal.stays_up`` still watches a container up for ``up_for`` seconds (None:
+    unknown) until it has run ``seconds``: a restart moves StartedAt, so up that long means up all
+    along."""
+    return float(seconds) if up_for is None else min(float(seconds), max(0.0, float(seconds) - up_for))
+
+
+def same_run(info, restarts, started):
+    """Whether Docker's ``info`` still shows the run that was watched: running, no restart since
+    (``restarts``), the same ``StartedAt``."""
+    state = info.get("State") or {}
+    return state.get("Status") == "running" and info.get("RestartCount", 0) <= restarts and \
+        state.get("StartedAt") == started
+
+
+def not_up_comment(component, name, minion, status, restarts, logs):
+    """What ``energy_heal.stays_up`` says of a container that did not stay up: its status (or
+    gone), its restarts meanwhile and the end of its output."""
+    return (f"{component} container {name} on {minion} does not stay up ({status or 'gone'}, "
+            f"{restarts} restart(s)); its last output:\n{logs.strip()[-1500:]}")
+
+
 def mongo_ping(address, timeout=3):
     """None when the MongoDB at ``address`` (host:port) answers ``{ping: 1}``, else why not: a
     mongod that accepts connections but is hung fails this."""

@@ -91,6 +91,17 @@ def counts_containers(targets):
     return any(str(t) not in NOT_CONTAINERS for t in targets or [])
 
 
+def stopped_comment(minion, refused, cpu=None):
+    """What ``energy_heal.stays_up`` says of a sensor it stopped because it refused an event of its
+    config (``refused``: ``refusal``'s answer), with the fix."""
+    event = refused["event"]
+    return (f"the hwpc-sensor on {minion} refused its config: this machine cannot count event "
+            f"'{event}' (group {refused['group']}), so the sensor exits; it is stopped rather than "
+            f"left restarting. Fix: remove '{event}' from energy:sensor:events / "
+            f"energy:sensor:extra_events for {cpu or 'this CPU name'} (salt {minion} grains.get energy:pmu_events "
+            "lists what it offers), or run the sensor on a machine that has it.")
+
+
 def _refused(found):
     event, group = found["event"], found["group"]
     what = (f"its system group '{group}' cannot count event '{event}', so it sends no `all` report "

@@ -94,3 +94,20 @@ def test_two_runs_that_find_the_engine_missing_restart_the_minion_once(tmp_path)
     assert healing.restart_pending(str(tmp_path), now) is False  # the first run restarts it
     assert healing.restart_pending(str(tmp_path), now + 30) is True  # the schedule, 30 s later, does not
     assert healing.restart_pending(str(tmp_path), now + 300) is False  # a restart long after is a new one
+
+
+def test_the_engine_takes_a_minion_restart_when_its_config_file_comes_goes_or_changes():
+    assert healing.engine_restart(True, True, "a", "a") is None  # loaded, unchanged
+    assert healing.engine_restart(False, False, None, None) is None  # off, no file
+    assert healing.engine_restart(True, False, None, "a") == "start"
+    assert healing.engine_restart(True, True, "a", "b") == "reload"
+    assert healing.engine_restart(False, True, "a", None) == "stop"
+    warning, comment = healing.restart_needed("node-a", "start", False)
+    assert warning.startswith("restart salt-minion on node-a to start the docker_events engine "
+                              "(energy:heal:events:restart_minion is false)")
+    assert comment == ("salt-minion needs a restart to start the docker_events engine "
+                       "(energy:heal:events:restart_minion is false)")
+    assert "no systemd" in healing.restart_needed("node-a", "stop", True)[1]
+    assert healing.config_change("/f", None, "x", True) == ("/f would be written", {"old": None, "new": "/f"})
+    assert healing.config_change("/f", "y", "x", False) == ("/f updated", {"old": "other content", "new": "/f"})
+    assert healing.config_change("/f", "y", None, False) == ("/f removed", {"old": "/f", "new": None})

@@ -270,3 +270,24 @@ def test_a_missing_image_is_named_with_its_tag_and_the_fix(image, repository, ta
 def test_a_full_volume_names_the_fix_of_what_it_holds(volume, fix):
     reason = health.full_reason({"volume": volume, "min_free_mb": 16}, 2**20)
     assert reason.startswith(health.FULL) and f"its volume {volume} is full" in reason and fix in reason
+
+
+def test_a_container_watched_after_a_start_is_watched_until_it_has_run_that_long_and_as_one_run():
+    assert health.watch_left(5, None) == 5.0
+    assert health.watch_left(5, 2) == 3.0 and health.watch_left(5, 3600) == 0.0
+    run = {"State": {"Status": "running", "StartedAt": "t0"}, "RestartCount": 1}
+    assert health.same_run(run, 1, "t0")
+    assert not health.same_run(dict(run, RestartCount=2), 1, "t0")  # restarted meanwhile
+    assert not health.same_run({"State": {"Status": "running", "StartedAt": "t1"}, "RestartCount": 1}, 1, "t0")
+    assert not health.same_run({}, 0, None)  # gone
+
+
+def test_what_stays_up_says_of_a_container_that_did_not_and_of_a_stopped_sensor():
+    from energy_core import sensor_faults
+
+    said = health.not_up_comment("formula", "energy-a-formula-x", "a", None, 2, "x" * 2000 + "\n")
+    assert said.startswith("formula container energy-a-formula-x on a does not stay up (gone, 2 restart(s)); ")
+    assert said.endswith("x" * 1500) and "x" * 1501 not in said
+    said = sensor_faults.stopped_comment("a", {"event": "BOGUS", "group": "core"})
+    assert "the hwpc-sensor on a refused its config" in said and "'BOGUS' (group core)" in said
+    assert "for this CPU name" in said and "salt a grains.get energy:pmu_events" in said
