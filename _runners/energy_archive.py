@@ -117,20 +117,9 @@ def backup(dest=None, cpus=None, since=None, until=None, tgt="*", timeout=3600):
     stamp = time.strftime("%Y%m%dT%H%M%SZ", time.gmtime(now))
     try:
         _check_file_recv()
-        since_ns = archive_core.parse_time(since, now, "since")
-        until_ns = archive_core.parse_time(until, now, "until") if until not in (None, "") else int(now * 1e9)
-        if since_ns is not None and since_ns >= until_ns:
-            raise archive_core.ArchiveError(f"since: bad value {since!r}: it is not before until. Fix: an earlier "
-                                            "since, or a later until")
+        since_ns, until_ns = archive_core.backup_range(since, until, now)
         facts = _facts(tgt)
-        if "plan" in facts["differences"]["errors"]:
-            raise archive_core.ArchiveError(f"no plan to back up: {facts['differences']['errors']['plan']}")
-        chosen = archive_core.cpu_list(cpus, facts["cpus"])
-        targets = [(cpu, t) for cpu in chosen for t in archive_core.influx_targets(facts, cpu)]
-        down = sorted({m for _c, (m, _n, _d) in targets} & set(facts["differences"]["no_answer"]))
-        if down:
-            raise archive_core.ArchiveError(f"minion {down[0]} holds an InfluxDB to back up and did not answer. Fix: "
-                                            "bring it back (salt-run manage.status), or leave its CPU names out (cpus=)")
+        targets = archive_core.backup_targets(facts, cpus)
         box = trust.outbox(dest, os.path.join(__opts__["cachedir"], "energy", "backups"))
     except archive_core.ArchiveError as exc:
         return _failed(str(exc))
@@ -202,6 +191,27 @@ def _send(minion, source, dest):
             index += 1
 
 
+def _restore_one(src, entry, target, job, timeout):
+    """One backed-up database sent to its minion and restored there into ``target`` (minion,
+    container, database); what was written, as the minion's answer says (checked)."""
+    minion, _container, database = target
+    cachedir, _ = _ask([minion], "config.get", 30, key="cachedir")
+    if minion not in cachedir:
+        raise archive_core.ArchiveError(f"minion {minion} did not answer")
+    remote = trust.remote_path(minion, "config.get", "cachedir", cachedir[minion])
+    remote = f"{remote}/energy/transfer/restore-{job.replace('_', '-')}.tar.gz"
+    _send(minion, os.path.join(src, entry["file"]), remote)
+    answers, errors = _ask([minion], "energy_archive.restore_influxdb", timeout, archive=remote, database=database,
+                           sha256=entry["sha256"], source_database=entry["database"], job=job,
+                           points=archive_core.points_of(entry.get("points")))
+    if minion not in answers:
+        raise archive_core.ArchiveError(f"restore of {entry['file']} into {database} on {minion} failed: "
+                                        f"{errors.get(minion, 'no answer')}")
+    got = trust.answer(minion, "energy_archive.restore_influxdb", answers[minion], trust.RESTORE)
+    return {"file": entry["file"], "cpu": entry["cpu"], "host": minion, "database": database,
+            "backed_up": entry["points"], "written": got["written"], "seconds": got["seconds"]}
+
+
 def restore(src, cpus=None, tgt="*", stop_formulas=False, timeout=3600):
     """
     Restore a backup of ``salt-run energy.backup`` into the current plan, also when the stack moved
@@ -230,20 +240,10 @@ def restore(src, cpus=None, tgt="*", stop_formulas=False, timeout=3600):
     try:
         manifest = archive_core.check(src)
         facts = _facts(tgt)
-        if "plan" in facts["differences"]["errors"]:
-            raise archive_core.ArchiveError(f"no plan to restore into: {facts['differences']['errors']['plan']}")
-        in_backup = sorted({e["cpu"] for e in manifest["entries"]})
-        chosen = archive_core.cpu_list(cpus, in_backup)
-        entries = [e for e in manifest["entries"] if e["cpu"] in chosen]
-        plan = [(entry, archive_core.restore_target(facts, entry)) for entry in entries]
-        formulas = sorted(n for n, b in facts["boxes"].items() if b["component"] == "formula" and b["cpu"] in chosen)
-        running = [n for n in formulas if facts["boxes"][n]["state"] == "running"]
-        if running and not stop_formulas:
-            raise archive_core.ArchiveError(
-                f"SmartWatts {running[0]} is running and writes into a database to restore. Fix: stop_formulas=True "
-                "(the restore stops them in a maintenance window and starts them again), or stop them yourself: "
-                f"salt {facts['boxes'][running[0]]['minion']} energy_heal.maintenance on {running[0]}, then "
-                f"salt {facts['boxes'][running[0]]['minion']} docker.stop {running[0]}")
+        archive_core.planned(facts, "restore into")
+        chosen = archive_core.cpu_list(cpus, sorted({e["cpu"] for e in manifest["entries"]}))
+        plan = [(entry, archive_core.restore_target(facts, entry)) for entry in manifest["entries"] if entry["cpu"] in chosen]
+        running = archive_core.formulas_to_stop(facts, chosen, stop_formulas)
     except archive_core.ArchiveError as exc:
         return _failed(str(exc))
     stopped = []
@@ -256,24 +256,11 @@ def restore(src, cpus=None, tgt="*", stop_formulas=False, timeout=3600):
             stopped.append((minion, name))
             _progress(f"restore: SmartWatts {name} on {minion} stopped")
         job = time.strftime("%Y%m%dT%H%M%SZ", time.gmtime())
-        for i, (entry, (minion, _container, database)) in enumerate(plan, start=1):
-            _progress(f"restore {i}/{len(plan)}: {entry['file']} ({entry['size']} bytes) to {database} on {minion}")
-            cachedir, _ = _ask([minion], "config.get", 30, key="cachedir")
-            if minion not in cachedir:
-                raise archive_core.ArchiveError(f"minion {minion} did not answer")
-            remote = trust.remote_path(minion, "config.get", "cachedir", cachedir[minion])
-            remote = f"{remote}/energy/transfer/restore-{job}-{i}.tar.gz"
-            _send(minion, os.path.join(src, entry["file"]), remote)
-            answers, errors = _ask([minion], "energy_archive.restore_influxdb", timeout, archive=remote, database=database,
-                                   sha256=entry["sha256"], source_database=entry["database"], job=f"{job}_{i}",
-                                   points=archive_core.points_of(entry.get("points")))
-            if minion not in answers:
-                raise archive_core.ArchiveError(f"restore of {entry['file']} into {database} on {minion} failed: "
-                                                f"{errors.get(minion, 'no answer')}")
-            got = trust.answer(minion, "energy_archive.restore_influxdb", answers[minion], trust.RESTORE)
-            results.append({"file": entry["file"], "cpu": entry["cpu"], "host": minion, "database": database,
-                            "backed_up": entry["points"], "written": got["written"], "seconds": got["seconds"]})
-            _progress(f"restore {i}/{len(plan)}: {database} done, {got['written']} points written in {got['seconds']} s")
+        for i, (entry, target) in enumerate(plan, start=1):
+            _progress(f"restore {i}/{len(plan)}: {entry['file']} ({entry['size']} bytes) to {target[2]} on {target[0]}")
+            results.append(_restore_one(src, entry, target, f"{job}_{i}", timeout))
+            _progress(f"restore {i}/{len(plan)}: {target[2]} done, {results[-1]['written']} points written in "
+                      f"{results[-1]['seconds']} s")
     except (archive_core.ArchiveError, trust.Untrusted) as exc:
         return _failed(str(exc) + (f" (restored before the failure: {[r['database'] for r in results]})"
                                    if results else ""))
@@ -317,10 +304,8 @@ def export(dest, since=None, until=None, cpus=None, format="csv", per_cpu=True, 
     files = {}
     try:
         facts = _facts(tgt)
-        if "plan" in facts["differences"]["errors"]:
-            raise archive_core.ArchiveError(f"no plan to export from: {facts['differences']['errors']['plan']}")
-        targets = [(cpu, t) for cpu in archive_core.cpu_list(cpus, facts["cpus"])
-                   for t in archive_core.influx_targets(facts, cpu)]
+        archive_core.planned(facts, "export from")
+        targets = archive_core.targets_of(facts, cpus)
         for i, (cpu, (minion, _container, database)) in enumerate(targets, start=1):
             name = trust.file_name(f"{database}.{'csv' if format == 'csv' else 'lp'}" if per_cpu
                                         else f"power.{'csv' if format == 'csv' else 'lp'}")

@@ -303,3 +303,51 @@ def restore_target(facts, entry):
         f"the backup of {entry['database']} from {entry['host']} could go to {len(targets)} InfluxDBs of the current "
         f"plan ({', '.join(t[0] for t in targets)}; the dedicated strategy): it holds several machines and a restore "
         "does not split it. Fix: restore under the strategy it was taken with, then switch strategies")
+
+
+def planned(facts, what):
+    """Raise when the master has no plan to ``what`` (backup, restore, export): the error the
+    summary's facts carry, named."""
+    if "plan" in facts["differences"]["errors"]:
+        raise ArchiveError(f"no plan to {what}: {facts['differences']['errors']['plan']}")
+
+
+def targets_of(facts, cpus):
+    """``[(cpu, (minion, container, database))]``: the InfluxDBs of the CPU names asked for."""
+    return [(cpu, t) for cpu in cpu_list(cpus, facts["cpus"]) for t in influx_targets(facts, cpu)]
+
+
+def backup_range(since, until, now):
+    """(since, until) in nanoseconds for a backup: ``until`` defaults to ``now``, ``since`` (None:
+    from the start) must be before it."""
+    since_ns = parse_time(since, now, "since")
+    until_ns = parse_time(until, now, "until") if until not in (None, "") else int(now * 1e9)
+    if since_ns is not None and since_ns >= until_ns:
+        raise ArchiveError(f"since: bad value {since!r}: it is not before until. Fix: an earlier since, or a later until")
+    return since_ns, until_ns
+
+
+def backup_targets(facts, cpus):
+    """``targets_of``, refused when a minion that holds one of them did not answer."""
+    planned(facts, "back up")
+    targets = targets_of(facts, cpus)
+    down = sorted({m for _c, (m, _n, _d) in targets} & set(facts["differences"]["no_answer"]))
+    if down:
+        raise ArchiveError(f"minion {down[0]} holds an InfluxDB to back up and did not answer. Fix: bring it back "
+                           "(salt-run manage.status), or leave its CPU names out (cpus=)")
+    return targets
+
+
+def formulas_to_stop(facts, cpus, stop_formulas):
+    """The running SmartWatts of ``cpus`` that a restore stops (``stop_formulas``); without it, one
+    running is refused, with how to stop it."""
+    boxes = facts["boxes"]
+    running = sorted(n for n, b in boxes.items() if b["component"] == "formula" and b["cpu"] in cpus
+                     and b["state"] == "running")
+    if running and not stop_formulas:
+        minion = boxes[running[0]]["minion"]
+        raise ArchiveError(
+            f"SmartWatts {running[0]} is running and writes into a database to restore. Fix: stop_formulas=True "
+            "(the restore stops them in a maintenance window and starts them again), or stop them yourself: "
+            f"salt {minion} energy_heal.maintenance on {running[0]}, then salt {minion} docker.stop {running[0]}")
+    return running

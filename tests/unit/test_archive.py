@@ -109,3 +109,39 @@ def test_a_restore_waits_for_each_measurement_of_the_manifest():
     assert archive.shortfall(expected, {}) == {"energy_health": (0, 2), "power_consumption": (0, 10)}
     assert archive.shortfall(expected, {"power_consumption": 10, "energy_health": 1}) == {"energy_health": (1, 2)}
     assert archive.shortfall(expected, {"power_consumption": 11, "energy_health": 2, "other": 1}) == {}
+
+
+def _facts(**differences):
+    boxes = {"energy-a-formula-x": {"component": "formula", "cpu": "X", "minion": "a", "state": "running"},
+             "energy-b-formula-y": {"component": "formula", "cpu": "Y", "minion": "b", "state": "exited"},
+             "energy-c-influxdb-x": {"component": "influxdb", "cpu": "X", "minion": "c", "state": "running"},
+             "energy-c-influxdb-y": {"component": "influxdb", "cpu": "Y", "minion": "c", "state": "running"}}
+    edges = [("energy-a-formula-x", "energy-c-influxdb-x", "power_x"),
+             ("energy-b-formula-y", "energy-c-influxdb-y", "power_y")]
+    return {"boxes": boxes, "edges": edges, "cpus": ["X", "Y"],
+            "differences": dict({"errors": {}, "no_answer": []}, **differences)}
+
+
+def test_what_to_back_up_restore_or_export_comes_from_the_plan_and_is_refused_without_one():
+    assert archive.targets_of(_facts(), "Y") == [("Y", ("c", "energy-c-influxdb-y", "power_y"))]
+    assert len(archive.backup_targets(_facts(), None)) == 2
+    with pytest.raises(ArchiveError, match="^no plan to back up: invalid energy pillar"):
+        archive.backup_targets(_facts(errors={"plan": "invalid energy pillar"}), None)
+    with pytest.raises(ArchiveError, match="^minion c holds an InfluxDB to back up and did not answer"):
+        archive.backup_targets(_facts(no_answer=["c"]), "X")
+    with pytest.raises(ArchiveError, match="^no plan to export from: x"):
+        archive.planned(_facts(errors={"plan": "x"}), "export from")
+
+
+def test_a_backup_range_ends_now_by_default_and_starts_before_it_ends():
+    assert archive.backup_range(None, None, 100.0) == (None, 100 * 10**9)
+    assert archive.backup_range("10", "20", 100.0) == (10 * 10**9, 20 * 10**9)
+    with pytest.raises(ArchiveError, match="^since: bad value '20': it is not before until"):
+        archive.backup_range("20", "10", 100.0)
+
+
+def test_a_restore_stops_the_running_formulas_of_its_cpu_names_only_when_asked():
+    assert archive.formulas_to_stop(_facts(), ["Y"], False) == []  # exited
+    assert archive.formulas_to_stop(_facts(), ["X", "Y"], True) == ["energy-a-formula-x"]
+    with pytest.raises(ArchiveError, match="^SmartWatts energy-a-formula-x is running .* salt a docker.stop"):
+        archive.formulas_to_stop(_facts(), ["X"], False)
