@@ -240,10 +240,6 @@ def prepare():
     }, hidden)
 
 
-def _layout(placed):
-    return {cpu: {k: e[k] for k in ("mongo", "influxdb", "formula")} for cpu, e in placed["cpus"].items()}
-
-
 def _leaving(current, canonical, strategy):
     """``{minion: [database containers]}`` that moving ``current`` to ``canonical`` leaves behind."""
     slugs = names_core.cpu_slugs(canonical["cpus"])
@@ -291,29 +287,20 @@ def rebalance(apply=False, timeout=3600):
         canonical = plan_core.build(conf, facts, None)["placement"]
     except schema.PlanError as exc:
         return _failed(str(exc))
-    current, layout = full["placement"], _layout(canonical)
-    differs = {cpu: {"current": where, "canonical": layout[cpu]} for cpu, where in _layout(current).items()
-               if where != layout[cpu]}
-    moves = placement.moves(current, canonical)
-    result = {"result": True, "differs": differs, "moves": moves, "strategy": full["strategy"]}
+    result = placement.rebalance(full["placement"], canonical, full["strategy"])
+    differs, moves = result["differs"], result["moves"]
     if not apply or not differs:
-        result["comment"] = ("the current placement is the canonical one" if not differs else
-                             f"{len(differs)} CPU name(s) placed otherwise, {len(moves)} database(s) would move: "
-                             "salt-run energy.rebalance apply=True moves them (backup, orch, restore)")
         return result
-    cpus = ",".join(sorted({m["cpu"] for m in moves if m["component"] == "influxdb"}))
-    steps = result["steps"] = []
-    backup = None
-    if cpus and conf["influxdb"]["version"] != 1:
-        return _failed(f"energy:influxdb:version: 2: energy.backup reads InfluxDB 1.x only, so the power of {cpus} "
-                       "cannot be moved here. Fix: back it up with the influx CLI in its container (influx backup), "
-                       "or leave the placement as it is")
+    cpus, problem = placement.rebalance_cpus(moves, conf["influxdb"]["version"])
+    if problem:
+        return _failed(problem)
+    steps, backup = result.setdefault("steps", []), None
     if cpus:
         backup = __salt__["energy_archive.backup"](cpus=cpus, timeout=timeout)
         steps.append({"backup": backup})
         if not backup.get("result"):
             return _failed(f"the backup of {cpus} failed, nothing moved: {backup.get('error')}") | {"steps": steps}
-    _write_allowed(_leaving(current, canonical, full["strategy"]))
+    _write_allowed(_leaving(full["placement"], canonical, full["strategy"]))
     parts.write_placement(_kept_dir(), dict(canonical, moves=[]))
     try:
         orch = __salt__["state.orchestrate"]("energy.orch")

@@ -284,3 +284,31 @@ def moves(current, placed):
             if old and isinstance(old.get(kind), str) and old.get(kind) != entry[kind]:
                 found.append({"cpu": cpu, "component": kind, "from": old[kind], "to": entry[kind]})
     return found
+
+
+def _layout(placed):
+    return {cpu: {k: e[k] for k in ("mongo", "influxdb", "formula")} for cpu, e in placed["cpus"].items()}
+
+
+def rebalance(current, canonical, strategy):
+    """What ``salt-run energy_plan.rebalance`` reports before it moves anything: ``differs`` (each
+    CPU name placed otherwise than the canonical placement), ``moves`` and a comment."""
+    layout = _layout(canonical)
+    differs = {cpu: {"current": where, "canonical": layout[cpu]} for cpu, where in _layout(current).items()
+               if where != layout[cpu]}
+    found = moves(current, canonical)
+    comment = ("the current placement is the canonical one" if not differs else
+               f"{len(differs)} CPU name(s) placed otherwise, {len(found)} database(s) would move: "
+               "salt-run energy.rebalance apply=True moves them (backup, orch, restore)")
+    return {"result": True, "differs": differs, "moves": found, "strategy": strategy, "comment": comment}
+
+
+def rebalance_cpus(found, influx_version):
+    """(the CPU names whose InfluxDB moves, comma-separated: what a rebalance backs up and restores,
+    why it cannot move them or None). ``found``: ``moves``."""
+    cpus = ",".join(sorted({m["cpu"] for m in found if m["component"] == "influxdb"}))
+    if cpus and influx_version != 1:
+        return cpus, (f"energy:influxdb:version: 2: energy.backup reads InfluxDB 1.x only, so the power of {cpus} "
+                      "cannot be moved here. Fix: back it up with the influx CLI in its container (influx backup), "
+                      "or leave the placement as it is")
+    return cpus, None

@@ -234,3 +234,21 @@ def test_a_sensor_and_a_smartwatts_name_the_databases_they_use_so_a_move_recreat
     assert sensor[names.LABEL_MONGO] == "energy-db1-mongo-amd_epyc" and moved[names.LABEL_MONGO] == "energy-db1-mongo"
     for formula in labels(shared, "db1", "formula"):
         assert (formula[names.LABEL_MONGO], formula[names.LABEL_INFLUXDB]) == ("energy-db1-mongo", "energy-db1-influxdb")
+
+
+def test_a_rebalance_reports_what_is_placed_otherwise_and_refuses_to_move_influxdb_2():
+    current = {"cpus": {"X": {"mongo": "a", "influxdb": "a", "formula": "a"},
+                        "Y": {"mongo": "b", "influxdb": "b", "formula": "b"}}}
+    canonical = {"cpus": {"X": {"mongo": "a", "influxdb": "a", "formula": "a"},
+                          "Y": {"mongo": "b", "influxdb": "a", "formula": "b"}}}
+    same = placement.rebalance(current, current, "per_cpu")
+    assert same == {"result": True, "differs": {}, "moves": [], "strategy": "per_cpu",
+                    "comment": "the current placement is the canonical one"}
+    found = placement.rebalance(current, canonical, "per_cpu")
+    assert found["differs"] == {"Y": {"current": current["cpus"]["Y"], "canonical": canonical["cpus"]["Y"]}}
+    assert found["moves"] == [{"cpu": "Y", "component": "influxdb", "from": "b", "to": "a"}]
+    assert found["comment"].startswith("1 CPU name(s) placed otherwise, 1 database(s) would move")
+    assert placement.rebalance_cpus(found["moves"], 1) == ("Y", None)
+    cpus, problem = placement.rebalance_cpus(found["moves"], 2)
+    assert cpus == "Y" and problem.startswith("energy:influxdb:version: 2: energy.backup reads InfluxDB 1.x only")
+    assert placement.rebalance_cpus([], 2) == ("", None)
