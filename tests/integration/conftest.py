@@ -78,7 +78,9 @@ def start_workloads(client, image):
     remove_workloads(client)
     return {name: client.containers.run(
         image, ["sleep", "infinity"], name=name, detach=True, network_mode="none", read_only=True,
-        cap_drop=["ALL"], mem_limit="32m", labels={WORKLOAD_LABEL: "1", LOAD_LABEL: str(load)})
+        cap_drop=["ALL"], mem_limit="32m", labels={WORKLOAD_LABEL: "1", LOAD_LABEL: str(load)},
+        # back after a test restarts the Docker engine (test_zz_faults), with the same id: the same target
+        restart_policy={"Name": "unless-stopped"})
         for name, load in WORKLOADS.items()}
 
 
