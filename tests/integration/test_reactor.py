@@ -14,7 +14,7 @@ import time
 import pytest
 import yaml
 
-from tests.integration.conftest import XEON_GOLD, one, settled
+from tests.integration.conftest import XEON_GOLD, one, settled, target_name
 
 
 
@@ -203,6 +203,26 @@ def test_maintenance_rejects_an_unknown_target(engine_running, salt_cli):
     ret = salt_cli.run("energy_heal.maintenance", "on", "nginx", minion_tgt="test-ctl")
     assert "bad target 'nginx'" in ret.stdout and "Fix:" in ret.stdout
     assert salt_cli.run("energy_heal.maintenance", minion_tgt="test-ctl").data == {}
+
+
+def test_a_removed_container_is_named_from_what_the_names_engine_recorded_at_its_start(
+        engine_running, salt_cli, docker_engine, images_built):
+    """energy.report names a target after its container also once the container is gone: the
+    energy_names engine (installed with the docker_events engine) recorded its name and compose
+    labels when it started, on the minion that ran it."""
+    container = docker_engine.containers.run(
+        images_built["python"], ["sleep", "infinity"], detach=True, name="energy-test-names-brief",
+        network_mode="none", labels={"com.docker.compose.project": "brief", "com.docker.compose.service": "work"})
+    try:
+        target = target_name(docker_engine, container)
+        time.sleep(3)  # the engine reads the start event
+    finally:
+        container.remove(force=True)
+    unknown = "/docker/" + "0" * 64
+    found = salt_cli.run("energy_report.names", json.dumps([target, unknown]), minion_tgt="test-ctl").data
+    assert found[target]["name"] == "energy-test-names-brief", found  # from the record: Docker has it no more
+    assert (found[target]["project"], found[target]["service"]) == ("brief", "work")
+    assert found[unknown] is None  # never started here: left unresolved
 
 
 # --------------------------------------------------------------------------- forged events
