@@ -150,7 +150,8 @@ def fault(host, stopped=False, no_containers=False):
         return _refused(found)
     other = CONFIG_REFUSED.search(logs)
     if other:
-        return {"reason": f"the hwpc-sensor refused its config ('{other.group('message').strip()}') and exits. Fix: "
+        said = other.group("message").strip()[:160]  # the sensor's own words (key names, no values), bounded
+        return {"reason": f"the hwpc-sensor refused its config ('{said}') and exits. Fix: "
                           "the formula writes that file from energy:sensor (its events, extra_events and options): "
                           "make energy:sensor:tag a release this formula supports (docs/versions.md) and remove "
                           "what the message names, then apply energy.sensor", "leave": True}
