@@ -43,16 +43,24 @@ def _inspect(name):
         return None
 
 
-def _recreate(name, run, force):
+def _recreator():
     """How this state run recreates a container for ``energy_health.check``: the stack's network
     first (a container recreated on a host whose network went missing would not start), then
-    ``energy.container_running`` with ``force``, in this run (``energy_heal.stays_up`` sees it)."""
-    network = hardening.stack_network(run)
-    if network:
-        ret = __states__["energy_network.present"](name=network)
-        if not ret.get("result"):
-            return ret
-    return __states__["energy.container_running"](name=name, force=force, **run)
+    ``energy.container_running`` with ``force``, in this run (``energy_heal.stays_up`` sees it).
+    The state functions are bound here: the execution module calls the returned function in its
+    own loader context, which has no ``__states__``."""
+    network_present = __states__["energy_network.present"]
+    container_running = __states__["energy.container_running"]
+
+    def recreate(name, run, force):
+        network = hardening.stack_network(run)
+        if network:
+            ret = network_present(name=network)
+            if not ret.get("result"):
+                return ret
+        return container_running(name=name, force=force, **run)
+
+    return recreate
 
 
 def healthy(name, component, run, probe=None, grace=60, timeout=60, trigger="health check"):
@@ -74,7 +82,7 @@ def healthy(name, component, run, probe=None, grace=60, timeout=60, trigger="hea
     """
     found = __salt__["energy_health.check"](
         name, component, run, probe=probe or {}, grace=grace, timeout=timeout, trigger=trigger,
-        started_here=name in __context__.get(names.STARTED, ()), recreate=_recreate,
+        started_here=name in __context__.get(names.STARTED, ()), recreate=_recreator(),
         test=bool(__opts__.get("test")))
     return {"name": name, "changes": found["changes"], "result": found["result"], "comment": found["comment"]}
 

@@ -143,7 +143,8 @@ def state_salt():
 
 @pytest.fixture
 def state_states():
-    return {"docker_container.running": mock.MagicMock(return_value={"result": True, "changes": {}, "comment": ""})}
+    return {"docker_container.running": mock.MagicMock(return_value={"result": True, "changes": {}, "comment": ""}),
+            "energy_network.present": mock.MagicMock(return_value={"result": True, "changes": {}, "comment": ""})}
 
 
 @pytest.fixture
