@@ -686,3 +686,15 @@ def test_heal_always_goes_to_docker_container(state_salt, state_states):
     energy_state._running(FORMULA, force=True, image="x:1", environment={"A": "1"},
                           labels={"energy.component": "formula"})
     state_states["docker_container.running"].assert_called_once()
+
+
+def test_the_recreation_handed_to_the_pipeline_runs_outside_the_states_loader_context(state_salt, state_states,
+                                                                                       monkeypatch):
+    """energy_health.check (an execution module) calls the state's recreation in its own loader
+    context, where ``__states__`` does not resolve: the state binds its functions beforehand."""
+    recreate = heal_state._recreator()
+    monkeypatch.setattr(heal_state, "__states__", {}, raising=False)  # what that other context sees
+    ret = recreate(FORMULA, dict(RUN, network_mode="energy"), True)
+    assert ret["result"] is True
+    state_states["energy_network.present"].assert_called_once_with(name="energy")
+    assert state_states["docker_container.running"].call_args.kwargs["force"] is True
