@@ -178,7 +178,9 @@ def test_maintenance_keeps_a_deliberate_stop(engine_running, salt_cli, docker_en
         while not react_returns(event_listener, salt_master, start) and time.time() < deadline:
             time.sleep(1)
         (react,) = react_returns(event_listener, salt_master, start)
-        assert react["return"]["comment"].startswith(f"left alone: maintenance on {victim.name}")
+        assert react["return"]["status"] == "held"  # the one pipeline's words, as the state says them
+        assert react["return"]["comment"].startswith(f"formula container {victim.name} left alone: maintenance on "
+                                                     f"{victim.name}")
         assert "moving the disk" in react["return"]["comment"]
 
         # neither the stack's states nor the health checks (what the schedule applies) start it
