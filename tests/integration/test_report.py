@@ -3,13 +3,15 @@
 on the test master. Accuracy per container over a marked 60 s window, the formats (JSON keys, a
 tidy CSV pandas reads, a plot, a comparison), and a stopped formula seen as a gap with its times."""
 
+import datetime
 import json
 import time
 
 import pandas
 import pytest
 
-from tests.integration.conftest import EPYC, MONGO_PASSWORDS, SENSOR_PERIOD_MS, WORKLOADS, target_name
+from tests.integration.conftest import (EPYC, MONGO_PASSWORDS, SENSOR_PERIOD_MS, WORKLOADS, containers, settled,
+                                       target_name)
 from tests.power import model_totals, truth_joules
 
 PERIOD_S = SENSOR_PERIOD_MS / 1000
@@ -34,10 +36,15 @@ def report_json(salt_run_cli, *args):
 
 
 @pytest.fixture(scope="module")
-def experiment(deployment, workloads, salt_run_cli):
-    """A 60 s experiment marked once SmartWatts has warmed up; its report read once its last ticks
-    are out of SmartWatts' hold-back."""
-    time.sleep(max(0.0, deployment["returned_at"] + WARM_UP_S - time.time()))
+def experiment(deployment, workloads, salt_run_cli, docker_engine):
+    """A 60 s experiment marked once SmartWatts has warmed up (every formula container of the test
+    stack running for WARM_UP_S: an earlier module may have had one recreated); its report read
+    once its last ticks are out of SmartWatts' hold-back."""
+    settled(docker_engine)
+    started = max([deployment["returned_at"]] + [
+        datetime.datetime.fromisoformat(c.attrs["State"]["StartedAt"][:26].rstrip("Z") + "+00:00").timestamp()
+        for c in containers(docker_engine, energy_component="formula")])
+    time.sleep(max(0.0, started + WARM_UP_S - time.time()))
     start = run(salt_run_cli, "energy.mark", "accuracy", "start", "note=60 s, stand-in truth")
     time.sleep(60)
     end = run(salt_run_cli, "energy.mark", "accuracy", "end")
