@@ -233,6 +233,8 @@ def _running(name, shortcut=False, **kwargs):
             return {"name": name, "changes": {}, "result": True,
                     "comment": f"Container '{name}' is already configured as specified (same image, "
                                f"same {names.LABEL_CONFIG} digest, running)"}
+    if __opts__.get("test"):  # says what it would do: no lock to wait for
+        return _started(name, _masked(__states__["docker_container.running"](name=name, **args)))
     try:  # not beside a heal job of this minion recreating the same container (energy_core.container_lock)
         with container_lock.held(__opts__["cachedir"], name, wait=LOCK_WAIT_SECONDS):
             return _started(name, _masked(__states__["docker_container.running"](name=name, **args)))

@@ -123,10 +123,19 @@ def write_atomic(path, content, mode=0o644):
             return None
         return "removed"
     os.makedirs(os.path.dirname(path), exist_ok=True)
-    tmp = f"{path}.tmp"
-    with open(os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, mode), "w", encoding="utf-8") as handle:
-        handle.write(content)
-    os.replace(tmp, path)
+    import tempfile  # pylint: disable=import-outside-toplevel
+
+    # a temporary file of its own: several jobs of a minion may write the same file at once
+    descriptor, tmp = tempfile.mkstemp(prefix=os.path.basename(path) + ".", suffix=".tmp", dir=os.path.dirname(path))
+    try:
+        os.fchmod(descriptor, mode)
+        with open(descriptor, "w", encoding="utf-8") as handle:
+            handle.write(content)
+        os.replace(tmp, path)
+    except BaseException:
+        if os.path.exists(tmp):
+            os.remove(tmp)
+        raise
     return "written" if current is None else "updated"
 
 

@@ -20,12 +20,13 @@ import re
 
 # how hwpc-sensor says it cannot count an event of its config, before it exits (1.4 and later;
 # 1.3 and earlier, which names no group); a missing rapl PMU shows as its RAPL event refused
-REFUSALS = (re.compile(r"Failed to add event '(?P<event>[^']+)' to group '(?P<group>[^']+)'"),
-            re.compile(r"event '(?P<event>[^']+)' is invalid or unsupported by this machine"))
+REFUSALS = (re.compile(r"Failed to add event '(?P<event>[^'\n]{1,128})' to group '(?P<group>[^'\n]{1,128})'"),
+            re.compile(r"event '(?P<event>[^'\n]{1,128})' is invalid or unsupported by this machine"))
 # a group that cannot be opened at run time: the sensor stays up without that target's reports
 # (1.7.0: "perf<all>: failed opening perf event for group=rapl cpu=1 event=RAPL_ENERGY_PKG errno=1")
-FAILED_OPEN = re.compile(r"perf<(?P<target>[^>]*)>: failed (?:to setup perf|opening perf event) "
-                         r"for group=(?P<group>[^\s,]+)(?:.*? event=(?P<event>[^\s,]+))?")
+FAILED_OPEN = re.compile(r"perf<(?P<target>[^>\n]{0,256})>: failed (?:to setup perf|opening perf event) "
+                         r"for group=(?P<group>[^\s,]{1,128})(?:[^\n]*? event=(?P<event>[^\s,]{1,128}))?")
+MAX_REASON = 600  # a reason carries words of the sensor's output: printable, and this long at most
 NO_BASEPATH = ("Failed to get cgroup basepath", "Invalid cgroup basepath")
 # the other words of a config the sensor refuses, before it exits (1.7.0 config.c, config_json.c):
 # "config: json: Unknown parameter: 'k'", "config: Events group 'g' is empty", "config: You must ..."
@@ -94,9 +95,9 @@ def counts_containers(targets):
 def stopped_comment(minion, refused, cpu=None):
     """What ``energy_heal.stays_up`` says of a sensor it stopped because it refused an event of its
     config (``refused``: ``refusal``'s answer), with the fix."""
-    event = refused["event"]
+    event = printable(refused["event"], 128)
     return (f"the hwpc-sensor on {minion} refused its config: this machine cannot count event "
-            f"'{event}' (group {refused['group']}), so the sensor exits; it is stopped rather than "
+            f"'{event}' (group {printable(refused['group'], 128)}), so the sensor exits; it is stopped rather than "
             f"left restarting. Fix: remove '{event}' from energy:sensor:events / "
             f"energy:sensor:extra_events for {cpu or 'this CPU name'} (salt {minion} grains.get energy:pmu_events "
             "lists what it offers), or run the sensor on a machine that has it.")
@@ -139,10 +140,22 @@ def _failed_open(logs, groups):
     return None
 
 
+def printable(text, limit=MAX_REASON):
+    """``text`` with what is not printable replaced, cut to ``limit`` characters: words of a
+    container's output go into reasons, events and logs on the master."""
+    text = "".join(c if c.isprintable() else "?" for c in str(text))
+    return text if len(text) <= limit else text[:limit - 3] + "..."
+
+
 def fault(host, stopped=False, no_containers=False):
     """What is wrong with a sensor (``{"reason", "leave"}``) from ``host`` (``host_facts``), or None.
     ``stopped``: its container does not run; ``no_containers``: its points are fresh but count no
-    container."""
+    container. The reason is printable and bounded (``printable``)."""
+    found = _fault(host, stopped, no_containers)
+    return dict(found, reason=printable(found["reason"])) if found else None
+
+
+def _fault(host, stopped, no_containers):
     host = host or {}
     logs = host.get("logs") or ""
     found = refusal(logs, host.get("groups"))

@@ -200,3 +200,17 @@ def test_an_event_refusal_still_names_its_event_and_group_before_the_other_refus
     logs = "[E] config: json: Failed to add event 'NOT_AN_EVENT' to group 'core'\n[E] config: json: Events group 'x'"
     found = sensor_faults.fault(host(logs=logs), stopped=True)
     assert "cannot count event 'NOT_AN_EVENT' (group core)" in found["reason"]
+
+
+def test_what_a_sensor_logs_reaches_a_reason_printable_and_bounded():
+    """A compromised or broken sensor's output: no newline-spanning capture, no control characters,
+    no unbounded text into reasons, events and the master's logs."""
+    flood = "Failed to add event '" + "A" * 5000 + "\nSECRET=hunter2\n' to group 'g'"
+    found = sensor_faults.fault(host(logs=flood), stopped=True)
+    assert found is None or ("SECRET" not in found["reason"] and len(found["reason"]) <= sensor_faults.MAX_REASON)
+    found = sensor_faults.fault(host(logs="perf<all>: failed to setup perf for group=rapl\x1b[2J " + "x" * 9000))
+    assert found and "\x1b" not in found["reason"] and len(found["reason"]) <= sensor_faults.MAX_REASON
+    found = sensor_faults.fault(host(logs="[E] config: json: Unknown parameter: '\x1b[2J\r'"), stopped=True)
+    assert "\x1b" not in found["reason"] and "\r" not in found["reason"]
+    comment = sensor_faults.stopped_comment("node-a", {"event": "E\x1b" * 100, "group": "core"})
+    assert "\x1b" not in comment
