@@ -147,10 +147,9 @@ def _fresh(probe, fact, now):
     why, kept = health.freshness(newest, now, probe["max_age"], seen)
     keep = {fresh_key(probe): kept} if kept is not None and kept != seen else None
     if why:
-        refused = fact("refuses")
+        refused = _refused(probe, fact)
         if refused:  # the sensor is not the cause: its InfluxDB cannot store (a full volume)
-            return (f"{health.UNCHECKED}InfluxDB at {probe['url']} does not store points ({refused[:300]}); "
-                    "recreating the sensor would not help"), False, keep
+            return refused, False, keep
         fault = sensor_faults.fault(fact("sensor"))
         # said without the figures of ``why``, which change at every check: the news is the fault
         return (f"the sensor's points stopped coming: {fault['reason']}", fault["leave"], keep) if fault else (
@@ -158,5 +157,17 @@ def _fresh(probe, fact, now):
     targets = fact("targets")
     if isinstance(targets, dict) or sensor_faults.counts_containers(targets):
         return None, False, keep  # the targets could not be read: judged by freshness alone
+    # an InfluxDB that refuses writes may still read back a part of what it was sent (InfluxDB 1.x
+    # caches a point before its WAL refuses it): the targets then say nothing of the sensor
+    refused = _refused(probe, fact)
+    if refused:
+        return refused, False, keep
     fault = sensor_faults.fault(fact("sensor"), no_containers=True)
     return (fault["reason"], fault["leave"], keep) if fault else (None, False, keep)
+
+
+def _refused(probe, fact):
+    """Why the sensor's points cannot be judged when its InfluxDB refuses a write, else None."""
+    refused = fact("refuses")
+    return (f"{health.UNCHECKED}InfluxDB at {probe['url']} does not store points ({refused[:300]}); "
+            "recreating the sensor would not help") if refused else None

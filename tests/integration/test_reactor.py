@@ -193,11 +193,11 @@ def test_maintenance_keeps_a_deliberate_stop(engine_running, salt_cli, docker_en
         assert not event_listener.get_events([(salt_master.id, "energy/heal/formula")], after_time=start)
         status = salt_cli.run("energy_heal.maintenance", minion_tgt="test-ctl").data
         assert status[victim.name]["reason"] == "moving the disk"
-    finally:
-        ret = salt_cli.run("energy_heal.maintenance", "off", victim.name, minion_tgt="test-ctl")
-    assert ret.data == {}
-    ret = salt_cli.run("state.apply", "energy.heal", minion_tgt="test-ctl")
-    assert ret.returncode == 0, ret.stdout
+    finally:  # also when an assertion above failed: the next tests need the formula back
+        off = salt_cli.run("energy_heal.maintenance", "off", victim.name, minion_tgt="test-ctl")
+        healed = salt_cli.run("state.apply", "energy.heal", minion_tgt="test-ctl")
+    assert off.data == {}
+    assert healed.returncode == 0, healed.stdout
     assert wait_running(docker_engine, victim.name, 5)
 
 
