@@ -23,9 +23,6 @@ import urllib.parse
 log = logging.getLogger(__name__)
 
 __virtualname__ = "energy"
-# how long a state waits for a heal job of this minion that is recreating the same container
-LOCK_WAIT_SECONDS = 180
-
 try:
     import energy_core
 
@@ -236,10 +233,15 @@ def _running(name, shortcut=False, **kwargs):
     if __opts__.get("test"):  # says what it would do: no lock to wait for
         return _started(name, _masked(__states__["docker_container.running"](name=name, **args)))
     try:  # not beside a heal job of this minion recreating the same container (energy_core.container_lock)
-        with container_lock.held(__opts__["cachedir"], name, wait=LOCK_WAIT_SECONDS):
+        with container_lock.held(__opts__["cachedir"], name, wait=_lock_wait()):
             return _started(name, _masked(__states__["docker_container.running"](name=name, **args)))
     except container_lock.Busy as exc:
         return {"name": name, "changes": {}, "result": False, "comment": f"{exc}: try again once it is done"}
+
+
+def _lock_wait():
+    """How long this state waits for a heal job recreating the same container (energy:heal:timeout)."""
+    return container_lock.state_wait(__salt__["energy.config"]().get("heal"))
 
 
 def _started(name, ret):
@@ -282,7 +284,7 @@ def mod_watch(name, sfun=None, **kwargs):
     """
     if sfun == "container_running":
         try:
-            with container_lock.held(__opts__["cachedir"], name, wait=LOCK_WAIT_SECONDS):
+            with container_lock.held(__opts__["cachedir"], name, wait=_lock_wait()):
                 return _started(name, _masked(__states__["docker_container.mod_watch"](
                     name, sfun="running", **_with_digest(name, _arguments(kwargs))[0])))
         except container_lock.Busy as exc:

@@ -17,6 +17,8 @@ import threading
 import time
 
 POLL_SECONDS = 0.2
+# the least a state waits for a heal job of its minion that recreates the same container
+STATE_WAIT_SECONDS = 180.0
 
 
 def _held_here():
@@ -24,6 +26,19 @@ def _held_here():
     core afresh (``energy_core.load``), and the heal state's copy of this module must see what the
     container state's copy holds."""
     return sys.__dict__.setdefault("_energy_container_locks", set())
+
+
+def state_wait(heal):
+    """How long a state run waits for the lock: a heal job holds it while the container it
+    recreated gets ``energy:heal:timeout`` seconds to answer (``heal``: that section of the merged
+    configuration), so a state waits that long and a minute more, and never less than
+    ``STATE_WAIT_SECONDS``."""
+    heal = heal if isinstance(heal, dict) else {}
+    try:
+        held_for = float(heal.get("timeout") or 0) + float(heal.get("grace_seconds") or 0)
+    except (TypeError, ValueError):
+        held_for = 0.0
+    return max(STATE_WAIT_SECONDS, held_for + 60.0)
 
 
 class Busy(Exception):

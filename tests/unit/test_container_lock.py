@@ -61,3 +61,14 @@ def test_re_entrant_in_one_thread_also_across_fresh_copies_of_the_core(tmp_path)
 def test_lock_files_stay_under_the_cachedir_whatever_the_name(tmp_path):
     assert container_lock.path(str(tmp_path), "../../etc/passwd").startswith(str(tmp_path / "energy" / "locks"))
     assert "/" not in container_lock.path(str(tmp_path), "a/b").rsplit("locks/", 1)[1]
+
+
+@pytest.mark.parametrize("heal, wait", [
+    (None, container_lock.STATE_WAIT_SECONDS),
+    ({"timeout": 60, "grace_seconds": 90}, 210.0),  # the defaults
+    ({"timeout": 10, "grace_seconds": 5}, container_lock.STATE_WAIT_SECONDS),
+    ({"timeout": 3600, "grace_seconds": 90}, 3750.0),  # a slow service: the heal job may hold it that long
+    ({"timeout": "x"}, container_lock.STATE_WAIT_SECONDS),
+])
+def test_a_state_waits_as_long_as_a_heal_job_may_hold_the_lock(heal, wait):
+    assert container_lock.state_wait(heal) == wait
