@@ -5,6 +5,7 @@ news of a container left unhealthy fired once."""
 import datetime
 import importlib.util
 import json
+import os
 import sys
 import time
 from unittest import mock
@@ -95,6 +96,17 @@ def test_test_mode_says_what_it_would_recreate_and_does_nothing(mod):
     recreate.assert_not_called()
     mod.__salt__["event.send"].assert_not_called()
     assert records(mod) == {}
+
+
+def test_test_mode_keeps_no_freshness_record_and_a_real_check_does(mod):
+    sensor = ("energy-node-a-sensor", "sensor", {"image": "hwpc-sensor:1.3.0"},
+              {"fresh": {"url": "http://i:8086", "database": "d", "sensor": MINION, "max_age": 60}})
+    seen = mod.health.seen_path(mod.__opts__["cachedir"])
+    mod.answers = {"newest": time.time() - 5, "targets": ["rapl", "global", "web"]}
+    assert mod.check(*sensor, test=True)["status"] == "healthy"
+    assert not os.path.exists(seen)  # test=True writes no file
+    assert mod.check(*sensor)["status"] == "healthy"
+    assert os.path.exists(seen)
 
 
 def test_a_recreation_without_a_state_waits_for_a_state_run_without_the_lock_then_judges_again(mod, monkeypatch):
