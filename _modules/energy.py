@@ -15,6 +15,8 @@ import logging
 import os
 import sys
 
+from salt.exceptions import CommandExecutionError
+
 log = logging.getLogger(__name__)
 
 __virtualname__ = "energy"
@@ -34,27 +36,13 @@ try:
 except ImportError as exc:  # the utils are not synced yet (saltutil.sync_utils)
     CORE_ERROR = str(exc)
 
-try:
-    import docker  # noqa: F401  pylint: disable=unused-import
-
-    HAS_DOCKER_SDK = True
-except ImportError:
-    HAS_DOCKER_SDK = False
-
-try:
-    from salt.exceptions import CommandExecutionError
-except ImportError:  # pragma: no cover
-
-    class CommandExecutionError(Exception):
-        pass
-
 
 def __virtual__():
     if CORE_ERROR is not None:
         return (False, f"the energy module needs the formula's energy_core utils ({CORE_ERROR}): "
                        "run saltutil.sync_utils (energy.orch does)")
     return energy_core.virtual(__virtualname__, "the energy module",
-                               __salt__, needs=("docker.ps",), docker_sdk=HAS_DOCKER_SDK)
+                               __salt__, needs=("docker.ps",))
 
 
 def _job_id():

@@ -20,6 +20,8 @@ import logging
 import os
 import time
 
+from salt.exceptions import CommandExecutionError
+
 log = logging.getLogger(__name__)
 
 __virtualname__ = "energy_heal"
@@ -32,13 +34,6 @@ try:
     CORE_ERROR = None
 except ImportError as exc:  # the utils are not synced yet (saltutil.sync_utils)
     CORE_ERROR = str(exc)
-
-try:
-    from salt.exceptions import CommandExecutionError
-except ImportError:  # pragma: no cover
-
-    class CommandExecutionError(Exception):
-        pass
 
 
 def __virtual__():

@@ -16,6 +16,8 @@ import urllib.error
 import urllib.parse
 import urllib.request
 
+from salt.exceptions import CommandExecutionError
+
 log = logging.getLogger(__name__)
 
 __virtualname__ = "energy_report"
@@ -32,13 +34,6 @@ try:
     CORE_ERROR = None
 except ImportError as exc:  # the utils are not synced yet (saltutil.sync_utils)
     CORE_ERROR = str(exc)
-
-try:
-    from salt.exceptions import CommandExecutionError
-except ImportError:  # pragma: no cover
-
-    class CommandExecutionError(Exception):
-        pass
 
 
 def __virtual__():

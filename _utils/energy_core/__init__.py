@@ -84,13 +84,20 @@ def load():
     return types.SimpleNamespace(**{name: importlib.import_module(f"{__name__}.{name}") for name in package.MODULES})
 
 
-def virtual(virtualname, what, salt=None, needs=(), docker_sdk=True):
+def has_docker_sdk():
+    """Whether the Docker SDK for Python can be imported (without importing it)."""
+    import importlib.util  # pylint: disable=import-outside-toplevel
+
+    return importlib.util.find_spec("docker") is not None
+
+
+def virtual(virtualname, what, salt=None, needs=(), docker_sdk=None):
     """What ``__virtual__`` of a Salt layer returns once the core has loaded: ``virtualname``, or
-    ``(False, why)`` when it lacks the Docker SDK (``docker_sdk`` False) or a Salt function of
+    ``(False, why)`` when it lacks the Docker SDK (``docker_sdk``: None to look for it) or a Salt function of
     ``needs`` (saltext-dockermod's, or the formula's own execution modules). ``what`` names the
     layer in the message ("the energy module"). The case where the core itself is missing stays
     in each layer: it is what runs when this package cannot be imported."""
-    if not docker_sdk:
+    if not (has_docker_sdk() if docker_sdk is None else docker_sdk):
         return False, f"{what} needs the Docker SDK for Python (pip install docker)"
     for function in needs:
         if function not in (salt or {}):
