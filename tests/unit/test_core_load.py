@@ -7,6 +7,7 @@ import shutil
 import subprocess
 import sys
 import textwrap
+from unittest import mock
 
 from tests.conftest import ROOT
 
@@ -72,5 +73,9 @@ def test_virtual_names_what_a_layer_lacks():
     assert lacking[0] is False and "docker.ps" in lacking[1] and "saltext.dockermod" in lacking[1]
     sdk = energy_core.virtual("energy", "the energy module", docker_sdk=False)
     assert sdk[0] is False and "pip install docker" in sdk[1]
+    # by default it looks for the SDK itself: here (the tests' venv has it) and where it is missing
+    assert energy_core.virtual("energy", "the energy module") == "energy"
+    with mock.patch("importlib.util.find_spec", return_value=None):
+        assert "pip install docker" in energy_core.virtual("energy", "the energy module")[1]
     module = energy_core.virtual("energy_heal", "the energy_heal states", {}, needs=("energy_heal.held",))
     assert "saltutil.sync_modules" in module[1]
