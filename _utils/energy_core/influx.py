@@ -29,7 +29,7 @@ PROBE_MEASUREMENT = "energy_health"  # one point per failed freshness check; the
 
 def refuses_points(url, database, timeout=10):
     """None when InfluxDB 1.x at ``url`` stores a point in ``database``, else what it answered (a
-    full volume: ``no space left on device``). Only asked when a sensor's points stopped coming."""
+    full volume: ``no space left on device``). Only asked when a sensor's points stopped coming or count no container."""
     import time  # pylint: disable=import-outside-toplevel
 
     body = f"{PROBE_MEASUREMENT},check=write ok=1i {int(time.time())}".encode()
