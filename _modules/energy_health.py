@@ -296,8 +296,9 @@ def _judged(spec, settings, recreate, test):
     seen = health.Seen(health.seen_path(__opts__["cachedir"]))  # a sensor's freshness across checks
     found, facts = verdict.judge(spec, _gather(spec, seen), settings["grace"], time.time(), settings["started_here"],
                                  __opts__.get("id"))
-    for key, value in (found.get("keep") or {}).items() if not test else ():  # test changes no file
-        seen[key] = value
+    if not test:  # test changes no file
+        for key, value in (found.get("keep") or {}).items():
+            seen[key] = value
     status, reason, trigger = found["status"], found["reason"], settings["trigger"]
     if status in ("healthy", "held", "watched"):
         comment = {"healthy": f"{component} container {name} is healthy",

@@ -23,6 +23,7 @@ import urllib.parse
 log = logging.getLogger(__name__)
 
 __virtualname__ = "energy"
+
 try:
     import energy_core
 

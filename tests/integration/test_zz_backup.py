@@ -118,14 +118,17 @@ def backup(deployed, plan, workloads, salt_run_cli, tmp_path_factory):
     # SmartWatts writes a point some seconds after its time, more while a formula catches up on a
     # backlog (one an earlier module recreated): the range is settled when nothing in it changed
     # while the backup ran
+    def digests_until(until_ns):
+        return {cpu: series_digests(info, until_ns) for cpu, info in plan["cpus"].items()}
+
     for _ in range(4):
         dest = tmp_path_factory.mktemp("backups")
         until = time.time() - 30
         until_ns = int(until * 1e9)
-        digests = {cpu: series_digests(info, until_ns) for cpu, info in plan["cpus"].items()}
+        digests = digests_until(until_ns)
         ret, data = run(salt_run_cli, "energy.backup", f"dest={dest}", f"until={until}")
         assert ret.returncode == 0, ret.stdout
-        if digests == {cpu: series_digests(info, until_ns) for cpu, info in plan["cpus"].items()}:
+        if digests == digests_until(until_ns):
             break
         time.sleep(15)
     else:
