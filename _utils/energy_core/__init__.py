@@ -58,8 +58,8 @@ MODULES = ("stack", "names", "checks", "masking", "rules", "schema", "placement"
 
 
 def load():
-    """Import the core afresh from disk. Returns its modules as attributes (kept for callers that
-    still write ``core.plan``); a Salt layer calls it, then binds plain names that tools can
+    """Import the core as it is on disk now. Returns its modules as attributes (kept for callers
+    that still write ``core.plan``); a Salt layer calls it, then binds plain names that tools can
     follow::
 
         import energy_core
@@ -69,19 +69,54 @@ def load():
 
     A salt-minion lives for months and forks each job from one process: a module imported by
     name stays in ``sys.modules`` across ``saltutil.sync_utils``, so without this a minion would
-    run the old core after the orch synced a new one. ``load`` drops every module of the core from
-    ``sys.modules`` first, so the ``from energy_core import ...`` that follows reads the files on
-    disk now. Salt-facing modules call it each time Salt loads them (every job), which costs a
-    few milliseconds (tests/unit/test_core_load.py shows a changed file is seen).
+    run the old core after the orch synced a new one. ``load`` compares the package's files on
+    ``sys.path`` (their directory and a digest of each) with those the loaded core was read from;
+    when they differ it drops every module of the core from ``sys.modules`` first, so the
+    ``from energy_core import ...`` that follows reads the files on disk now
+    (tests/unit/test_core_load.py shows a changed file is seen). When they are the same, nothing
+    is imported again.
+
+    A master loads modules from several threads at once (the reactor's pool, the runners it
+    calls): dropping modules while another thread imports them made that import fail
+    (``KeyError: 'energy_core.schema'`` in importlib). So a change is read under one lock per
+    process, kept outside the package (in ``sys.modules["_energy_core_load"]``) since the package
+    itself is what gets replaced.
     """
     import importlib  # pylint: disable=import-outside-toplevel
+    import importlib.machinery  # pylint: disable=import-outside-toplevel
     import sys  # pylint: disable=import-outside-toplevel
+    import threading  # pylint: disable=import-outside-toplevel
     import types  # pylint: disable=import-outside-toplevel
 
-    for name in [n for n in sys.modules if n == __name__ or n.startswith(__name__ + ".")]:
-        del sys.modules[name]
-    package = importlib.import_module(__name__)
-    return types.SimpleNamespace(**{name: importlib.import_module(f"{__name__}.{name}") for name in package.MODULES})
+    holder = sys.modules.setdefault("_energy_core_load", types.ModuleType("_energy_core_load"))
+    with holder.__dict__.setdefault("lock", threading.RLock()):
+        spec = importlib.machinery.PathFinder.find_spec(__name__)
+        stamp = _files_stamp(spec.origin) if spec is not None and spec.origin else None
+        loaded = sys.modules.get(__name__)
+        if loaded is None or (stamp is not None and getattr(loaded, "LOADED_FROM", None) != stamp):
+            for name in [n for n in sys.modules if n == __name__ or n.startswith(__name__ + ".")]:
+                del sys.modules[name]
+            loaded = importlib.import_module(__name__)
+        return types.SimpleNamespace(**{name: importlib.import_module(f"{__name__}.{name}") for name in loaded.MODULES})
+
+
+def _files_stamp(init_path):
+    """What identifies the core found at ``init_path`` (its ``__init__.py``): its directory, and the
+    name and SHA-256 of each of its Python files (a digest, not a time: a sync may rewrite a file
+    within the same clock tick)."""
+    import hashlib  # pylint: disable=import-outside-toplevel
+    import os  # pylint: disable=import-outside-toplevel
+
+    directory = os.path.dirname(os.path.abspath(init_path))
+    files = []
+    for name in sorted(os.listdir(directory)):
+        if name.endswith(".py"):
+            with open(os.path.join(directory, name), "rb") as handle:
+                files.append((name, hashlib.sha256(handle.read()).hexdigest()))
+    return directory, tuple(files)
+
+
+LOADED_FROM = _files_stamp(__file__)  # what this import read, before any of its modules
 
 
 def has_docker_sdk():

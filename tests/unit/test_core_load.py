@@ -65,6 +65,59 @@ def test_without_load_a_plain_import_would_keep_the_old_core(tmp_path):
     assert done.returncode != 0 and "kept the core of an earlier job" in done.stderr
 
 
+THREADS = textwrap.dedent('''
+    import pathlib, sys, threading
+    utils = pathlib.Path(sys.argv[1])
+    sys.path.insert(0, str(utils))
+    import energy_core
+
+    energy_core.load()
+    from energy_core import names
+    first = names
+    energy_core.load()
+    from energy_core import names
+    assert names is first, "an unchanged core was imported again"
+
+    errors, started, synced = [], threading.Barrier(9), threading.Event()
+
+    def job():  # what each reactor thread of a master does when Salt loads a layer
+        started.wait()
+        for turn in range(40):
+            try:
+                energy_core.load()
+                from energy_core import names, schema, trust  # noqa: F401
+            except Exception as exc:  # pylint: disable=broad-except
+                errors.append(repr(exc))
+            if turn == 5:
+                synced.wait()
+
+    workers = [threading.Thread(target=job) for _ in range(8)]
+    for worker in workers:
+        worker.start()
+    started.wait()
+    with open(utils / "energy_core" / "names.py", "a", encoding="utf-8") as handle:
+        handle.write("\\nSYNCED_LATER = 'new core'\\n")  # one sync while the threads load
+    synced.set()
+    for worker in workers:
+        worker.join()
+    assert not errors, errors[:3]
+    energy_core.load()
+    from energy_core import names
+    assert names.SYNCED_LATER == "new core"
+    print("safe")
+''')
+
+
+def test_threads_loading_the_core_across_a_sync_all_succeed_and_an_unchanged_core_is_kept(tmp_path):
+    # a master's reactor threads load the layers at once: dropping the core's modules while another
+    # thread imported them failed that import (KeyError: 'energy_core.schema' in importlib)
+    shutil.copytree(ROOT / "_utils" / "energy_core", tmp_path / "utils" / "energy_core",
+                    ignore=shutil.ignore_patterns("__pycache__"))
+    done = subprocess.run([sys.executable, "-c", THREADS, str(tmp_path / "utils")],
+                          capture_output=True, text=True, timeout=120, check=False)
+    assert done.returncode == 0 and done.stdout.strip() == "safe", done.stderr[-3000:]
+
+
 def test_virtual_names_what_a_layer_lacks():
     import energy_core  # pylint: disable=import-outside-toplevel
 
