@@ -30,7 +30,7 @@ try:
 
     energy_core.load()  # afresh from disk, before the names below are bound (energy_core.load)
     from energy_core import health as health_core, inventory, names as names_core, parts
-    from energy_core import plan as plan_core
+    from energy_core import jobs, plan as plan_core, plan_checks
     from energy_core import schema, sensor, sizing as sizing_core, stack, trust
     CORE_ERROR = None
 except ImportError as exc:  # the utils are not synced yet (saltutil.sync_utils)
@@ -67,12 +67,12 @@ def _job_id():
             continue
     # with multiprocessing: False, every job of this minion has this pid
     thread = None if __opts__.get("multiprocessing", True) else threading.current_thread().name
-    return plan_core.job_of(entries, os.getpid(), thread)
+    return jobs.job_of(entries, os.getpid(), thread)
 
 
 def _per_job(name, inputs, compute):
     """``compute()`` once per job: every SLS of a state run renders the plan."""
-    return plan_core.once_per_job(__context__, f"energy.{name}", _job_id(), inputs, compute)
+    return jobs.once_per_job(__context__, f"energy.{name}", _job_id(), inputs, compute)
 
 
 def _fail(exc):
@@ -250,7 +250,7 @@ def node(conf=None, secrets=False):
     conf = conf if conf is not None else config(secrets=True)
     full_plan = _plan(conf)
     try:
-        plan_core.check_secrets(conf, full_plan, __opts__["id"])
+        plan_checks.check_secrets(conf, full_plan, __opts__["id"])
     except schema.PlanError as exc:
         _fail(exc)
     return _masked(plan_core.node(full_plan, __opts__["id"]), conf, secrets)

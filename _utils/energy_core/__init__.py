@@ -20,6 +20,7 @@ Modules, one concern each:
 ``sizing``       database volume sizes and the sensors one formula keeps up with, from the experiment
 ``components``   one builder per component: the container of a sensor, MongoDB, SmartWatts, ...
 ``plan``         the whole deployment plan from the configuration and the mine's facts
+``plan_checks``  what a built plan must pass: names and ports Docker accepts, each minion's secrets
 ``inventory``    what is deployed on a minion, read back from Docker (what energy.clean removes)
 ``events``       the hardware events the sensor reads, per CPU family, and what each one means (roles)
 ``sensor``       which events each CPU name's sensors read: "best" or "common" mode, events users add
@@ -48,13 +49,14 @@ Modules, one concern each:
 ``report_plot``  the report's picture (matplotlib)
 ``experiment``   marks of an experiment's phases, its window, the plan's facts per CPU name, compare
 ``parts``        what the master hands each minion: its own part of the plan (pillar energy_plan)
+``jobs``         one computation per Salt job: the job a process runs, a value kept for it only
 """
 
 MODULES = ("stack", "names", "checks", "masking", "rules", "schema", "placement", "events", "sensor", "dashboards",
-           "sizing", "components", "plan", "inventory", "influx", "influx_archive", "mongo_wire", "mongo_users", "sensor_faults", "health", "verdict", "healing", "maintenance",
+           "sizing", "components", "plan_checks", "plan", "inventory", "influx", "influx_archive", "mongo_wire", "mongo_users", "sensor_faults", "health", "verdict", "healing", "maintenance",
            "container_lock",
            "topology", "archive", "extmods", "orch_lock", "hardening",
-           "trust", "reactions", "report", "report_names", "report_view", "report_plot", "experiment", "parts")
+           "trust", "reactions", "report", "report_names", "report_view", "report_plot", "experiment", "parts", "jobs")
 
 
 def load():

@@ -27,7 +27,7 @@ import hashlib
 import json
 import os
 
-from . import plan, schema, sizing
+from . import plan, plan_checks, schema, sizing
 
 PILLAR_KEY = "energy_plan"
 VERSION = 1
@@ -44,7 +44,7 @@ def part(conf, full_plan, minion, stamp, shared=None):
     # hostname_to_influx, or a local part) keeps, to place as the master did
     base = {"version": VERSION, "minion": minion, "stamp": stamp, "placement": shared["placement"]}
     try:
-        plan.check_secrets(conf, full_plan, minion)
+        plan_checks.check_secrets(conf, full_plan, minion)
     except schema.PlanError as exc:
         return dict(base, local=schema.mask(str(exc), shared["hidden"]), placement=shared["placement"])
     containers = plan.node(full_plan, minion)["containers"]

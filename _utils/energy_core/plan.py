@@ -17,10 +17,7 @@
 Every node computes the same plan from the same mine data, whatever order it comes in.
 """
 
-import hashlib
-import json
-
-from . import components, hardening, inventory, names, placement as placement_rules, rules, schema, sizing, stack
+from . import components, hardening, inventory, names, placement as placement_rules, plan_checks, rules, schema, sizing, stack
 from . import sensor as sensor_rules
 from .placement import placement
 from .schema import PlanError
@@ -345,95 +342,14 @@ def build(conf, role_facts, current=None):
     # sensor is not judged through an InfluxDB that is being brought back in the same run
     for host in result["hosts"].values():
         host["containers"].sort(key=lambda c: (stack.DEPLOY_ORDER.index(c["component"]), c["name"]))
-    check_built(conf, result)
+    plan_checks.check_built(conf, result)
     return result
 
 
 # the components that publish a port on their minion, and the pillar key that sets it
-PUBLISHED = {"mongo": "mongo:port", "influxdb": "influxdb:port", "grafana": "grafana:port"}
-MAX_NAME = names.MAX_NAME
-
-
-def check_built(conf, full_plan):
-    """Raise PlanError when the plan cannot run: a host port above 65535 or taken twice on one
-    minion, a container or volume name Docker would refuse, a database name MongoDB would refuse."""
-    problems = []
-    for minion, host in sorted(full_plan["hosts"].items()):
-        taken = {}
-        for container in host["containers"]:
-            key = PUBLISHED.get(container["component"])
-            if key is None:
-                continue
-            port = int(container["url"].rsplit(":", 1)[1])
-            base = conf[container["component"]]["port"]
-            if port > 65535:
-                problems.append(
-                    f"energy:{key}: bad value {base}: {minion} runs several {container['component']} containers "
-                    f"on ports {base} and up, and {port} is above 65535. Fix: a lower energy:{key}, or more "
-                    f"hosts in energy:roles:{names.ROLE_OF[container['component']]}.")
-            elif port in taken and taken[port] != key:
-                problems.append(
-                    f"energy:{key}: bad value {base}: port {port} on {minion} is also taken by energy:{taken[port]}. "
-                    f"Fix: give energy:{key} and energy:{taken[port]} ranges that do not overlap (each host uses "
-                    "port .. port + N - 1 for N containers of a kind).")
-            taken.setdefault(port, key)
-        for container in host["containers"]:
-            for what in filter(None, (container["name"], container["volume"])):
-                if len(what) > MAX_NAME or not names.is_docker_name(what):
-                    problems.append(
-                        f"energy:roles: bad value {minion!r}: the name {what[:60]!r}... is not a Docker name "
-                        f"([a-zA-Z0-9][a-zA-Z0-9_.-]*, at most {MAX_NAME} characters). Fix: a shorter minion id.")
-    for cpu, info in sorted(full_plan["cpus"].items()):
-        for database in (info["database"], info["influxdb_database"]):
-            if len(database.encode()) > names.MAX_DATABASE:
-                problems.append(
-                    f"energy:facts:cpu_name: bad value {cpu!r}: database {database!r} is longer than "
-                    f"{names.MAX_DATABASE} bytes. Fix: a shorter energy:facts:cpu_name for these minions.")
-    if problems:
-        raise PlanError("invalid plan:\n  - " + "\n  - ".join(dict.fromkeys(problems)))
-
-
-def job_of(entries, pid, thread_name=None):
-    """The id of the job running in process ``pid`` among the minion's proc files ``entries`` (their
-    loaded contents; anything not a job's is passed over), or None when not exactly one. Under
-    threads (``thread_name``: the asking thread's name) every job has the minion's pid, and the
-    thread's name holds its job id."""
-    jids = {str(e["jid"]) for e in entries if isinstance(e, dict) and e.get("pid") == pid and e.get("jid")}
-    if thread_name is not None:
-        jids = {jid for jid in jids if jid in thread_name}
-    return jids.pop() if len(jids) == 1 else None
-
-
-def once_per_job(context, key, jid, inputs, compute):
-    """``compute()`` once per job and ``inputs``, kept in ``context`` (Salt's ``__context__``): the job
-    id in the key keeps a long-lived minion from serving a value of an earlier job; no job id, no
-    keeping."""
-    if jid is None:
-        return compute()
-    stamp = (jid, hashlib.sha1(json.dumps(inputs, sort_keys=True, default=str).encode()).hexdigest())
-    cached = context.get(key)
-    if cached and cached[0] == stamp:
-        return cached[1]
-    value = compute()
-    context[key] = (stamp, value)
-    return value
-
-
 def node(full_plan, minion):
     """The part of the plan one minion deploys: ``{"containers": [...]}`` (empty when none)."""
     return full_plan["hosts"].get(minion, {"containers": []})
-
-
-def check_secrets(conf, full_plan, minion):
-    """Raise PlanError when the pillar ``minion`` sees lacks a secret its own containers need."""
-    containers = node(full_plan, minion)["containers"]
-    cpus = {}  # the CPU names whose MongoDB users each component's containers use or keep
-    for c in containers:
-        served = [u["cpu"] for u in (c["users"] or {}).get("users", [])] if c["component"] == "mongo" else [c["cpu"]]
-        cpus.setdefault(c["component"], set()).update(served)
-    problems = rules.secret_problems(conf, minion, [c["component"] for c in containers], cpus)
-    if problems:
-        raise PlanError("missing secrets:\n  - " + "\n  - ".join(problems))
 
 
 def influx_by_minion(full_plan):

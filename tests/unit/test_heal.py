@@ -108,7 +108,7 @@ def test_an_influxdb_database_is_created_with_its_retention_then_left_alone():
 
 
 def test_the_plan_is_computed_once_per_job_and_again_for_the_next():
-    from energy_core import plan
+    from energy_core import jobs
 
     calls, context = [], {}
 
@@ -116,22 +116,22 @@ def test_the_plan_is_computed_once_per_job_and_again_for_the_next():
         calls.append(1)
         return len(calls)
 
-    assert plan.once_per_job(context, "k", "2026", {"a": 1}, compute) == 1
-    assert plan.once_per_job(context, "k", "2026", {"a": 1}, compute) == 1  # same job, same inputs
-    assert plan.once_per_job(context, "k", "2026", {"a": 2}, compute) == 2  # other inputs
-    assert plan.once_per_job(context, "k", "2027", {"a": 2}, compute) == 3  # next job
-    assert plan.once_per_job(context, "k", None, {"a": 2}, compute) == 4  # no job id: no keeping
+    assert jobs.once_per_job(context, "k", "2026", {"a": 1}, compute) == 1
+    assert jobs.once_per_job(context, "k", "2026", {"a": 1}, compute) == 1  # same job, same inputs
+    assert jobs.once_per_job(context, "k", "2026", {"a": 2}, compute) == 2  # other inputs
+    assert jobs.once_per_job(context, "k", "2027", {"a": 2}, compute) == 3  # next job
+    assert jobs.once_per_job(context, "k", None, {"a": 2}, compute) == 4  # no job id: no keeping
 
 
 def test_the_job_is_the_one_proc_file_of_this_process_and_under_threads_of_this_thread():
-    from energy_core import plan
+    from energy_core import jobs
 
     entries = [{"pid": 7, "jid": 20260101}, {"pid": 8, "jid": "2027"}, "half written", {"pid": 7}]
-    assert plan.job_of(entries, 7) == "20260101"
-    assert plan.job_of(entries, 9) is None  # not in a job
-    assert plan.job_of(entries + [{"pid": 7, "jid": "2028"}], 7) is None  # two: cannot tell
+    assert jobs.job_of(entries, 7) == "20260101"
+    assert jobs.job_of(entries, 9) is None  # not in a job
+    assert jobs.job_of(entries + [{"pid": 7, "jid": "2028"}], 7) is None  # two: cannot tell
     threaded = [{"pid": 7, "jid": "2028"}, {"pid": 7, "jid": "2029"}]  # every job has the minion's pid
-    assert plan.job_of(threaded, 7, thread_name="ProcessPayload(jid=2029)") == "2029"
+    assert jobs.job_of(threaded, 7, thread_name="ProcessPayload(jid=2029)") == "2029"
 
 
 def test_the_mine_facts_take_overrides_of_fact_keys_only_and_an_address_not_on_loopback():

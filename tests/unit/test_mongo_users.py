@@ -10,7 +10,7 @@ import hashlib
 import hmac
 
 import pytest
-from energy_core import components, mongo_users, mongo_wire, names, plan, rules
+from energy_core import components, mongo_users, mongo_wire, names, plan, plan_checks, rules
 from energy_core.masking import mask, secrets
 
 from tests.unit.test_secrets import FLEET, PASSWORDS, containers
@@ -125,8 +125,8 @@ def test_a_password_per_cpu_name_replaces_the_role_s_and_the_role_s_is_then_not_
     own = hmac.new(b"x-own-sensor-pw", b"energy-sensor-x", hashlib.sha256).hexdigest()
     assert f":{own}@" in uri
     # the sensor minion and the MongoDB host have what they need without energy:mongo:sensor_password
-    plan.check_secrets(conf, full_plan, "s1")
-    plan.check_secrets(conf, full_plan, "db")
+    plan_checks.check_secrets(conf, full_plan, "s1")
+    plan_checks.check_secrets(conf, full_plan, "db")
     assert rules.mongo_base_password(conf, "sensor", "Y") == ("mongo:sensor_password", "")
     # the per-CPU password is a secret: masked, and held to the same rules as the others
     assert "x-own-sensor-pw" in secrets(conf)

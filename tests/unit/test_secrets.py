@@ -4,7 +4,7 @@ import copy
 
 import pytest
 
-from energy_core import components, names, plan, rules
+from energy_core import components, names, plan, plan_checks, rules
 from energy_core.masking import mask, secrets
 from energy_core.schema import PlanError
 
@@ -32,7 +32,7 @@ def containers(full_plan, minion, component):
 def test_every_minion_has_what_it_needs(conf):
     full_plan = plan.build(conf, FLEET)
     for minion in ("s1", "db", "fx", "gr"):
-        plan.check_secrets(conf, full_plan, minion)
+        plan_checks.check_secrets(conf, full_plan, minion)
 
 
 @pytest.mark.parametrize("key, needed_on, not_needed_on", [
@@ -46,10 +46,10 @@ def test_a_missing_secret_is_an_error_only_where_it_is_needed(conf, key, needed_
     full_plan = plan.build(conf, FLEET)
     conf[section][name] = ""
     for minion in not_needed_on:
-        plan.check_secrets(conf, full_plan, minion)
+        plan_checks.check_secrets(conf, full_plan, minion)
     for minion in needed_on:
         with pytest.raises(PlanError, match=f"energy:{key}: missing on {minion}, which runs a .* Fix: set"):
-            plan.check_secrets(conf, full_plan, minion)
+            plan_checks.check_secrets(conf, full_plan, minion)
 
 
 def test_influxdb2_token_is_needed_by_formula_grafana_and_influxdb_hosts_only(conf):
@@ -58,8 +58,8 @@ def test_influxdb2_token_is_needed_by_formula_grafana_and_influxdb_hosts_only(co
     full_plan = plan.build(conf, FLEET)
     for minion in ("fx", "gr", "db"):
         with pytest.raises(PlanError, match="energy:influxdb:token: missing on"):
-            plan.check_secrets(conf, full_plan, minion)
-    plan.check_secrets(conf, full_plan, "s1")
+            plan_checks.check_secrets(conf, full_plan, minion)
+    plan_checks.check_secrets(conf, full_plan, "s1")
 
 
 def test_users_carry_their_own_password_and_the_command_lines_none(conf):

@@ -5,7 +5,7 @@ import copy
 
 import pytest
 
-from energy_core import names, placement, plan, schema, sizing
+from energy_core import names, placement, plan, plan_checks, schema, sizing
 from energy_core.schema import PlanError
 
 EVENTS = ["CYCLES_NOT_IN_HALT", "RETIRED_INSTRUCTIONS", "RETIRED_UOPS"]
@@ -176,7 +176,7 @@ def test_every_strategy_gives_each_container_exactly_the_container_keys(conf):
         for host in built["hosts"].values():
             for c in host["containers"]:
                 assert tuple(c) == components.CONTAINER_KEYS
-        plan.check_built(conf, built)
+        plan_checks.check_built(conf, built)
 
 
 def ps(*containers):
