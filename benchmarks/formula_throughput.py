@@ -9,8 +9,9 @@ every STEP seconds (1, 2, 4, ...). While SmartWatts keeps up, the reports waitin
 under a few seconds' worth; the first step where they pile up ends the run. The figure is the
 highest rate that stayed steady.
 
-The MongoDB stand-in (secantusdb) takes each report in a time that grows with the collection, so
-the figure is a floor for SmartWatts with a real MongoDB; the default max_sensors uses half of it.
+The MongoDB stand-in (secantusdb, which the test image makes read SmartWatts' next report in
+natural order, as mongod does) and everything else share this machine's cores; the default
+max_sensors uses half of the figure.
 
     .venv/bin/python benchmarks/formula_throughput.py [CONTAINERS] [STEP] [MAX_SENSORS]
 """
@@ -114,9 +115,11 @@ def main():
         influx(url, "", f'CREATE DATABASE "{POWER}"')
         collection = mongo[DATABASE][COLLECTION]
         collection.drop()
-        info = {"facts": {"cpu_base_freq_mhz": 2100}, "mongo_uri": f"mongodb://127.0.0.1:{MONGO_PORT}",
-                "database": DATABASE, "collection": COLLECTION, "influxdb_address": "127.0.0.1",
-                "influxdb_port": INFLUX_PORT, "influxdb_database": POWER, "sensor": {"dram": True}}
+        # formula None: SmartWatts runs on the host's network and reaches both databases there
+        info = {"cpu": "bench", "formula": None, "facts": {"cpu_base_freq_mhz": 2100},
+                "mongo_address": "127.0.0.1", "mongo_port": MONGO_PORT, "database": DATABASE,
+                "collection": COLLECTION, "influxdb_address": "127.0.0.1", "influxdb_port": INFLUX_PORT,
+                "influxdb_database": POWER, "sensor": {"dram": True}}
         conf = {"formula": {"cpu_error_threshold": 2.0, "default_base_freq_mhz": 2100, "extra_args": []},
                 "sensor": {"frequency_ms": 1000}, "influxdb": {"version": 1}, "mongo": {"auth": False}}
         started.append(run(client, images, "energy-bench-formula", "smartwatts",
