@@ -81,17 +81,19 @@ def load():
     A master loads modules from several threads at once (the reactor's pool, the runners it
     calls): dropping modules while another thread imports them made that import fail
     (``KeyError: 'energy_core.schema'`` in importlib). So a change is read under one lock per
-    process, kept outside the package (in ``sys.modules["_energy_core_load"]``) since the package
-    itself is what gets replaced.
+    process (a forked job takes its own), kept outside the package (in
+    ``sys.modules["_energy_core_load"]``) since the package itself is what gets replaced.
     """
     import importlib  # pylint: disable=import-outside-toplevel
     import importlib.machinery  # pylint: disable=import-outside-toplevel
+    import os  # pylint: disable=import-outside-toplevel
     import sys  # pylint: disable=import-outside-toplevel
     import threading  # pylint: disable=import-outside-toplevel
     import types  # pylint: disable=import-outside-toplevel
 
     holder = sys.modules.setdefault("_energy_core_load", types.ModuleType("_energy_core_load"))
-    with holder.__dict__.setdefault("lock", threading.RLock()):
+    # a lock per process: a job forked while another thread held the parent's would wait forever
+    with holder.__dict__.setdefault("locks", {}).setdefault(os.getpid(), threading.RLock()):
         spec = importlib.machinery.PathFinder.find_spec(__name__)
         stamp = _files_stamp(spec.origin) if spec is not None and spec.origin else None
         loaded = sys.modules.get(__name__)

@@ -118,6 +118,38 @@ def test_threads_loading_the_core_across_a_sync_all_succeed_and_an_unchanged_cor
     assert done.returncode == 0 and done.stdout.strip() == "safe", done.stderr[-3000:]
 
 
+FORK = textwrap.dedent('''
+    import os, signal, sys, threading
+    sys.path.insert(0, sys.argv[1])
+    import energy_core
+
+    energy_core.load()
+    held, release = threading.Event(), threading.Event()
+
+    def loading():  # another thread of the minion inside load() when a job is forked
+        with sys.modules["_energy_core_load"].locks[os.getpid()]:
+            held.set()
+            release.wait()
+
+    threading.Thread(target=loading).start()
+    held.wait()
+    pid = os.fork()
+    if pid == 0:
+        signal.alarm(20)  # a child stuck on the parent's lock dies of it
+        energy_core.load()
+        os._exit(0)
+    _, status = os.waitpid(pid, 0)
+    release.set()
+    print("child", os.waitstatus_to_exitcode(status))
+''')
+
+
+def test_a_job_forked_while_another_thread_loads_the_core_loads_it_too(tmp_path):
+    done = subprocess.run([sys.executable, "-c", FORK, str(ROOT / "_utils")],
+                          capture_output=True, text=True, timeout=60, check=False)
+    assert done.stdout.strip() == "child 0", (done.stdout, done.stderr[-2000:])
+
+
 def test_virtual_names_what_a_layer_lacks():
     import energy_core  # pylint: disable=import-outside-toplevel
 
