@@ -116,6 +116,12 @@ def problem(probe, fact, grace, now, is_sensor=False):
             return f"{detail} (the service does not answer)", False, None
     running_for = health.age(info, now)
     if running_for is not None and running_for < grace:
+        if is_sensor and info.get("RestartCount"):
+            # Docker restarted it after it exited on its own (restart_policy; a start by hand sets
+            # the count back to 0): not a warm-up but a loop, when its output says why it exits
+            fault = sensor_faults.fault(fact("sensor"), stopped=True)
+            if fault:
+                return fault["reason"], fault["leave"], None
         return None, False, None
     if "backlog" in probe:
         return _backlog(probe["backlog"], fact("backlog")), False, None
