@@ -81,43 +81,85 @@ def load():
     A master loads modules from several threads at once (the reactor's pool, the runners it
     calls): dropping modules while another thread imports them made that import fail
     (``KeyError: 'energy_core.schema'`` in importlib). So a change is read under one lock per
-    process (a forked job takes its own), kept outside the package (in
-    ``sys.modules["_energy_core_load"]``) since the package itself is what gets replaced.
+    process, kept outside the package (in ``sys.modules["_energy_core_load"]``) since the package
+    itself is what gets replaced. A fork waits for that lock (``os.register_at_fork``): a job
+    forked while another thread of its minion re-imported the core would otherwise inherit that
+    import's locks held, by a thread it does not have, and wait on them for ever.
     """
     import importlib  # pylint: disable=import-outside-toplevel
     import importlib.machinery  # pylint: disable=import-outside-toplevel
-    import os  # pylint: disable=import-outside-toplevel
     import sys  # pylint: disable=import-outside-toplevel
-    import threading  # pylint: disable=import-outside-toplevel
     import types  # pylint: disable=import-outside-toplevel
 
     holder = sys.modules.setdefault("_energy_core_load", types.ModuleType("_energy_core_load"))
-    # a lock per process: a job forked while another thread held the parent's would wait forever
-    with holder.__dict__.setdefault("locks", {}).setdefault(os.getpid(), threading.RLock()):
+    with _load_lock(holder):
         spec = importlib.machinery.PathFinder.find_spec(__name__)
         stamp = _files_stamp(spec.origin) if spec is not None and spec.origin else None
         loaded = sys.modules.get(__name__)
         if loaded is None or (stamp is not None and getattr(loaded, "LOADED_FROM", None) != stamp):
+            if loaded is not None and stamp is not None:  # changed since this process read it
+                _drop_bytecode(stamp[0])
             for name in [n for n in sys.modules if n == __name__ or n.startswith(__name__ + ".")]:
                 del sys.modules[name]
+            importlib.invalidate_caches()  # a module added by the sync is found
             loaded = importlib.import_module(__name__)
         return types.SimpleNamespace(**{name: importlib.import_module(f"{__name__}.{name}") for name in loaded.MODULES})
+
+
+def _load_lock(holder):
+    """The process's lock of ``load``, kept in ``holder``; the first caller makes a fork wait for it
+    and gives the child a lock of its own."""
+    import os  # pylint: disable=import-outside-toplevel
+    import threading  # pylint: disable=import-outside-toplevel
+
+    holder.__dict__.setdefault("lock", threading.RLock())
+    first = object()
+    if holder.__dict__.setdefault("at_fork", first) is first and hasattr(os, "register_at_fork"):
+        os.register_at_fork(before=lambda: holder.lock.acquire(), after_in_parent=lambda: holder.lock.release(),
+                            after_in_child=lambda: setattr(holder, "lock", threading.RLock()))
+    return holder.lock
 
 
 def _files_stamp(init_path):
     """What identifies the core found at ``init_path`` (its ``__init__.py``): its directory, and the
     name and SHA-256 of each of its Python files (a digest, not a time: a sync may rewrite a file
-    within the same clock tick)."""
+    within the same clock tick). A file that cannot be read (removed while a sync runs) counts as
+    such, so the next call looks again; None when the directory cannot be listed."""
     import hashlib  # pylint: disable=import-outside-toplevel
     import os  # pylint: disable=import-outside-toplevel
 
     directory = os.path.dirname(os.path.abspath(init_path))
+    try:
+        listed = sorted(os.listdir(directory))
+    except OSError:
+        return None
     files = []
-    for name in sorted(os.listdir(directory)):
-        if name.endswith(".py"):
-            with open(os.path.join(directory, name), "rb") as handle:
-                files.append((name, hashlib.sha256(handle.read()).hexdigest()))
+    for name in listed:
+        if name.endswith(".py") and not name.startswith("."):  # an editor's .#plan.py is no module
+            try:
+                with open(os.path.join(directory, name), "rb") as handle:
+                    files.append((name, hashlib.sha256(handle.read()).hexdigest()))
+            except OSError:
+                files.append((name, None))
     return directory, tuple(files)
+
+
+def _drop_bytecode(directory):
+    """Remove the core's cached bytecode: Python trusts a ``.pyc`` whose source has the same size and
+    modification second, which a sync rewriting a file within that second keeps."""
+    import os  # pylint: disable=import-outside-toplevel
+
+    cache = os.path.join(directory, "__pycache__")
+    try:
+        names = os.listdir(cache)
+    except OSError:
+        return
+    for name in names:
+        if name.endswith(".pyc"):
+            try:
+                os.remove(os.path.join(cache, name))
+            except OSError:
+                pass
 
 
 LOADED_FROM = _files_stamp(__file__)  # what this import read, before any of its modules

@@ -3,6 +3,7 @@ core as it is on disk now, as a long-lived salt-minion must after ``saltutil.syn
 
 Run in a process of its own: the test rewrites a copy of the core and reloads it."""
 
+import os
 import shutil
 import subprocess
 import sys
@@ -119,35 +120,71 @@ def test_threads_loading_the_core_across_a_sync_all_succeed_and_an_unchanged_cor
 
 
 FORK = textwrap.dedent('''
-    import os, signal, sys, threading
-    sys.path.insert(0, sys.argv[1])
+    import os, pathlib, signal, sys, threading, time
+    utils = pathlib.Path(sys.argv[1])
+    sys.path.insert(0, str(utils))
     import energy_core
 
     energy_core.load()
-    held, release = threading.Event(), threading.Event()
-
-    def loading():  # another thread of the minion inside load() when a job is forked
-        with sys.modules["_energy_core_load"].locks[os.getpid()]:
-            held.set()
-            release.wait()
-
-    threading.Thread(target=loading).start()
-    held.wait()
-    pid = os.fork()
+    with open(utils / "energy_core" / "names.py", "a", encoding="utf-8") as handle:
+        handle.write("\\nimport time\\ntime.sleep(2)\\n")  # a sync, and a slow import of it
+    threading.Thread(target=energy_core.load).start()  # another thread of the minion imports it
+    time.sleep(0.5)
+    pid = os.fork()  # the minion forks a job meanwhile
     if pid == 0:
-        signal.alarm(20)  # a child stuck on the parent's lock dies of it
+        signal.alarm(20)  # a child stuck on a lock of the parent's dies of it
         energy_core.load()
         os._exit(0)
     _, status = os.waitpid(pid, 0)
-    release.set()
     print("child", os.waitstatus_to_exitcode(status))
 ''')
 
 
-def test_a_job_forked_while_another_thread_loads_the_core_loads_it_too(tmp_path):
-    done = subprocess.run([sys.executable, "-c", FORK, str(ROOT / "_utils")],
+def test_a_job_forked_while_another_thread_imports_the_core_loads_it_too(tmp_path):
+    shutil.copytree(ROOT / "_utils" / "energy_core", tmp_path / "utils" / "energy_core",
+                    ignore=shutil.ignore_patterns("__pycache__"))
+    done = subprocess.run([sys.executable, "-c", FORK, str(tmp_path / "utils")],
                           capture_output=True, text=True, timeout=60, check=False)
     assert done.stdout.strip() == "child 0", (done.stdout, done.stderr[-2000:])
+
+
+STRAY = textwrap.dedent('''
+    import os, pathlib, sys, time
+    utils = pathlib.Path(sys.argv[1])
+    sys.path.insert(0, str(utils))
+    core = utils / "energy_core"
+    os.symlink("root@host.1234", core / ".#plan.py")  # an editor's lock file: a dangling link
+    os.symlink(core / "gone.txt", core / "vanished.py")  # a file removed while a sync ran
+    import energy_core
+
+    energy_core.load()
+    from energy_core import names
+    (core / "vanished.py").unlink()
+    energy_core.load()  # the stamp changed: read again, without error
+    # a rewrite within the same second and of the same size: the cached bytecode is not trusted
+    path = core / "names.py"
+    text, atime, second = path.read_text(), path.stat().st_atime_ns, int(time.time()) * 10**9
+    path.write_text(text + "\\nMARK = 'AAAA'\\n")
+    os.utime(path, ns=(atime, second))
+    energy_core.load()  # read again, and its bytecode cached for that size and second
+    from energy_core import names
+    assert names.MARK == "AAAA"
+    path.write_text(text + "\\nMARK = 'BBBB'\\n")
+    os.utime(path, ns=(atime, second))
+    energy_core.load()
+    from energy_core import names
+    assert names.MARK == "BBBB", names.MARK
+    print("read")
+''')
+
+
+def test_stray_files_and_a_same_second_rewrite_are_read_right(tmp_path):
+    shutil.copytree(ROOT / "_utils" / "energy_core", tmp_path / "utils" / "energy_core",
+                    ignore=shutil.ignore_patterns("__pycache__"))
+    writes_bytecode = {k: v for k, v in os.environ.items() if k != "PYTHONDONTWRITEBYTECODE"}  # as Salt does
+    done = subprocess.run([sys.executable, "-c", STRAY, str(tmp_path / "utils")],
+                          capture_output=True, text=True, timeout=60, check=False, env=writes_bytecode)
+    assert done.returncode == 0 and done.stdout.strip() == "read", done.stderr[-3000:]
 
 
 def test_virtual_names_what_a_layer_lacks():
