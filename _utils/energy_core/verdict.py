@@ -118,10 +118,12 @@ def problem(probe, fact, grace, now, is_sensor=False):
     if running_for is not None and running_for < grace:
         if is_sensor and info.get("RestartCount"):
             # Docker restarted it after it exited on its own (restart_policy; a start by hand sets
-            # the count back to 0): not a warm-up but a loop, when its output says why it exits
+            # the count back to 0): not a warm-up but a loop, when its output says why it exits at
+            # every start. Only such faults (left as they are): its output also holds earlier runs,
+            # and one that failed once (its MongoDB down) may be running fine now
             fault = sensor_faults.fault(fact("sensor"), stopped=True)
-            if fault:
-                return fault["reason"], fault["leave"], None
+            if fault and fault["leave"]:
+                return fault["reason"], True, None
         return None, False, None
     if "backlog" in probe:
         return _backlog(probe["backlog"], fact("backlog")), False, None

@@ -39,8 +39,8 @@ def _first_in_natural_order(self, db, coll, limit):
 def find_matching(self, db, coll, filter=None, **options):  # pylint: disable=redefined-builtin
     limit = options.get("limit", 0)
     plain = (not filter and limit > 0 and not options.get("skip")
-             and all(options.get(key) is None or options.get(key) == {} for key in
-                     ("sort", "projection", "hint", "collation", "min_bound", "max_bound"))
+             and all(options.get(key) in (None, {}) for key in ("sort", "projection", "collation"))
+             and all(options.get(key) is None for key in ("hint", "min_bound", "max_bound"))
              and not any(getattr(self, check)(db, coll) for check in _SPECIAL))
     if not plain:
         return _original(self, db, coll, filter, **options)
