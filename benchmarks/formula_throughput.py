@@ -7,7 +7,10 @@ It plays sensors as they write: every second, each of S simulated machines with 
 containers adds its reports of that tick (the stand-in sensor's own report builder), S doubling
 every STEP seconds (1, 2, 4, ...). While SmartWatts keeps up, the reports waiting in MongoDB stay
 under a few seconds' worth; the first step where they pile up ends the run. The figure is the
-highest rate that stayed steady.
+highest rate that stayed steady. SmartWatts runs under the formula's default limits
+(energy/defaults.yaml, energy:formula:limits): each step prints its memory (page cache left out)
+and processes, and a step where it is killed or restarts ends the run, so the figure is one the
+default limits hold.
 
 The MongoDB stand-in (secantusdb, which the test image makes read SmartWatts' next report in
 natural order, as mongod does) and everything else share this machine's cores; the default
@@ -27,12 +30,14 @@ import time
 
 import docker
 import pymongo
+import yaml
 
 ROOT = pathlib.Path(__file__).resolve().parent.parent
-sys.path[:0] = [str(ROOT), str(ROOT / "_utils")]
+sys.path[:0] = [str(ROOT), str(ROOT / "_utils"), str(ROOT / "benchmarks")]
 
 from energy_core import components, sizing  # noqa: E402
 from tests.power import influx  # noqa: E402
+from container_limits import MIB, sample  # noqa: E402
 
 MONGO_PORT, INFLUX_PORT = 27901, 8901
 DATABASE, COLLECTION, POWER = "sensors_bench", "hwpc", "power_bench"
@@ -122,13 +127,17 @@ def main():
                 "influxdb_database": POWER, "sensor": {"dram": True}}
         conf = {"formula": {"cpu_error_threshold": 2.0, "default_base_freq_mhz": 2100, "extra_args": []},
                 "sensor": {"frequency_ms": 1000}, "influxdb": {"version": 1}, "mongo": {"auth": False}}
-        started.append(run(client, images, "energy-bench-formula", "smartwatts",
-                           command=components.formula_command(conf, info), network_mode="host",
-                           environment=components.formula_environment(conf, info)))
+        limits = yaml.safe_load((ROOT / "energy" / "defaults.yaml").read_text())["energy"]["formula"]["limits"]
+        formula = run(client, images, "energy-bench-formula", "smartwatts",
+                      command=components.formula_command(conf, info), network_mode="host",
+                      environment=components.formula_environment(conf, info), mem_limit=str(limits["memory"]),
+                      memswap_limit=str(limits["memory"]), pids_limit=int(limits["pids"]))
+        started.append(formula)
         machines = Machines(containers)
         per_machine = containers + 1
         print(f"machine: {os.cpu_count()} cores; {containers} containers per simulated machine "
-              f"({per_machine} reports/s each at 1 Hz); {step:.0f} s per step")
+              f"({per_machine} reports/s each at 1 Hz); {step:.0f} s per step; SmartWatts limited to "
+              f"{limits['memory']} and {limits['pids']} processes+threads")
         steady_rate, count = 0.0, 1
         while count <= most:
             machines.grow(count)
@@ -140,9 +149,14 @@ def main():
                 next_tick += 1
                 time.sleep(max(0.0, next_tick - time.time()))
             waiting = collection.estimated_document_count()
-            steady = waiting <= 5 * rate  # under five seconds of reports waiting
-            print(f"{count:3d} machines, {rate:5.0f} reports/s: {waiting:6d} waiting after {step:.0f} s "
-                  f"-> {'steady' if steady else 'falling behind'}", flush=True)
+            memory, _peak, pids = sample(formula)
+            formula.reload()
+            state = formula.attrs["State"]
+            alive = state["Status"] == "running" and not state.get("OOMKilled") and not formula.attrs["RestartCount"]
+            steady = alive and waiting <= 5 * rate  # under five seconds of reports waiting
+            print(f"{count:3d} machines, {rate:5.0f} reports/s: {waiting:6d} waiting after {step:.0f} s, "
+                  f"SmartWatts {memory / MIB:.0f} MiB, {pids} processes+threads -> "
+                  f"{'steady' if steady else 'falling behind' if alive else 'killed: ' + str(state)}", flush=True)
             if not steady:
                 break
             steady_rate, count = rate, count * 2

@@ -23,7 +23,7 @@ BYTES_PER_POINT = 8.1
 BYTES_PER_REPORT = 1750.0
 FIXED_INFLUXDB_BYTES = 64 * 2**20    # the series files InfluxDB 1.6 preallocates (67 MB measured)
 FIXED_MONGO_BYTES = 1 * 2**20
-FORMULA_REPORTS_PER_S = 672.0        # reports per second one SmartWatts read with a steady delay (on the stand-in)
+FORMULA_REPORTS_PER_S = 168.0        # reports per second one SmartWatts read with a steady delay under its default limits
 FORMULA_MARGIN = 0.5                 # the default max_sensors uses half of it
 RETENTION_MARGIN = 0.25              # the default retention: the duration plus a quarter
 
