@@ -112,6 +112,7 @@ def shrink_to_four():
     """Back to the demo's 4 minions: the extra ones' stack removed, then the minions stopped."""
     extra = sorted(set(demo.minions(max([4, *SIZES]))) - set(demo.minions(4)))
     demo.MINIONS = demo.minions(4)
+    demo.configure()  # the demo's pillar for 4 minions again (its sizing counts the minions)
     orch("energy.clean_orch")
     for pidfile in sorted(demo.DEMO.glob("node-[0-9]*/minion.pid")):
         demo.stop(pidfile)
