@@ -10,8 +10,8 @@ import time
 import pandas
 import pytest
 
-from tests.integration.conftest import (EPYC, MONGO_PASSWORDS, SENSOR_PERIOD_MS, WORKLOADS, containers, settled,
-                                       target_name)
+from tests.integration.conftest import (EPYC, MONGO_PASSWORDS, SENSOR_PERIOD_MS, WORKLOADS, containers, failed_steps,
+                                       pillar_changed, settled, target_name)
 from tests.power import model_totals, truth_joules
 
 PERIOD_S = SENSOR_PERIOD_MS / 1000
@@ -35,21 +35,39 @@ def report_json(salt_run_cli, *args):
     return json.loads(data) if isinstance(data, str) else data
 
 
+# SmartWatts refits a model only when its package estimate is off RAPL by more than this (Watts;
+# upstream's default and the formula's: 2.0). Below it, the package estimate the split starts from
+# may stay a few percent off on a 30 W machine; at 0.25 W it follows RAPL within 1 %.
+ERROR_THRESHOLD_W = 0.25
+
+
 @pytest.fixture(scope="module")
-def experiment(deployment, workloads, salt_run_cli, docker_engine):
-    """A 60 s experiment marked once SmartWatts has warmed up (every formula container of the test
-    stack running for WARM_UP_S: an earlier module may have had one recreated); its report read
-    once its last ticks are out of SmartWatts' hold-back."""
-    settled(docker_engine)
-    started = max([deployment["returned_at"]] + [
-        datetime.datetime.fromisoformat(c.attrs["State"]["StartedAt"][:26].rstrip("Z") + "+00:00").timestamp()
-        for c in containers(docker_engine, energy_component="formula")])
-    time.sleep(max(0.0, started + WARM_UP_S - time.time()))
-    start = run(salt_run_cli, "energy.mark", "accuracy", "start", "note=60 s, stand-in truth")
-    time.sleep(60)
-    end = run(salt_run_cli, "energy.mark", "accuracy", "end")
-    time.sleep(10 * PERIOD_S + 3)
-    return {"start": start, "end": end, "report": report_json(salt_run_cli, "experiment=accuracy")}
+def experiment(deployment, workloads, salt_cli, salt_run_cli, docker_engine, pillar_tree, pillar):
+    """A 60 s experiment, with energy:formula:cpu_error_threshold at ERROR_THRESHOLD_W (applied by
+    an orch, as an operator would), marked once SmartWatts has warmed up (every formula container
+    running for WARM_UP_S); its report read once its last ticks are out of SmartWatts' hold-back.
+    The shared pillar and an orch put the stack back for the next modules."""
+    def tighter(energy):
+        energy["formula"]["cpu_error_threshold"] = ERROR_THRESHOLD_W
+
+    with pillar_changed(salt_cli, pillar_tree, pillar, tighter):
+        ret = salt_run_cli.run("state.orchestrate", "energy.orch")
+        assert ret.returncode == 0, failed_steps(ret.data) if isinstance(ret.data, dict) else ret.stdout
+        formulas = containers(docker_engine, energy_component="formula")
+        assert formulas and all(f"--cpu-error-threshold {ERROR_THRESHOLD_W}" in " ".join(c.attrs["Args"])
+                                for c in formulas), [c.attrs["Args"] for c in formulas]
+        settled(docker_engine)
+        started = max([time.time() - 1] + [
+            datetime.datetime.fromisoformat(c.attrs["State"]["StartedAt"][:26].rstrip("Z") + "+00:00").timestamp()
+            for c in containers(docker_engine, energy_component="formula")])
+        time.sleep(max(0.0, started + WARM_UP_S - time.time()))
+        start = run(salt_run_cli, "energy.mark", "accuracy", "start", "note=60 s, stand-in truth")
+        time.sleep(60)
+        end = run(salt_run_cli, "energy.mark", "accuracy", "end")
+        time.sleep(10 * PERIOD_S + 3)
+        yield {"start": start, "end": end, "report": report_json(salt_run_cli, "experiment=accuracy")}
+    ret = salt_run_cli.run("state.orchestrate", "energy.orch")
+    assert ret.returncode == 0, failed_steps(ret.data) if isinstance(ret.data, dict) else ret.stdout
 
 
 def test_marks_go_to_every_influxdb_and_are_listed(experiment, plan, salt_run_cli):
@@ -59,17 +77,14 @@ def test_marks_go_to_every_influxdb_and_are_listed(experiment, plan, salt_run_cl
     assert run_["note"] == "60 s, stand-in truth" and 60 <= run_["seconds"] < 80  # the plan is computed before each mark
 
 
-def test_each_containers_joules_are_within_1_percent_of_the_truth_beyond_the_models_error(experiment, plan, workloads):
-    """Per container, the report is the truth within 1 % once the model's own package estimate is
-    taken as the package power (what is left: the split of that power, and the report's sums);
-    against the raw truth, within 1 % plus the model's p95 error the report gives for the CPU name.
-    SmartWatts refits only when its error passes energy:formula:cpu_error_threshold (2 W), so its
-    package estimate may stay a few percent off on a 30 W machine: the report says by how much."""
+def test_each_containers_joules_are_within_1_percent_of_the_truth(experiment, plan, workloads):
+    """Per container, the report is the stand-in's truth within 1 % over the marked 60 s, with
+    SmartWatts refitting past ERROR_THRESHOLD_W: its package estimate (what the split starts from)
+    within 1 % of RAPL, and the split of that estimate within 1 % of the known weights."""
     doc = experiment["report"]
     truth = truth_joules(plan, doc["since"], doc["until"], PERIOD_S, MONGO_PASSWORDS["admin_password"])
     split = truth_joules(plan, doc["since"], doc["until"], PERIOD_S, MONGO_PASSWORDS["admin_password"],
                          totals=model_totals(plan, doc["since"], doc["until"]))
-    errors = {c["cpu"]: c["error_p95_pct"] / 100 for c in doc["cpus"]}
     assert {m["minion"] for m in doc["machines"]} == set(truth) == {m for g in plan["groups"] for m in g["sensors"]}
     for found in doc["machines"]:
         assert found["coverage"] > 0.99 and found["gaps"] == [] and found["model_seconds"] > 0.9 * doc["seconds"], found
@@ -77,13 +92,13 @@ def test_each_containers_joules_are_within_1_percent_of_the_truth_beyond_the_mod
         assert set(rows) == set(truth[found["minion"]]), found["minion"]
         for target, true in truth[found["minion"]].items():
             row, where = rows[target], (found["minion"], target)
+            assert row["scope_j"]["cpu"] == pytest.approx(true["cpu"], rel=0.01), where
             assert row["scope_j"]["cpu"] == pytest.approx(split[found["minion"]][target]["cpu"], rel=0.01), where
-            assert row["scope_j"]["cpu"] == pytest.approx(true["cpu"], rel=0.01 + errors[found["cpu"]]), where
             assert row["seconds"] >= found["model_seconds"] - PERIOD_S, where  # in every tick the model estimated
             assert row["mean_w"] == pytest.approx(row["joules"] / row["seconds"])
-        # the package energy the model attributed is its estimate, within its error of RAPL's
+        # the package energy the model attributed is its estimate, within 1 % of RAPL's
         assert found["model_j"] == pytest.approx(found["global_j"], rel=1e-6)
-        assert found["model_j"] == pytest.approx(found["rapl_j"], rel=0.1)
+        assert found["model_j"] == pytest.approx(found["rapl_j"], rel=0.01), found["minion"]
 
 
 def test_the_report_carries_the_model_error_and_the_plans_facts(experiment, plan):
@@ -92,6 +107,7 @@ def test_the_report_carries_the_model_error_and_the_plans_facts(experiment, plan
     for cpu, entry in cpus.items():
         assert 0 <= entry["error_median_pct"] <= entry["error_p95_pct"] < 5, (cpu, entry)
         assert entry["mode"] == "best" and entry["config"]["frequency_ms"] == SENSOR_PERIOD_MS
+        assert entry["config"]["parameters"]["cpu-error-threshold"] == str(ERROR_THRESHOLD_W)
         assert entry["config"]["events"]["core"] == plan["cpus"][cpu]["sensor"]["core"]
         assert entry["joules"] == pytest.approx(sum(r["joules"] for m in experiment["report"]["machines"]
                                                     if m["cpu"] == cpu for r in m["containers"] + m["monitor"]))
@@ -151,8 +167,8 @@ def test_a_stopped_formula_shows_as_a_gap_with_its_times(experiment, plan, salt_
 def test_a_container_that_lived_30_s_is_within_2_percent_over_its_lifetime(experiment, plan, salt_run_cli,
                                                                           docker_engine, images_built):
     """A real container the stand-in sensors find under their cgroup base path, started and removed
-    30 s later (and the time one report takes): each machine reports it, named while it runs, and its joules over its lifetime within
-    2 % of the truth beyond the model's own package error (as above)."""
+    30 s later (and the time one report takes): each machine reports it, named while it runs, and
+    its joules over its lifetime within 2 % of the truth."""
     before = time.time()  # its cgroup may appear some seconds before run() returns on a loaded machine
     container = docker_engine.containers.run(images_built["python"], ["sleep", "infinity"], detach=True,
                                              name="energy-test-work-brief", network_mode="none",
@@ -176,7 +192,6 @@ def test_a_container_that_lived_30_s_is_within_2_percent_over_its_lifetime(exper
     truth = truth_joules(plan, doc["since"], doc["until"], PERIOD_S, MONGO_PASSWORDS["admin_password"])
     split = truth_joules(plan, doc["since"], doc["until"], PERIOD_S, MONGO_PASSWORDS["admin_password"],
                          totals=model_totals(plan, doc["since"], doc["until"]))
-    errors = {c["cpu"]: c["error_p95_pct"] / 100 for c in doc["cpus"]}
     for found in doc["machines"]:
         (row,) = [r for r in found["containers"] if r["target"] == target]
         where = found["minion"]
@@ -188,4 +203,4 @@ def test_a_container_that_lived_30_s_is_within_2_percent_over_its_lifetime(exper
         assert least - 5 - 2 * PERIOD_S <= row["seconds"] <= most + 5 + 2 * PERIOD_S, (where, least, most, row)
         assert row["coverage"] < (most + 5 + 2 * PERIOD_S) / window < 1, (where, most, window, row)
         assert row["scope_j"]["cpu"] == pytest.approx(split[where][target]["cpu"], rel=0.02), where
-        assert row["scope_j"]["cpu"] == pytest.approx(truth[where][target]["cpu"], rel=0.02 + errors[found["cpu"]]), where
+        assert row["scope_j"]["cpu"] == pytest.approx(truth[where][target]["cpu"], rel=0.02), where
