@@ -2,7 +2,7 @@
     Removes the stack from every minion of every role (energy.clean: heal schedule and engine
     first, then containers in reverse order; data volumes only when energy:clean:purge_data is
     true), and the energy reaction from this master's reactor. #}
-{%- from tpldir ~ "/orch_targets.jinja" import all_targets, down, sync_steps, lock_release with context %}
+{%- from tpldir ~ "/orch_targets.jinja" import all_targets, down, sync_done, sync_steps, lock_release with context %}
 {{ sync_steps("energy.clean_orch") }}
 
 energy-reactor-reaction-absent-runner:
@@ -20,7 +20,7 @@ energy-orch-clean-apply-orch:
     - sls:
       - energy.clean
     - require:
-      - salt: energy-orch-pillar-refresh-function
+      - {{ sync_done }}
 {{ lock_release(['energy-orch-clean-apply-orch', 'energy-reactor-reaction-absent-runner']) }}
 {%- if down %}
 

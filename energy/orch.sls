@@ -1,5 +1,6 @@
 {#- salt-run state.orchestrate energy.orch
-    Deploys the stack: sync the formula's modules, refresh the mine, compute and check the plan on the
+    Deploys the stack: sync the formula's modules where the master serves others (and reload them),
+    refresh the mine, compute and check the plan on the
     master and hand each minion its part (pillar energy_plan), check each minion's part on it
     (nothing is touched if that fails), then two phases: the databases (MongoDBs, InfluxDBs,
     their users and databases) on the minions of those roles, then the sensors, formulas and
@@ -7,7 +8,7 @@
     (energy.heal) in the same state run; then the master's reactor for those events. Each minion deploys only what
     the plan gives it. Minions that do not answer are left out of every step (a role whose minions
     all are down is left out of its phase) and named by the last step, which then fails. #}
-{%- from tpldir ~ "/orch_targets.jinja" import orch, targets, all_targets, down, roles_down, sync_steps, lock_release with context %}
+{%- from tpldir ~ "/orch_targets.jinja" import orch, targets, all_targets, down, roles_down, sync_done, sync_steps, lock_release with context %}
 
 {{ sync_steps("energy.orch") }}
 
@@ -16,11 +17,13 @@ energy-orch-mine-update-function:
     - name: mine.send
     - arg:
       - energy.facts
+    - kwarg:
+        fresh: True  {#- energy:facts as the master compiles it now: no pillar refresh needed first #}
     - tgt: {{ all_targets | json }}
     - tgt_type: compound
     - failhard: True
     - require:
-      - salt: energy-orch-pillar-refresh-function
+      - {{ sync_done }}
 
 {#- the plan, computed once on the master (salt-run energy_plan.prepare): its own pillar through the
     formula's schema, the mine just updated, the placement kept from the last orch (what is

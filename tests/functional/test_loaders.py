@@ -56,6 +56,23 @@ def test_facts_add_pillar_overrides_for_the_mine(loaders):
     assert facts["address"] == "10.1.2.3"
 
 
+def test_facts_fresh_read_the_pillar_as_compiled_now_not_as_loaded(minion_opts, tmp_path):
+    """The orch's mine.send runs energy.facts fresh=True instead of refreshing every minion's pillar
+    first: an energy:facts changed since the minion loaded its pillar is published at once."""
+    (tmp_path / "top.sls").write_text("base:\n  '*':\n    - energy\n")
+    (tmp_path / "energy.sls").write_text("energy:\n  facts:\n    address: 10.1.2.3\n")
+    opts = copy.deepcopy(minion_opts)
+    opts["pillar_roots"] = {"base": [str(tmp_path)]}
+    loaders = Loaders(opts)
+    try:
+        assert loaders.modules.energy.facts()["address"] == "10.1.2.3"  # the pillar is loaded now
+        (tmp_path / "energy.sls").write_text("energy:\n  facts:\n    address: 10.9.9.9\n")
+        assert loaders.modules.energy.facts()["address"] == "10.1.2.3"  # as loaded
+        assert loaders.modules.energy.facts(fresh=True)["address"] == "10.9.9.9"  # as compiled now
+    finally:
+        loaders.reset_state()
+
+
 def test_config_merges_defaults_yaml_and_pillar(loaders):
     conf = loaders.modules.energy.config()
     assert conf["mongo"]["port"] == 27100  # pillar

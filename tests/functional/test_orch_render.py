@@ -276,7 +276,7 @@ def test_each_phase_targets_its_role_and_the_other_steps_the_union(render, defau
 
     fun, args = step(high, SYNC_STEP)  # one state run syncs what the formula ships, and refreshes
     assert fun == "salt.state" and args["sls"] == ["energy.sync"] and args["queue"] is True
-    fun, args = step(high, REFRESH_STEP)  # then the minions load the modules and the pillar, and say so
+    fun, args = step(high, REFRESH_STEP)  # then the synced minions load the modules, and say so
     assert fun == "salt.function" and args["name"] == "saltutil.refresh_pillar" and args["kwarg"]["wait"] is True
     assert requires(high, REFRESH_STEP) == [("salt", SYNC_STEP)]
     assert requires(high, "energy-orch-mine-update-function") == [("salt", REFRESH_STEP)]
@@ -591,13 +591,20 @@ def test_a_minion_is_synced_only_when_its_copy_is_not_what_the_master_serves(ren
     pillar = PILLARS["roles-unset-with-control"]
     assert synced_digest and synced_digest.startswith("sha256-")
     fleet = {mid: dict(grains, **{extmods.GRAIN: synced_digest}) for mid, grains in FLEET.items()}
-    # every minion has the master's copy: no sync step, the refresh step first
+    # every minion has the master's copy: no sync step and no refresh before the mine (energy.facts
+    # fresh=True reads the pillar as compiled now); every minion still loads its part of the plan
     _, high = render("energy.orch", pillar, fleet=fleet, runner_opts=file_server_opts)
-    assert SYNC_STEP not in high
-    assert requires(high, REFRESH_STEP) == [("salt", "energy-orch-runners-sync-runner")]  # no sync step between
+    assert SYNC_STEP not in high and REFRESH_STEP not in high
+    assert requires(high, "energy-orch-mine-update-function") == [("salt", "energy-orch-runners-sync-runner")]
+    assert step(high, "energy-orch-mine-update-function")[1]["kwarg"] == {"fresh": True}
     assert_requisites_resolve(high)
-    union = step(high, REFRESH_STEP)[1]["tgt"]
-    # n2 has another copy and n3 none: they are synced, the others are not
+    union = step(high, "energy-orch-plan-refresh-function")[1]["tgt"]
+    assert matching(matchers, union) == sorted(FLEET)
+    _, clean = render("energy.clean_orch", pillar, fleet=fleet, runner_opts=file_server_opts)
+    assert SYNC_STEP not in clean and REFRESH_STEP not in clean
+    assert requires(clean, "energy-orch-clean-apply-orch") == [("salt", "energy-orch-runners-sync-runner")]
+    assert_requisites_resolve(clean)
+    # n2 has another copy and n3 none: they are synced, and reload their modules; the others not
     fleet["n2"][extmods.GRAIN] = "sha256-" + "0" * 64
     del fleet["n3"][extmods.GRAIN]
     _, high = render("energy.orch", pillar, fleet=fleet, runner_opts=file_server_opts)
@@ -605,7 +612,9 @@ def test_a_minion_is_synced_only_when_its_copy_is_not_what_the_master_serves(ren
     assert tgt == f"( {union} ) and not L@ctl,db1,db2,graf,n1"
     assert matching(matchers, tgt) == ["n2", "n3"]
     assert requires(high, REFRESH_STEP) == [("salt", SYNC_STEP)]
-    assert step(high, REFRESH_STEP)[1]["tgt"] == union  # every minion loads its pillar
+    assert step(high, REFRESH_STEP)[1]["tgt"] == tgt  # only the synced minions reload
+    assert requires(high, "energy-orch-mine-update-function") == [("salt", REFRESH_STEP)]
+    assert step(high, "energy-orch-plan-refresh-function")[1]["tgt"] == union  # every minion loads its part
     # the same for clean_orch
     _, high = render("energy.clean_orch", pillar, fleet=fleet, runner_opts=file_server_opts)
     assert step(high, SYNC_STEP)[1]["tgt"] == tgt
