@@ -41,6 +41,10 @@ energy-heal-schedule-present:
     {#- Salt runs an interval job at once whenever the minion loads its schedule: at start, and at
         each module refresh (every orch refreshes the modules) #}
     - run_on_start: False
+    {#- no return to the master every minute from every minion (its job cache would grow with the
+        fleet): what the check recreates is logged, fired as energy/heal/<component> and kept in
+        <cachedir>/energy/health.json; salt <minion> energy_heal.heal_check returns it on demand #}
+    - return_job: False
     - require:
       - energy_heal: energy-heal-node-kept
 {%- else %}

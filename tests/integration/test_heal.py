@@ -89,6 +89,8 @@ def test_the_schedule_heals_with_nobody_acting(deployed, salt_cli, docker_engine
             assert schedule["energy-heal"]["maxrunning"] == 1
             assert schedule["energy-heal"]["seconds"] == 10
             assert schedule["energy-heal"]["function"] == "energy_heal.heal_check"  # the light check
+            assert schedule["energy-heal"]["return_job"] is False  # no return every period from every minion
+            assert schedule["energy-heal-full"].get("return_job", True) is not False  # the full run returns
             assert schedule["energy-heal-full"]["function"] == "state.apply"
             assert schedule["energy-heal-full"]["seconds"] == 7200
             # neither runs when the minion (re)loads its schedule: every orch's module refresh
