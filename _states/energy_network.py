@@ -64,7 +64,18 @@ def _machine_lock(name):
 def _named(name):
     """The networks called exactly ``name`` (Docker's name filter matches substrings), inspected."""
     found = [n for n in __salt__["docker.networks"](names=[name]) or [] if n.get("Name") == name]
-    return [__salt__["docker.inspect_network"](n["Id"]) for n in found]
+    inspected = []
+    for network in found:
+        try:
+            inspected.append(__salt__["docker.inspect_network"](network["Id"]))
+        except Exception as exc:  # pylint: disable=broad-except
+            # removed in between, by another minion's clean on the same engine
+            log.debug("energy_network: %s gone while listed (%s)", network["Id"][:12], exc)
+    return inspected
+
+
+def _used(found):
+    return sorted({c.get("Name", cid[:12]) for n in found for cid, c in (n.get("Containers") or {}).items()})
 
 
 def _without_duplicates(name, found, ret):
@@ -127,14 +138,44 @@ def absent(name):
     found = _named(name)
     if not found:
         return ret
-    used = sorted({c.get("Name", cid[:12]) for n in found for cid, c in (n.get("Containers") or {}).items()})
+    used = _used(found)
     if used:
         ret["comment"] = f"network {name} kept: {len(used)} container(s) still use it ({', '.join(used[:5])})"
         return ret
     if __opts__.get("test"):
         ret.update(result=None, changes={"removed": name}, comment=f"network {name} would be removed")
         return ret
-    for network in found:
-        __salt__["docker.remove_network"](network["Id"])
+    with _machine_lock(name):  # minions of this machine clean side by side: one removes it
+        return _remove(name, ret)
+
+
+def _now(name, ret):
+    """``ret`` saying the network is gone or used now, or None when it is there and unused."""
+    found = _named(name)
+    if not found:
+        ret["comment"] = f"network {name} is absent (removed by another minion's clean)"
+        return ret
+    if _used(found):
+        ret["comment"] = f"network {name} kept: {len(_used(found))} container(s) use it now ({', '.join(_used(found)[:5])})"
+        return ret
+    return None
+
+
+def _remove(name, ret):
+    """Under the machine's lock: what is there now (another minion may have removed the network
+    or attached a container since it was looked at) decides; so it does after a removal that
+    failed (an engine shared across machines)."""
+    decided = _now(name, ret)
+    if decided:
+        return decided
+    for network in _named(name):
+        try:
+            __salt__["docker.remove_network"](network["Id"])
+        except Exception as exc:  # pylint: disable=broad-except
+            decided = _now(name, ret)
+            if decided:
+                return decided
+            ret.update(result=False, comment=f"network {name} could not be removed: {exc}")
+            return ret
     ret.update(changes={"removed": name}, comment=f"network {name} removed")
     return ret
