@@ -8,7 +8,10 @@ Three windows, one after the other, on the running demo (`make demo` first):
   - schedules off: the engine only (schedule.disable_job, enabled again after);
   - schedules and engine off: the engine's process is left out of the sum (it stays running).
 
-    .venv/bin/python benchmarks/footprint.py [window seconds, default 600] [minion, default node-c]
+    .venv/bin/python benchmarks/footprint.py [window seconds, default 600] [minion, default node-c] [deployed]
+
+With `deployed`, only the first window (what the target is about) and the cost of one job of each
+schedule.
 
 Prints one line per window and a Markdown table for the README.
 """
@@ -108,6 +111,7 @@ def schedules(minion, enabled):
 def main():
     seconds = float(sys.argv[1]) if len(sys.argv) > 1 else 600.0
     minion = sys.argv[2] if len(sys.argv) > 2 else "node-c"
+    only_deployed = len(sys.argv) > 3 and sys.argv[3] == "deployed"
     cores = os.cpu_count()
     listed = demo.salt_json("salt", minion, "schedule.list", "return_yaml=False").get(minion) or {}
     print(f"footprint of {minion} on {cores} cores, {seconds:.0f} s per window; schedules: "
@@ -118,13 +122,14 @@ def main():
         result = window(minion, seconds)
         rows.append(("as deployed (light check every 60 s, full run every 2 h, engine)", result))
         print(f"  as deployed: {result}", flush=True)
-        schedules(minion, False)
-        result = window(minion, seconds)
-        rows.append(("schedules off (engine only)", result))
-        print(f"  schedules off: {result}", flush=True)
-        result = window(minion, seconds, skip_engine=True)
-        rows.append(("schedules and engine off (engine process left out)", result))
-        print(f"  schedules and engine off: {result}", flush=True)
+        if not only_deployed:
+            schedules(minion, False)
+            result = window(minion, seconds)
+            rows.append(("schedules off (engine only)", result))
+            print(f"  schedules off: {result}", flush=True)
+            result = window(minion, seconds, skip_engine=True)
+            rows.append(("schedules and engine off (engine process left out)", result))
+            print(f"  schedules and engine off: {result}", flush=True)
         light = one_run(minion, "energy_heal.heal_check")
         full = one_run(minion, "state.apply", "energy,energy.heal")
         period = {name: float(job.get("seconds") or 0) for name, job in listed.items()}
