@@ -69,9 +69,17 @@ def _named(name):
         try:
             inspected.append(__salt__["docker.inspect_network"](network["Id"]))
         except Exception as exc:  # pylint: disable=broad-except
+            if not _not_found(exc):  # a timeout or an engine error is not "gone"
+                raise
             # removed in between, by another minion's clean on the same engine
             log.debug("energy_network: %s gone while listed (%s)", network["Id"][:12], exc)
     return inspected
+
+
+def _not_found(exc):
+    """Whether Docker answered 404 (saltext-dockermod's ``Error 404: ...`` or the SDK's NotFound)."""
+    status = getattr(getattr(exc, "response", None), "status_code", None)
+    return status == 404 or str(exc).startswith("Error 404") or "404 Client Error" in str(exc)
 
 
 def _used(found):
@@ -135,6 +143,10 @@ def absent(name):
         salt-call state.single energy_network.absent name=energy
     """
     ret = {"name": name, "changes": {}, "result": True, "comment": f"network {name} is absent"}
+    problem = hardening.network_problem(name)
+    if problem:
+        ret.update(result=False, comment=f"energy:network:name: bad value {name!r}. Fix: {problem}")
+        return ret
     found = _named(name)
     if not found:
         return ret
@@ -171,11 +183,12 @@ def _remove(name, ret):
     for network in _named(name):
         try:
             __salt__["docker.remove_network"](network["Id"])
+            ret["changes"] = {"removed": name}  # one of duplicates counts, whatever comes next
         except Exception as exc:  # pylint: disable=broad-except
             decided = _now(name, ret)
             if decided:
                 return decided
             ret.update(result=False, comment=f"network {name} could not be removed: {exc}")
             return ret
-    ret.update(changes={"removed": name}, comment=f"network {name} removed")
+    ret["comment"] = f"network {name} removed"
     return ret

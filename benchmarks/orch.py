@@ -113,12 +113,20 @@ def sdk_run_args(run):
 
 
 def _write_files(container):
+    """The container's files as the SLS writes them: its data (a ``salt://energy/...`` source from
+    this checkout), with their mode."""
     for path, spec in (container.get("files") or {}).items():
         os.makedirs(os.path.dirname(path), exist_ok=True)
         data = spec["data"]
-        text = json.dumps(data) if spec.get("format") == "json" else (
-            yaml.safe_dump(data) if not isinstance(data, str) else data)
-        pathlib.Path(path).write_text(text)
+        if spec.get("format") == "source":
+            text = (ROOT / data.removeprefix("salt://")).read_text()
+        elif spec.get("format") == "json":
+            text = json.dumps(data)
+        else:
+            text = data if isinstance(data, str) else yaml.safe_dump(data)
+        target = pathlib.Path(path)
+        target.write_text(text)
+        target.chmod(int(str(spec.get("mode") or "0600"), 8))
 
 
 def _answers(url, deadline):

@@ -72,3 +72,35 @@ def test_test_mode_removes_nothing(docker):
     ret = network_state.absent("energy")
     assert ret["result"] is None and ret["changes"] == {"removed": "energy"}
     docker["docker.remove_network"].assert_not_called()
+
+
+def test_an_inspect_that_fails_otherwise_than_404_is_an_error_not_an_absent_network(docker):
+    docker["docker.networks"].return_value = [{"Id": UNUSED["Id"], "Name": "energy"}]
+    docker["docker.inspect_network"].side_effect = RuntimeError("Unable to perform inspect_network: Read timed out.")
+    with pytest.raises(RuntimeError, match="Read timed out"):
+        network_state.absent("energy")
+    docker["docker.remove_network"].assert_not_called()
+
+
+def test_an_inspect_that_answers_404_is_a_network_gone_meanwhile(docker):
+    docker["docker.networks"].return_value = [{"Id": UNUSED["Id"], "Name": "energy"}]
+    docker["docker.inspect_network"].side_effect = RuntimeError("Error 404: network aaaa not found")
+    ret = network_state.absent("energy")
+    assert ret["result"] is True and not ret["changes"]
+    docker["docker.remove_network"].assert_not_called()
+
+
+def test_duplicates_one_removed_here_one_by_another_minion_still_count_as_a_change(docker):
+    other = dict(UNUSED, Id="b" * 64)
+    states = [[UNUSED, other], [UNUSED, other], [UNUSED, other], []]
+    docker["docker.networks"].side_effect = [[{"Id": n["Id"], "Name": "energy"} for n in s] for s in states]
+    docker["docker.inspect_network"].side_effect = [n for s in states for n in s]
+    docker["docker.remove_network"].side_effect = [None, RuntimeError("Error 404: network bbbb not found")]
+    ret = network_state.absent("energy")
+    assert ret["result"] is True and ret["changes"] == {"removed": "energy"}
+
+
+def test_a_bad_name_is_refused_with_the_pillar_key(docker):
+    ret = network_state.absent("../etc/x")
+    assert ret["result"] is False and "energy:network:name" in ret["comment"]
+    docker["docker.networks"].assert_not_called()
