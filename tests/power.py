@@ -80,7 +80,8 @@ def model_totals(plan, since, until):
 
 def truth_joules(plan, since, until, period_s, admin_password=None, totals=None):
     """The stand-in sensors' ground truth over ``[since, until)`` (epoch seconds): ``{sensor:
-    {target: {"cpu": J, "dram": J}}}``, the sum over its ticks of each target's true watts times
+    {target: {"cpu": J, "dram": J, "seconds": s}}}`` (``seconds``: the ticks the stand-in saw the
+    target in, times the period), the sum over its ticks of each target's true watts times
     the period (``watts``/``dram_watts`` of a truth document, or the package and DRAM power times
     the target's share where the stand-in writes only shares). With ``totals`` (``model_totals``),
     the package power of each tick is the model's estimate: what is left is the error of the split."""
@@ -104,7 +105,8 @@ def truth_joules(plan, since, until, period_s, admin_password=None, totals=None)
                     watts = {t: (model or 0.0) * s for t, s in doc["shares"].items()}
                 dram = doc.get("dram_watts") or {t: doc["dram_w"] * s for t, s in doc["shares"].items()}
                 for target, w in watts.items():
-                    entry = sensor.setdefault(target, {"cpu": 0.0, "dram": 0.0})
+                    entry = sensor.setdefault(target, {"cpu": 0.0, "dram": 0.0, "seconds": 0.0})
+                    entry["seconds"] += period_s
                     entry["cpu"] += w * period_s
                     entry["dram"] += dram.get(target, 0.0) * period_s
     return found

@@ -94,7 +94,9 @@ def test_each_containers_joules_are_within_1_percent_of_the_truth(experiment, pl
             row, where = rows[target], (found["minion"], target)
             assert row["scope_j"]["cpu"] == pytest.approx(true["cpu"], rel=0.01), where
             assert row["scope_j"]["cpu"] == pytest.approx(split[found["minion"]][target]["cpu"], rel=0.01), where
-            assert row["seconds"] >= found["model_seconds"] - PERIOD_S, where  # in every tick the model estimated
+            # in every tick the model estimated while the container lived: a container of another
+            # stack on this host (the demo's, which starts and stops one every 30 s) may live a part
+            assert row["seconds"] >= min(found["model_seconds"], true["seconds"]) - PERIOD_S, (where, true)
             assert row["mean_w"] == pytest.approx(row["joules"] / row["seconds"])
         # the package energy the model attributed is its estimate, within 1 % of RAPL's
         assert found["model_j"] == pytest.approx(found["global_j"], rel=1e-6)
