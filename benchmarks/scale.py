@@ -11,14 +11,8 @@ Targets: 48 minions' cold orch at most 3 times 8 minions'; the master's work lin
 
     .venv/bin/python benchmarks/scale.py [sizes, default 4,8,16,24,48]
 
-Every size runs its sensors at one report every SENSOR_PERIOD_MS (5 s; the demo's is 1 s): the
-object is the orch, and at 48 minions the data path at 1 Hz (48 sensors, three MongoDB stand-ins
-in Python, the SmartWatts shards) alone kept this 2-core machine 100 % busy, the master's
-requests timed out and the measure was of the saturation. The plan, the containers and the steps
-of each orch are the same at any period.
-
 Prints a Markdown table and draws benchmarks/scale.png (needs matplotlib: pip install matplotlib).
-Ends with the demo back at its 4 minions and its own period, deployed.
+Ends with the demo back at its 4 minions, deployed.
 """
 
 import os
@@ -40,15 +34,6 @@ CACHEDIR = demo.DEMO / "master" / "var" / "cache" / "salt" / "master"
 
 
 SIZES = []  # the minion counts of this run
-SENSOR_PERIOD_MS = 5000
-DEMO_PILLAR = demo.pillar
-
-
-def scale_pillar():
-    """The demo's pillar with the sensors' period of the scale run."""
-    conf = DEMO_PILLAR()
-    conf["energy"]["sensor"]["frequency_ms"] = SENSOR_PERIOD_MS
-    return conf
 
 
 def rss_mib(pid):
@@ -127,7 +112,6 @@ def shrink_to_four():
     """Back to the demo's 4 minions: the extra ones' stack removed, then the minions stopped."""
     extra = sorted(set(demo.minions(max([4, *SIZES]))) - set(demo.minions(4)))
     demo.MINIONS = demo.minions(4)
-    demo.pillar = DEMO_PILLAR  # the demo's own sensor period again
     demo.configure()  # the demo's pillar for 4 minions again (its sizing counts the minions)
     orch("energy.clean_orch")
     for pidfile in sorted(demo.DEMO.glob("node-[0-9]*/minion.pid")):
@@ -181,8 +165,7 @@ def draw(rows, path):
 def main():
     sizes = [int(s) for s in (sys.argv[1] if len(sys.argv) > 1 else "4,8,16,24,48").split(",")]
     SIZES[:] = sizes
-    demo.pillar = scale_pillar
-    print(f"scale: {sizes} minions on {os.cpu_count()} cores, sensors every {SENSOR_PERIOD_MS} ms", flush=True)
+    print(f"scale: {sizes} minions on {os.cpu_count()} cores", flush=True)
     rows = []
     try:
         for count in sizes:
