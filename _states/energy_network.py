@@ -147,13 +147,9 @@ def absent(name):
     if problem:
         ret.update(result=False, comment=f"energy:network:name: bad value {name!r}. Fix: {problem}")
         return ret
-    found = _named(name)
-    if not found:
-        return ret
-    used = _used(found)
-    if used:
-        ret["comment"] = f"network {name} kept: {len(used)} container(s) still use it ({', '.join(used[:5])})"
-        return ret
+    decided = _gone_or_used(name, _named(name), ret, "network {name} is absent", "still use it")
+    if decided:
+        return decided
     if __opts__.get("test"):
         ret.update(result=None, changes={"removed": name}, comment=f"network {name} would be removed")
         return ret
@@ -161,31 +157,39 @@ def absent(name):
         return _remove(name, ret)
 
 
-def _now(name, ret):
-    """``ret`` saying the network is gone or used now, or None when it is there and unused."""
-    found = _named(name)
+def _gone_or_used(name, found, ret, gone, use):
+    """``ret`` saying the network (``found``: ``_named``) is gone or used, or None when it is there
+    and unused."""
     if not found:
-        ret["comment"] = f"network {name} is absent (removed by another minion's clean)"
+        ret["comment"] = gone.format(name=name)
         return ret
-    if _used(found):
-        ret["comment"] = f"network {name} kept: {len(_used(found))} container(s) use it now ({', '.join(_used(found)[:5])})"
+    used = _used(found)
+    if used:
+        ret["comment"] = f"network {name} kept: {len(used)} container(s) {use} ({', '.join(used[:5])})"
         return ret
     return None
 
 
+def _now(name, ret):
+    """What is there now, after another minion may have removed the network or attached a
+    container: ``(ret, None)`` when that decides, else ``(None, the networks)``."""
+    found = _named(name)
+    return _gone_or_used(name, found, ret, "network {name} is absent (removed by another minion's clean)",
+                         "use it now"), found
+
+
 def _remove(name, ret):
-    """Under the machine's lock: what is there now (another minion may have removed the network
-    or attached a container since it was looked at) decides; so it does after a removal that
+    """Under the machine's lock: what is there now decides; so it does after a removal that
     failed (an engine shared across machines)."""
-    decided = _now(name, ret)
+    decided, found = _now(name, ret)
     if decided:
         return decided
-    for network in _named(name):
+    for network in found:
         try:
             __salt__["docker.remove_network"](network["Id"])
             ret["changes"] = {"removed": name}  # one of duplicates counts, whatever comes next
         except Exception as exc:  # pylint: disable=broad-except
-            decided = _now(name, ret)
+            decided, _found = _now(name, ret)
             if decided:
                 return decided
             ret.update(result=False, comment=f"network {name} could not be removed: {exc}")

@@ -24,20 +24,21 @@ def docker(tmp_path, monkeypatch):
 
 
 def listing(docker, *states):
-    """docker.networks then docker.inspect_network answer ``states`` in turn (None: no network)."""
+    """docker.networks then docker.inspect_network answer ``states`` in turn (None: no network);
+    a call past them fails the test (StopIteration)."""
     docker["docker.networks"].side_effect = [[{"Id": s["Id"], "Name": "energy"}] if s else [] for s in states]
     docker["docker.inspect_network"].side_effect = [s for s in states if s]
 
 
 def test_an_unused_network_is_removed(docker):
-    listing(docker, UNUSED, UNUSED, UNUSED)
+    listing(docker, UNUSED, UNUSED)  # seen, seen again under the lock
     ret = network_state.absent("energy")
     assert ret["result"] is True and ret["changes"] == {"removed": "energy"}
     docker["docker.remove_network"].assert_called_once_with(UNUSED["Id"])
 
 
 def test_a_network_another_minion_removed_meanwhile_is_absent_not_a_failure(docker):
-    listing(docker, UNUSED, UNUSED, UNUSED, None)  # seen, seen again under the lock, gone after the 404
+    listing(docker, UNUSED, UNUSED, None)  # seen, seen again under the lock, gone after the 404
     docker["docker.remove_network"].side_effect = RuntimeError("404 Client Error: network energy not found")
     ret = network_state.absent("energy")
     assert ret["result"] is True and not ret["changes"]
@@ -52,7 +53,7 @@ def test_a_network_removed_before_the_lock_is_taken_is_not_removed_again(docker)
 
 
 def test_a_network_a_container_joined_meanwhile_is_kept(docker):
-    listing(docker, UNUSED, UNUSED, UNUSED, USED)
+    listing(docker, UNUSED, UNUSED, USED)
     docker["docker.remove_network"].side_effect = RuntimeError("403: network energy has active endpoints")
     ret = network_state.absent("energy")
     assert ret["result"] is True and not ret["changes"]
@@ -60,7 +61,7 @@ def test_a_network_a_container_joined_meanwhile_is_kept(docker):
 
 
 def test_a_removal_that_fails_for_another_reason_fails_with_it(docker):
-    listing(docker, UNUSED, UNUSED, UNUSED, UNUSED)
+    listing(docker, UNUSED, UNUSED, UNUSED)
     docker["docker.remove_network"].side_effect = RuntimeError("500: the engine is shutting down")
     ret = network_state.absent("energy")
     assert ret["result"] is False and "the engine is shutting down" in ret["comment"]
@@ -92,7 +93,7 @@ def test_an_inspect_that_answers_404_is_a_network_gone_meanwhile(docker):
 
 def test_duplicates_one_removed_here_one_by_another_minion_still_count_as_a_change(docker):
     other = dict(UNUSED, Id="b" * 64)
-    states = [[UNUSED, other], [UNUSED, other], [UNUSED, other], []]
+    states = [[UNUSED, other], [UNUSED, other], []]
     docker["docker.networks"].side_effect = [[{"Id": n["Id"], "Name": "energy"} for n in s] for s in states]
     docker["docker.inspect_network"].side_effect = [n for s in states for n in s]
     docker["docker.remove_network"].side_effect = [None, RuntimeError("Error 404: network bbbb not found")]
